@@ -1,0 +1,46 @@
+# Everything runs from the pinned virtualenvs; `make test` is what CI runs.
+PYTHON ?= python3
+VENV := .venv
+LINT_VENV := .venv-lint
+PY := $(VENV)/bin/python
+STACK ?= dev
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: venv lint-venv plan plan-all test lint audit bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip check
+	touch $@
+
+$(LINT_VENV)/.installed: requirements-lint.txt
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-lint.txt 2>&1 | grep -v "^WARNING: Location" || true
+	touch $@
+
+venv: $(VENV)/.installed
+lint-venv: $(LINT_VENV)/.installed
+
+## plan: render what `pulumi up` would deploy for STACK (default dev), offline
+plan: venv
+	$(PY) tools/plan.py --stack $(STACK)
+
+plan-all: venv
+	$(PY) tools/plan.py --stack dev >/dev/null
+	$(PY) tools/plan.py --stack prod >/dev/null
+
+## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end
+test: venv lint-venv
+	$(PY) -m pytest
+
+## audit: offline credential audit of a `pulumi stack export` file
+audit: venv
+	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
+	$(PY) tools/audit.py "$(STATE)"
+
+bench: venv
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf build .pytest_cache

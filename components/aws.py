@@ -1,0 +1,177 @@
+"""AWS building blocks for the EKS target. Imported only when the target is eks.
+
+pulumi_aws is large (about 3 s to import cold); the dev target never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from .config import ArtifactsConfig, AwsConfig, RdsConfig
+from .storage_policy import Access, bucket_arn, s3_access_policy
+
+
+def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    """A private, versioned, encrypted bucket that refuses plain HTTP and outlives the stack."""
+    stateful = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
+    bucket = aws.s3.Bucket(name, bucket=config.bucket, force_destroy=False, opts=stateful)
+    child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[bucket]))
+    aws.s3.BucketOwnershipControls(
+        f"{name}-ownership",
+        bucket=bucket.id,
+        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        opts=child,
+    )
+    block = aws.s3.BucketPublicAccessBlock(
+        f"{name}-public-access",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child,
+    )
+    versioning = aws.s3.BucketVersioning(
+        f"{name}-versioning",
+        bucket=bucket.id,
+        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+        opts=child,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-encryption",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms" if config.kms_key_arn else "AES256",
+                    kms_master_key_id=config.kms_key_arn,
+                ),
+                bucket_key_enabled=bool(config.kms_key_arn),
+            )
+        ],
+        opts=child,
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        f"{name}-lifecycle",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-noncurrent-versions",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=config.noncurrent_version_days
+                ),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=7
+                ),
+            )
+        ],
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
+    )
+    aws.s3.BucketPolicy(
+        f"{name}-tls-only",
+        bucket=bucket.id,
+        policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [bucket_arn(config.bucket), f"{bucket_arn(config.bucket)}/*"],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            }
+        ),
+        # A bucket policy is rejected while the public-access block is being applied.
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[block])),
+    )
+    return bucket
+
+
+def irsa_role(
+    name: str,
+    *,
+    aws_config: AwsConfig,
+    namespace: str,
+    service_account: str,
+    bucket: str,
+    prefix: str,
+    access: Access,
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """An IAM role only ``namespace/service_account`` can assume, limited to one bucket prefix."""
+    issuer = aws_config.oidc_issuer
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": aws_config.oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                        f"{issuer}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+    role = aws.iam.Role(name, assume_role_policy=json.dumps(trust), max_session_duration=3600, opts=opts)
+    aws.iam.RolePolicy(
+        f"{name}-s3",
+        role=role.id,
+        policy=json.dumps(s3_access_policy(bucket, prefix, access)),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=role)),
+    )
+    return role
+
+
+def rds_postgres(
+    name: str,
+    *,
+    config: RdsConfig,
+    database: str,
+    user: str,
+    password: pulumi.Output[str],
+    protect: bool,
+    opts: pulumi.ResourceOptions,
+) -> aws.rds.Instance:
+    """Managed PostgreSQL that refuses deletion and leaves a final snapshot if forced."""
+    return aws.rds.Instance(
+        name,
+        engine="postgres",
+        engine_version=config.engine_version,
+        instance_class=config.instance_class,
+        allocated_storage=config.allocated_storage_gb,
+        storage_type="gp3",
+        storage_encrypted=True,
+        db_name=database,
+        username=user,
+        password=password,
+        db_subnet_group_name=config.subnet_group_name,
+        vpc_security_group_ids=config.security_group_ids,
+        publicly_accessible=False,
+        multi_az=config.multi_az,
+        backup_retention_period=config.backup_retention_days,
+        deletion_protection=True,
+        skip_final_snapshot=False,
+        final_snapshot_identifier=f"{name}-final",
+        copy_tags_to_snapshot=True,
+        auto_minor_version_upgrade=True,
+        iam_database_authentication_enabled=False,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)),
+    )
+
+
+def role_arn_annotation(role: Optional[aws.iam.Role]) -> dict:
+    return {"eks.amazonaws.com/role-arn": role.arn} if role is not None else {}

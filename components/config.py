@@ -1,0 +1,356 @@
+"""Typed stack configuration: parsed once, validated before any resource exists.
+
+Every ``mlops-platform:*`` key of a stack file is parsed here into frozen
+objects. Components receive those objects and never read ``pulumi.Config``.
+A bad value raises :class:`ConfigError` with one line naming the key, what is
+wrong and what is allowed; values of secret keys are never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Optional
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "mlops-platform"
+
+# The MLflow server image must run the same MLflow as the client libraries this
+# project is tested with (requirements.txt pins mlflow==MLFLOW_VERSION).
+MLFLOW_VERSION = "3.17.2"
+MLFLOW_IMAGE = f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
+POSTGRES_IMAGE = "docker.io/library/postgres:16.10"
+# MinIO stopped publishing community images after this release (Sept 2025);
+# keep both images configurable for teams on a commercial or mirrored build.
+MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
+MINIO_CLIENT_IMAGE = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack config. RunError makes Pulumi print the message, not a traceback."""
+
+
+_STORAGE = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+_MEMORY = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$|^[A-Za-z0-9]$")
+_PATH_PREFIX = re.compile(r"^/[a-z0-9][a-z0-9-]*$")
+_IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?$")
+_K8S_VERSION = re.compile(r"^1\.[0-9]{2}$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:.+$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+
+
+def _check(pattern: re.Pattern[str], allowed: str):
+    def validate(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not valid; allowed: {allowed}")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _pinned(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise ValueError(f"{value!r} is not an image reference; allowed: registry/repository:tag or @sha256:digest")
+    tag = value.rsplit("/", 1)[-1]
+    if "@sha256:" not in value and (":" not in tag or tag.endswith(":latest")):
+        raise ValueError(f"{value!r} is not pinned; allowed: an explicit version tag (not latest) or a digest")
+    return value
+
+
+Storage = Annotated[str, _check(_STORAGE, "a whole number with Mi, Gi or Ti, e.g. 20Gi")]
+Cpu = Annotated[str, _check(_CPU, "cores like 0.5 or millicores like 500m")]
+Memory = Annotated[str, _check(_MEMORY, "a whole number with Mi or Gi, e.g. 512Mi")]
+DnsLabel = Annotated[str, _check(_DNS_LABEL, "a DNS-1123 label: lowercase letters, digits and '-', at most 63")]
+DnsName = Annotated[str, _check(_DNS_NAME, "a lowercase DNS name, e.g. kubeflow.example.com")]
+BucketName = Annotated[str, _check(_BUCKET, "an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-'")]
+KeyPrefix = Annotated[str, _check(_PREFIX, "an S3 key prefix without leading or trailing '/', e.g. mlflow")]
+PathPrefix = Annotated[str, _check(_PATH_PREFIX, "one URL path segment with a leading '/', e.g. /mlflow")]
+Image = Annotated[str, AfterValidator(_pinned)]
+Arn = Annotated[str, _check(_ARN, "an AWS ARN, e.g. arn:aws:iam::123456789012:oidc-provider/...")]
+
+
+class _Model(BaseModel):
+    """camelCase keys as in Pulumi stack files; unknown keys are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=False
+    )
+
+
+class Resources(_Model):
+    """Requests and limits of one container."""
+
+    cpu_request: Cpu = "100m"
+    cpu_limit: Cpu = "1"
+    memory_request: Memory = "256Mi"
+    memory_limit: Memory = "1Gi"
+
+
+class TrackingConfig(_Model):
+    image: Image = MLFLOW_IMAGE
+    replicas: int = Field(default=1, ge=1, le=10)
+    workers: int = Field(default=2, ge=1, le=16)
+    path_prefix: PathPrefix = "/mlflow"
+    external_host: Optional[DnsName] = None
+    resources: Resources = Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi")
+
+
+class RdsConfig(_Model):
+    instance_class: str = "db.t4g.medium"
+    allocated_storage_gb: int = Field(default=50, ge=20, le=65536)
+    engine_version: str = "16.10"
+    subnet_group_name: str
+    security_group_ids: list[str] = Field(min_length=1)
+    backup_retention_days: int = Field(default=14, ge=1, le=35)
+    multi_az: bool = True
+
+
+class DatabaseConfig(_Model):
+    mode: Literal["inCluster", "rds"] = "inCluster"
+    image: Image = POSTGRES_IMAGE
+    name: DnsLabel = "mlflow"
+    user: DnsLabel = "mlflow"
+    storage_class: Optional[DnsName] = None
+    storage_size: Storage = "10Gi"
+    resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
+    rds: Optional[RdsConfig] = None
+
+    @model_validator(mode="after")
+    def _rds_needs_settings(self) -> "DatabaseConfig":
+        if self.mode == "rds" and self.rds is None:
+            raise _KeyError("rds", "is required when database.mode is rds; allowed: an object with subnetGroupName and securityGroupIds")
+        return self
+
+
+class MinioConfig(_Model):
+    image: Image = MINIO_IMAGE
+    client_image: Image = MINIO_CLIENT_IMAGE
+    storage_class: Optional[DnsName] = None
+    storage_size: Storage = "20Gi"
+    resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
+
+
+class ArtifactsConfig(_Model):
+    bucket: BucketName = "mlflow-artifacts"
+    # Each tracking server gets its own prefix: two servers sharing a bucket root
+    # both number experiments from 1 and would mix their files.
+    prefix: KeyPrefix = "mlflow"
+    noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
+    kms_key_arn: Optional[Arn] = None
+    minio: MinioConfig = MinioConfig()
+
+
+class AwsConfig(_Model):
+    region: Annotated[str, _check(_REGION, "an AWS region, e.g. eu-west-1")]
+    oidc_provider_arn: Arn
+    oidc_provider_url: Annotated[str, _check(re.compile(r"^(https://)?oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-Z0-9]+$"), "the cluster's OIDC issuer, e.g. oidc.eks.eu-west-1.amazonaws.com/id/ABC123")]
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The issuer without scheme, as IAM condition keys spell it."""
+        return self.oidc_provider_url.removeprefix("https://")
+
+
+class KubeflowConfig(_Model):
+    enabled: bool = False
+    gateway: Annotated[str, _check(re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$"), "namespace/name of an Istio Gateway")] = "kubeflow/kubeflow-gateway"
+    ingress_principal: str = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+    allowed_principals: list[str] = []
+    external_host: Optional[DnsName] = None
+    profiles: list[DnsLabel] = []
+    kfp_access: bool = False
+    dashboard_tab: bool = True
+    insecure_cookies: bool = False
+
+
+class ModelSource(_Model):
+    name: DnsLabel
+    namespace: DnsLabel
+    registered_model: Optional[str] = None
+    alias: Optional[str] = None
+    version: Optional[int] = Field(default=None, ge=1)
+    storage_uri: Optional[str] = None
+    format: Literal["mlflow", "sklearn"] = "mlflow"
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=1, ge=1, le=100)
+    resources: Resources = Resources(cpu_request="100m", memory_request="512Mi", memory_limit="1Gi")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSource":
+        chosen = [k for k in ("alias", "version", "storage_uri") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of alias, version or storageUri")
+        if chosen[0] != "storage_uri" and not self.registered_model:
+            raise ValueError("registeredModel is required with alias or version")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class ServingConfig(_Model):
+    enabled: bool = False
+    mlflow_tracking_uri: Optional[str] = None
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    install_kserve: bool = False
+    namespaces: list[DnsLabel] = []
+    models: list[ModelSource] = []
+
+
+class PlatformConfig(_Model):
+    """The whole stack: what `__main__.py` hands to the components."""
+
+    stack: str
+    target: Literal["microk8s", "eks"]
+    namespace: DnsLabel = "mlflow"
+    kubernetes_version: Annotated[str, _check(_K8S_VERSION, "a minor version like 1.33")] = "1.33"
+    data_protection: Optional[bool] = None
+    tracking: TrackingConfig = TrackingConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    aws: Optional[AwsConfig] = None
+    kubeflow: KubeflowConfig = KubeflowConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @model_validator(mode="after")
+    def _target_rules(self) -> "PlatformConfig":
+        if self.target == "eks" and self.aws is None:
+            raise _KeyError("aws", "is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl")
+        if self.target == "microk8s" and self.database.mode == "rds":
+            raise _KeyError("database.mode", "'rds' needs target eks; allowed: 'inCluster'")
+        return self
+
+    @property
+    def is_eks(self) -> bool:
+        return self.target == "eks"
+
+    @property
+    def protect_data(self) -> bool:
+        """Protect and retain stateful resources: on by default in EKS (prod)."""
+        return self.is_eks if self.data_protection is None else self.data_protection
+
+    @property
+    def external_hosts(self) -> list[str]:
+        """Hosts users reach MLflow through: its own, and Kubeflow's gateway when integrated."""
+        hosts = [self.tracking.external_host]
+        if self.kubeflow.enabled:
+            hosts.append(self.kubeflow.external_host)
+        return list(dict.fromkeys(h for h in hosts if h))
+
+    @property
+    def storage_class(self) -> str:
+        return "gp3" if self.is_eks else "microk8s-hostpath"
+
+
+class _KeyError(ValueError):
+    """A rule about a specific key (relative to the model that raised it)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _format_error(exc: ValidationError, secret_keys: frozenset[str]) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    ctx_error = err.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _KeyError):
+        loc = loc + ctx_error.key.split(".")
+        # Model-level rules on the root are reported relative to the root.
+        message = ctx_error.message
+    elif err["type"] == "extra_forbidden":
+        message = "is not a known key; allowed: " + ", ".join(_allowed_keys(loc[:-1]))
+    elif err["type"] == "missing":
+        message = "is required"
+    elif err["type"] == "value_error":
+        message = str(ctx_error)
+    else:
+        message = err["msg"][0].lower() + err["msg"][1:]
+        if "Input should be" in err["msg"]:
+            message = f"{err['input']!r} is not allowed; allowed: " + err["msg"].removeprefix("Input should be ")
+    top = loc[0] if loc else "?"
+    rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+    key = f"{PROJECT}:{top}{rest}"
+    if top in secret_keys:
+        message = "is invalid (value hidden: secret key)"
+    return f"{key}: {message}"
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: Any = PlatformConfig
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = next(f for n, f in model.model_fields.items() if (f.alias or n) == part or n == part)
+        model = _model_of(field.annotation)
+    return sorted(
+        (f.alias or n) for n, f in model.model_fields.items() if n != "stack"
+    )
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset()) -> PlatformConfig:
+    """Parse ``{"mlops-platform:key": "value"}`` (values as Pulumi stores them) into a PlatformConfig."""
+    values: dict[str, Any] = {"stack": stack}
+    for full_key, text in raw.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        values[key] = _decode(text)
+    try:
+        return PlatformConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, secret_keys)) from None
+
+
+def _decode(text: Any) -> Any:
+    """Objects and lists arrive as JSON text; scalars stay text for the typed fields to parse."""
+    if not isinstance(text, str) or not text.lstrip().startswith(("{", "[")):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def load_config() -> PlatformConfig:
+    """Read the running stack's config as the Pulumi engine hands it to the program.
+
+    The language host passes config in ``PULUMI_CONFIG``; ``set_all_config``
+    (used by the mock harness) overrides it.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    env_secret_keys = set(runtime_config.get_config_secret_keys_env())
+    secret_keys = frozenset(
+        key.partition(":")[2]
+        for key in raw
+        if key.startswith(PROJECT + ":") and (key in env_secret_keys or runtime_config.is_config_secret(key))
+    )
+    return parse_config(pulumi.get_stack(), raw, secret_keys)

@@ -1,0 +1,225 @@
+"""In-cluster MinIO for the dev target, and the Job that provisions its users.
+
+MinIO's root key only ever reaches the MinIO pod and provisioning Jobs; every
+client (MLflow, each Kubeflow profile, KServe) gets its own user whose policy is
+limited to one prefix of the artifact bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import naming
+from .config import MinioConfig, Resources
+from .containers import HttpProbe, ScratchDir, container, pod_spec, scratch_volumes, secret_env
+from .storage_policy import Access, s3_access_policy
+
+COMPONENT = "minio"
+API_PORT = 9000
+ROOT_SECRET_KEYS = ("rootUser", "rootPassword")
+# Pods carrying this label may reach MinIO through its NetworkPolicy (e.g. KServe's
+# storage initializer, notebooks writing artifacts directly).
+CLIENT_LABEL = "mlops-platform/minio-client"
+
+_JOB_RESOURCES = Resources(cpu_request="50m", cpu_limit="500m", memory_request="64Mi", memory_limit="256Mi")
+
+
+@dataclass(frozen=True)
+class MinioEndpoint:
+    """What a provisioning Job needs to talk to MinIO as root."""
+
+    namespace: str
+    service: str
+    root_secret: str
+    client_image: str
+    bucket: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{naming.service_host(self.service, self.namespace)}:{API_PORT}"
+
+
+@dataclass(frozen=True)
+class MinioUser:
+    """A MinIO user limited to ``prefix`` of the bucket; its secret key is a Pulumi secret."""
+
+    access_key: str
+    secret_key: pulumi.Output[str]
+    prefix: str
+    access: Access
+
+    @property
+    def policy_name(self) -> str:
+        return f"{self.access_key}-{self.access}"
+
+
+def deploy_server(
+    name: str,
+    *,
+    namespace: str,
+    config: MinioConfig,
+    storage_class: str,
+    root_user: str,
+    root_password: pulumi.Output[str],
+    protect: bool,
+    opts: pulumi.ResourceOptions,
+) -> str:
+    """MinIO with a PVC and a Service; returns the name of its root credentials Secret."""
+    instance = name
+    meta = lambda suffix, **kw: naming.metadata(f"{name}-{suffix}" if suffix else name, namespace, component=COMPONENT, instance=instance, **kw)  # noqa: E731
+    stateful = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
+
+    root = k8s.core.v1.Secret(
+        f"{name}-root",
+        metadata=meta("root"),
+        type="Opaque",
+        string_data={"rootUser": root_user, "rootPassword": root_password},
+        opts=opts,
+    )
+    pvc = k8s.core.v1.PersistentVolumeClaim(
+        f"{name}-data",
+        metadata=meta("data"),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=config.storage_class or storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": config.storage_size}),
+        ),
+        opts=stateful,
+    )
+    scratch = [ScratchDir("tmp", "/tmp")]
+    server = container(
+        "minio",
+        config.image,
+        config.resources,
+        command=["minio"],
+        args=["server", "/data", "--address", f":{API_PORT}", "--console-address", ":9001"],
+        env=[secret_env("MINIO_ROOT_USER", root.metadata.name, "rootUser"), secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "rootPassword")],
+        ports={"api": API_PORT},
+        probe=HttpProbe("/minio/health/live", "api"),
+        scratch=scratch,
+        mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data")],
+    )
+    k8s.apps.v1.Deployment(
+        name,
+        metadata=meta(None),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=1,
+            # One writer per volume: never run two MinIO pods on the same PVC.
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=naming.selector_labels(COMPONENT, instance)),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance)),
+                spec=pod_spec(
+                    [server],
+                    volumes=scratch_volumes([scratch])
+                    + [k8s.core.v1.VolumeArgs(name="data", persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=pvc.metadata.name))],
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+    k8s.core.v1.Service(
+        f"{name}-svc",
+        metadata=meta(None),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=naming.selector_labels(COMPONENT, instance),
+            ports=[k8s.core.v1.ServicePortArgs(name="api", port=API_PORT, target_port="api")],
+        ),
+        opts=opts,
+    )
+    return name + "-root"
+
+
+def provision_users(
+    name: str,
+    *,
+    endpoint: MinioEndpoint,
+    users: list[MinioUser],
+    create_bucket: bool,
+    instance: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.batch.v1.Job:
+    """A Job that creates the bucket (optionally) and each user with its prefix policy.
+
+    Idempotent: re-running it converges, so Pulumi may replace it at will (a Job's
+    spec is immutable, so any change to users or policies replaces it).
+    """
+    meta = lambda suffix: naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)  # noqa: E731
+    policies = {f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users}
+    policy_map = k8s.core.v1.ConfigMap(f"{name}-policies", metadata=meta("policies"), data=policies, opts=opts)
+    keys = k8s.core.v1.Secret(
+        f"{name}-keys",
+        metadata=meta("keys"),
+        type="Opaque",
+        string_data={_env_key(u): u.secret_key for u in users},
+        opts=opts,
+    )
+    script = _provision_script(endpoint.bucket, users, create_bucket)
+    scratch = [ScratchDir("tmp", "/tmp")]
+    job_container = container(
+        "provision",
+        endpoint.client_image,
+        _JOB_RESOURCES,
+        command=["/bin/sh", "-ec", script],
+        env=[
+            k8s.core.v1.EnvVarArgs(name="MINIO_URL", value=endpoint.url),
+            k8s.core.v1.EnvVarArgs(name="MC_CONFIG_DIR", value="/tmp/.mc"),
+            secret_env("MINIO_ROOT_USER", endpoint.root_secret, "rootUser"),
+            secret_env("MINIO_ROOT_PASSWORD", endpoint.root_secret, "rootPassword"),
+        ]
+        + [secret_env(_env_key(u), keys.metadata.name, _env_key(u)) for u in users],
+        scratch=scratch,
+        mounts=[k8s.core.v1.VolumeMountArgs(name="policies", mount_path="/policies", read_only=True)],
+    )
+    digest = hashlib.sha256((script + json.dumps(policies, sort_keys=True)).encode()).hexdigest()[:10]
+    return k8s.batch.v1.Job(
+        name,
+        metadata=naming.metadata(
+            f"{name}-{digest}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance,
+            extra_labels={CLIENT_LABEL: "true"},
+        ),
+        spec=k8s.batch.v1.JobSpecArgs(
+            backoff_limit=6,
+            active_deadline_seconds=600,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(f"{COMPONENT}-provisioner", instance, **{CLIENT_LABEL: "true"})),
+                spec=pod_spec(
+                    [job_container],
+                    restart_policy="OnFailure",
+                    volumes=scratch_volumes([scratch])
+                    + [k8s.core.v1.VolumeArgs(name="policies", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=policy_map.metadata.name))],
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+
+
+def _env_key(user: MinioUser) -> str:
+    return "SECRET_KEY_" + user.access_key.upper().replace("-", "_")
+
+
+def _provision_script(bucket: str, users: list[MinioUser], create_bucket: bool) -> str:
+    """Shell for ``mc``; credentials are only ever referenced as environment variables."""
+    lines = [
+        'mc alias set local "$MINIO_URL" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null',
+    ]
+    if create_bucket:
+        lines += [
+            f"mc mb --ignore-existing local/{bucket}",
+            f"mc version enable local/{bucket}",
+        ]
+    for u in users:
+        lines += [
+            f"mc admin policy create local {u.policy_name} /policies/{u.policy_name}.json",
+            f'mc admin user add local {u.access_key} "${_env_key(u)}"',
+            f"mc admin policy attach local {u.policy_name} --user {u.access_key} >/dev/null 2>&1"
+            f" || mc admin user info local {u.access_key} --json | grep -q '\"{u.policy_name}\"'",
+        ]
+    lines.append('echo "provisioned"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""In-cluster PostgreSQL for MLflow's metadata: a single-replica StatefulSet."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import naming
+from .config import DatabaseConfig
+from .containers import ExecProbe, ScratchDir, container, pod_spec, scratch_volumes, secret_env
+
+COMPONENT = "postgresql"
+PORT = 5432
+DATA_DIR = "/var/lib/postgresql/data"
+
+
+def deploy(
+    name: str,
+    *,
+    namespace: str,
+    config: DatabaseConfig,
+    storage_class: str,
+    credentials_secret: pulumi.Input[str],
+    protect: bool,
+    opts: pulumi.ResourceOptions,
+) -> str:
+    """Declare PostgreSQL; returns the in-cluster host name of its headless Service."""
+    instance = name
+    selector = naming.selector_labels(COMPONENT, instance)
+    scratch = [ScratchDir("run", "/var/run/postgresql", "16Mi"), ScratchDir("tmp", "/tmp", "64Mi")]
+    db = container(
+        "postgresql",
+        config.image,
+        config.resources,
+        env=[
+            secret_env("POSTGRES_USER", credentials_secret, "username"),
+            secret_env("POSTGRES_PASSWORD", credentials_secret, "password"),
+            secret_env("POSTGRES_DB", credentials_secret, "database"),
+            k8s.core.v1.EnvVarArgs(name="PGDATA", value=f"{DATA_DIR}/pgdata"),
+        ],
+        ports={"postgresql": PORT},
+        # Exec probes get no shell expansion; sh reads the user from the environment.
+        probe=ExecProbe(["/bin/sh", "-c", 'exec pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
+        scratch=scratch,
+        mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)],
+    )
+    k8s.core.v1.Service(
+        f"{name}-headless",
+        metadata=naming.metadata(name, namespace, component=COMPONENT, instance=instance),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            cluster_ip="None",
+            selector=selector,
+            ports=[k8s.core.v1.ServicePortArgs(name="postgresql", port=PORT, target_port="postgresql")],
+        ),
+        opts=opts,
+    )
+    k8s.apps.v1.StatefulSet(
+        name,
+        metadata=naming.metadata(name, namespace, component=COMPONENT, instance=instance),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            service_name=name,
+            replicas=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            # The claim outlives the StatefulSet, whatever happens to it.
+            persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                when_deleted="Retain", when_scaled="Retain"
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance)),
+                spec=pod_spec([db], volumes=scratch_volumes([scratch])),
+            ),
+            volume_claim_templates=[
+                k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=naming.labels(COMPONENT, instance)),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=config.storage_class or storage_class,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": config.storage_size}),
+                    ),
+                )
+            ],
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)),
+    )
+    return naming.service_host(name, namespace)

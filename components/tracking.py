@@ -1,0 +1,298 @@
+"""TrackingStack: the MLflow tracking server and model registry with its storage.
+
+dev (microk8s): PostgreSQL and MinIO run in the cluster.
+prod (eks):     artifacts in an S3 bucket reached through IRSA (no static keys);
+                metadata in in-cluster PostgreSQL on EBS, or RDS when configured.
+
+Artifacts are proxied (``--serve-artifacts``): only the server holds storage
+credentials; clients need just the tracking URI, and registered model sources
+are ``mlflow-artifacts:/`` URIs that map onto ``artifact_root``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from . import minio, naming, postgres
+from .config import PlatformConfig
+from .containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scratch_volumes, secret_env
+
+COMPONENT = "mlflow"
+PORT = 5000
+MINIO_ADMIN_USER = "mlops-admin"
+MLFLOW_MINIO_USER = "mlflow"
+
+# `mlflow db upgrade` takes the URI as an argument, which would put the password
+# on the process command line; calling the same click command in-process does not.
+MIGRATE_COMMAND = [
+    "python",
+    "-c",
+    "import os; from mlflow.db import upgrade; "
+    "upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
+]
+
+
+@dataclass(frozen=True)
+class TrackingStackArgs:
+    config: PlatformConfig
+
+
+class TrackingStack(pulumi.ComponentResource):
+    """Everything MLflow needs to run, declared once for both targets."""
+
+    namespace: str
+    service_name: str
+    port: int
+    path_prefix: str
+    tracking_uri: str
+    external_url: Optional[str]
+    bucket: str
+    artifact_prefix: str
+    artifact_root: str
+    s3_endpoint: Optional[str]
+    minio: Optional[minio.MinioEndpoint]
+    server_labels: dict[str, str]
+    service_account: str
+    role_arn: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: TrackingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlops:index:TrackingStack", name, None, opts)
+        cfg = args.config
+        self._cfg = cfg
+        self.namespace = cfg.namespace
+        self.service_name = name
+        self.port = PORT
+        self.path_prefix = cfg.tracking.path_prefix
+        host = naming.service_host(name, cfg.namespace)
+        self.tracking_uri = f"http://{host}:{PORT}{self.path_prefix}"
+        self.external_url = f"https://{cfg.tracking.external_host}{self.path_prefix}/" if cfg.tracking.external_host else None
+        self.bucket = cfg.artifacts.bucket
+        self.artifact_prefix = cfg.artifacts.prefix
+        self.artifact_root = f"s3://{self.bucket}/{self.artifact_prefix}"
+        self.server_labels = naming.selector_labels(COMPONENT, name)
+        self.service_account = name
+        self.minio = None
+        self.s3_endpoint = None
+        self.role_arn = None
+        protect = cfg.protect_data
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=naming.metadata(cfg.namespace, component=COMPONENT, instance=name),
+            # Deleting the namespace would delete every claim in it.
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, retain_on_delete=protect),
+        )
+        child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+
+        db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        db_secret_name = f"{name}-db"
+        if cfg.database.mode == "rds":
+            from . import aws
+
+            instance = aws.rds_postgres(
+                f"{name}-db", config=cfg.database.rds, database=cfg.database.name, user=cfg.database.user,
+                password=db_password.result, protect=protect, opts=pulumi.ResourceOptions(parent=self),
+            )
+            db_host: pulumi.Input[str] = instance.address
+        else:
+            db_host = postgres.deploy(
+                f"{name}-postgresql", namespace=cfg.namespace, config=cfg.database, storage_class=cfg.storage_class,
+                credentials_secret=db_secret_name, protect=protect, opts=child,
+            )
+        backend_uri = pulumi.Output.concat(
+            "postgresql+psycopg2://", cfg.database.user, ":", db_password.result, "@", db_host, f":{postgres.PORT}/", cfg.database.name,
+        )
+        db_secret = k8s.core.v1.Secret(
+            f"{name}-db",
+            metadata=naming.metadata(db_secret_name, cfg.namespace, component=COMPONENT, instance=name),
+            type="Opaque",
+            string_data={"username": cfg.database.user, "password": db_password.result, "database": cfg.database.name, "uri": backend_uri},
+            opts=child,
+        )
+
+        storage_env, storage_ready = self._artifact_storage(name, cfg, protect, child)
+
+        sa_annotations = {"eks.amazonaws.com/role-arn": self.role_arn} if self.role_arn is not None else None
+        sa = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=naming.metadata(self.service_account, cfg.namespace, component=COMPONENT, instance=name, annotations=sa_annotations),
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        scratch = [ScratchDir("tmp", "/tmp", "1Gi")]
+        common_env = [
+            secret_env("MLFLOW_BACKEND_STORE_URI", db_secret.metadata.name, "uri"),
+            *plain_env({"HOME": "/tmp"}),
+        ]
+        migrate = container("migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch)
+        server = container(
+            "mlflow",
+            cfg.tracking.image,
+            cfg.tracking.resources,
+            command=["mlflow", "server"],
+            args=self.server_args(),
+            env=common_env
+            + storage_env
+            # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+            ports={"http": PORT},
+            probe=HttpProbe(f"{self.path_prefix}/health", "http"),
+            scratch=scratch,
+        )
+        replicas = cfg.tracking.replicas
+        self.deployment = k8s.apps.v1.Deployment(
+            name,
+            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name)),
+                    spec=pod_spec([server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage_ready]),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=self.server_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", app_protocol="http")],
+            ),
+            opts=child,
+        )
+        if replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels)
+                ),
+                opts=child,
+            )
+        self._network_policies(name, cfg, child)
+
+        self.database_password = db_password.result
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "trackingUri": self.tracking_uri,
+                "externalUrl": self.external_url,
+                "bucket": self.bucket,
+                "artifactRoot": self.artifact_root,
+                "databasePassword": self.database_password,
+            }
+        )
+
+    def allowed_hosts(self) -> list[str]:
+        """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
+        svc, ns = self.service_name, self.namespace
+        names = [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", *self._cfg.external_hosts, "localhost", "127.0.0.1"]
+        return [h for n in names for h in (n, f"{n}:*")]
+
+    def server_args(self) -> list[str]:
+        return [
+            "--host", "0.0.0.0",
+            "--port", str(PORT),
+            "--workers", str(self._cfg.tracking.workers),
+            "--static-prefix", self.path_prefix,
+            "--allowed-hosts", ",".join(self.allowed_hosts()),
+            "--serve-artifacts",
+            "--artifacts-destination", self.artifact_root,
+        ]
+
+    def _artifact_storage(
+        self, name: str, cfg: PlatformConfig, protect: bool, child: pulumi.ResourceOptions
+    ) -> tuple[list[k8s.core.v1.EnvVarArgs], list[pulumi.Resource]]:
+        """Declare the artifact store; returns the server's storage env and what must exist before it starts."""
+        if cfg.is_eks:
+            from . import aws
+
+            bucket = aws.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
+            role = aws.irsa_role(
+                f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self.service_account,
+                bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.role_arn = role.arn
+            return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
+
+        root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+        mlflow_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+        minio_name = f"{name}-minio"
+        root_secret = minio.deploy_server(
+            minio_name, namespace=cfg.namespace, config=cfg.artifacts.minio, storage_class=cfg.storage_class,
+            root_user=MINIO_ADMIN_USER, root_password=root_password.result, protect=protect, opts=child,
+        )
+        self.minio = minio.MinioEndpoint(
+            namespace=cfg.namespace, service=minio_name, root_secret=root_secret,
+            client_image=cfg.artifacts.minio.client_image, bucket=cfg.artifacts.bucket,
+        )
+        self.s3_endpoint = self.minio.url
+        self.minio_root_password = root_password.result
+        job = minio.provision_users(
+            f"{name}-bootstrap", endpoint=self.minio, create_bucket=True, instance=name,
+            users=[minio.MinioUser(MLFLOW_MINIO_USER, mlflow_key.result, cfg.artifacts.prefix, "write")],
+            opts=child,
+        )
+        s3_secret = k8s.core.v1.Secret(
+            f"{name}-s3",
+            metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
+            type="Opaque",
+            string_data={"AWS_ACCESS_KEY_ID": MLFLOW_MINIO_USER, "AWS_SECRET_ACCESS_KEY": mlflow_key.result},
+            opts=child,
+        )
+        env = [
+            secret_env("AWS_ACCESS_KEY_ID", s3_secret.metadata.name, "AWS_ACCESS_KEY_ID"),
+            secret_env("AWS_SECRET_ACCESS_KEY", s3_secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
+            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}),
+        ]
+        return env, [job]
+
+    def _network_policies(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> None:
+        """Default-deny ingress in the namespace; then only the flows the platform needs."""
+
+        def policy(suffix: str, pod_selector: dict[str, str], ingress: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]) -> None:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-netpol-{suffix}",
+                metadata=naming.metadata(f"{name}-{suffix}", cfg.namespace, component=COMPONENT, instance=name),
+                spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector),
+                    policy_types=["Ingress"],
+                    ingress=ingress,
+                ),
+                opts=opts,
+            )
+
+        def port(number: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+            return [k8s.networking.v1.NetworkPolicyPortArgs(port=number, protocol="TCP")]
+
+        from_mlflow = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels))
+        any_pod = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs())
+
+        policy("default-deny", {}, [])
+        # Who may call the API is Istio's AuthorizationPolicy's job (KubeflowIntegration); here: port 5000 only.
+        policy("server", self.server_labels, [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[any_pod], ports=port(PORT))])
+        if cfg.database.mode == "inCluster":
+            policy(
+                "postgresql",
+                naming.selector_labels(postgres.COMPONENT, f"{name}-postgresql"),
+                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow], ports=port(postgres.PORT))],
+            )
+        if self.minio is not None:
+            labelled_clients = k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={minio.CLIENT_LABEL: "true"}),
+            )
+            policy(
+                "minio",
+                naming.selector_labels(minio.COMPONENT, self.minio.service),
+                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow, labelled_clients], ports=port(minio.API_PORT))],
+            )

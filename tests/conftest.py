@@ -1,0 +1,74 @@
+"""One mock harness for the whole suite: the real program, run once per stack."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.harness import Plan, run_program, stack_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dev() -> Plan:
+    return run_program("dev")
+
+
+@pytest.fixture(scope="session")
+def prod() -> Plan:
+    return run_program("prod")
+
+
+def run_with(stack: str, **overrides: str) -> Plan:
+    """Run a stack with some config keys replaced (values as the CLI passes them: JSON text for objects)."""
+    config, secret_keys = stack_config(stack)
+    config.update({f"mlops-platform:{k}": v for k, v in overrides.items()})
+    return run_program(stack, config=config, secret_keys=secret_keys)
+
+
+def strings(value: Any, keys: bool = True) -> Iterator[str]:
+    """Every string inside a nested value (map keys too, unless ``keys`` is False)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if keys:
+                yield k
+            yield from strings(v, keys)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v, keys)
+
+
+def generated_secrets(plan: Plan) -> set[str]:
+    """Every value that travelled as a Pulumi secret anywhere in the plan."""
+    found: set[str] = set()
+    for r in plan.resources:
+        for path in r.secret_paths:
+            found.update(s for s in strings(_at(r.inputs, path), keys=False) if len(s) >= 16)
+    return found
+
+
+def _at(value: Any, path: str) -> Any:
+    for part in path.replace("]", "").replace("[", ".").split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def container(resource, name: str) -> dict:
+    """A container (or init container) of a workload's pod template, by name."""
+    spec = resource.inputs["spec"]
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"] if "jobTemplate" in spec else spec["template"]["spec"]
+    for c in pod.get("containers", []) + pod.get("initContainers", []):
+        if c["name"] == name:
+            return c
+    raise LookupError(f"no container {name} in {resource.name}")
+
+
+def env_of(c: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in c.get("env", [])}

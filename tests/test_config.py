@@ -1,0 +1,117 @@
+"""Stack config: parsed once into typed objects; bad input stops before any resource, in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from components.config import ConfigError, PlatformConfig, parse_config
+from tests.conftest import ROOT, run_with
+from tools.harness import stack_config
+
+EKS_AWS = json.dumps(
+    {
+        "region": "eu-west-1",
+        "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+        "oidcProviderUrl": "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+    }
+)
+
+
+def parse(**values: object) -> PlatformConfig:
+    raw = {f"mlops-platform:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    return parse_config("test", raw)
+
+
+def error(**values: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(**values)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_both_stack_files_parse_to_their_targets():
+    for stack, target in (("dev", "microk8s"), ("prod", "eks")):
+        config, _ = stack_config(stack)
+        parsed = parse_config(stack, config)
+        assert parsed.target == target
+
+
+def test_dev_defaults_suit_microk8s_and_protect_nothing():
+    cfg = parse(target="microk8s")
+    assert cfg.storage_class == "microk8s-hostpath"
+    assert cfg.database.mode == "inCluster"
+    assert cfg.protect_data is False
+
+
+def test_eks_protects_data_by_default_and_uses_ebs():
+    cfg = parse(target="eks", aws=json.loads(EKS_AWS))
+    assert cfg.protect_data is True
+    assert cfg.storage_class == "gp3"
+    assert cfg.aws.oidc_issuer == "oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({}, "mlops-platform:target: is required"),
+        ({"target": "gke"}, "mlops-platform:target: 'gke' is not allowed; allowed: 'microk8s' or 'eks'"),
+        (
+            {"target": "microk8s", "database": {"storageSize": "20Gigs"}},
+            "mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi",
+        ),
+        ({"target": "eks"}, "mlops-platform:aws: is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl"),
+        ({"target": "eks", "aws": {"region": "eu-west-1"}}, "mlops-platform:aws.oidcProviderArn: is required"),
+        ({"target": "microk8s", "colour": "blue"}, "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, kubernetesVersion, namespace, serving, target, tracking"),
+        ({"target": "microk8s", "tracking": {"imagee": "x"}}, "mlops-platform:tracking.imagee: is not a known key; allowed: externalHost, image, pathPrefix, replicas, resources, workers"),
+        ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow:latest"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow:latest' is not pinned"),
+        ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow' is not pinned"),
+        ({"target": "microk8s", "tracking": {"pathPrefix": "/mlflow/"}}, "mlops-platform:tracking.pathPrefix: '/mlflow/' is not valid"),
+        ({"target": "microk8s", "tracking": {"replicas": 0}}, "mlops-platform:tracking.replicas: 0 is not allowed; allowed: greater than or equal to 1"),
+        ({"target": "microk8s", "artifacts": {"bucket": "Bad_Bucket"}}, "mlops-platform:artifacts.bucket: 'Bad_Bucket' is not valid"),
+        ({"target": "microk8s", "artifacts": {"prefix": "/dev/"}}, "mlops-platform:artifacts.prefix: '/dev/' is not valid"),
+        ({"target": "microk8s", "namespace": "ML_Flow"}, "mlops-platform:namespace: 'ML_Flow' is not valid; allowed: a DNS-1123 label"),
+        ({"target": "microk8s", "kubernetesVersion": "v1.30"}, "mlops-platform:kubernetesVersion: 'v1.30' is not valid"),
+        ({"target": "eks", "aws": json.loads(EKS_AWS), "database": {"mode": "rds"}}, "mlops-platform:database.rds: is required when database.mode is rds"),
+    ],
+)
+def test_invalid_config_names_the_key_and_what_is_allowed(values, expected):
+    assert error(**values).startswith(expected)
+
+
+def test_rds_is_only_for_eks():
+    rds = {"subnetGroupName": "db", "securityGroupIds": ["sg-1"]}
+    assert error(target="microk8s", database={"mode": "rds", "rds": rds}) == "mlops-platform:database.mode: 'rds' needs target eks; allowed: 'inCluster'"
+
+
+def test_secret_values_are_never_echoed():
+    with pytest.raises(ConfigError) as caught:
+        parse_config("test", {"mlops-platform:target": "microk8s", "mlops-platform:namespace": "Hunter2-SECRET"}, frozenset({"namespace"}))
+    assert "Hunter2" not in str(caught.value)
+    assert str(caught.value).startswith("mlops-platform:namespace: is invalid")
+
+
+def test_keys_of_other_namespaces_are_left_to_their_providers():
+    assert parse_config("test", {"mlops-platform:target": "microk8s", "aws:region": "eu-west-1", "kubernetes:context": "microk8s"}).target == "microk8s"
+
+
+def test_invalid_config_declares_no_resource():
+    with pytest.raises(ConfigError):
+        run_with("dev", database=json.dumps({"storageSize": "20Gigs"}))
+
+
+def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n")
+    result = subprocess.run(
+        [sys.executable, "tools/plan.py", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == "error: mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi\n"
+    assert not (tmp_path / "build").exists()

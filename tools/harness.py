@@ -1,0 +1,326 @@
+"""Run the real Pulumi program in-process under Pulumi's mock engine and record what it declares.
+
+This is the one harness behind ``make plan``, the unit tests and the end-to-end
+test. It reads a stack's config the way the Pulumi CLI would, runs
+``__main__.py`` unchanged, and records every RegisterResource request: type,
+name, parent, protect, retainOnDelete, dependencies and inputs, with the paths
+of values that travelled as Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "mlops-platform"
+MASK = "[secret]"
+SECURE_PLACEHOLDER = "[secure config placeholder]"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+FAKE_ACCOUNT = "123456789012"
+
+
+@dataclass
+class DeclaredResource:
+    urn: str
+    type: str
+    name: str
+    parent: Optional[str]
+    custom: bool
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    secret_paths: list[str]
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:") and "kind" in self.inputs
+
+    @property
+    def kind(self) -> Optional[str]:
+        return self.inputs.get("kind")
+
+    @property
+    def k8s_name(self) -> Optional[str]:
+        return (self.inputs.get("metadata") or {}).get("name")
+
+    @property
+    def k8s_namespace(self) -> Optional[str]:
+        return (self.inputs.get("metadata") or {}).get("namespace")
+
+    def masked_inputs(self) -> dict[str, Any]:
+        return _mask(self.inputs, "", set(self.secret_paths))
+
+    def record(self) -> dict[str, Any]:
+        """The resources.json shape, shared with the policy pack's audit."""
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "protect": self.protect,
+            "retainOnDelete": self.retain_on_delete,
+            "dependencies": self.dependencies,
+            "inputs": self.masked_inputs(),
+            "secretPaths": self.secret_paths,
+        }
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[DeclaredResource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def kinds(self, kind: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.is_kubernetes and r.kind == kind]
+
+    def k8s(self, kind: str, name: str, namespace: Optional[str] = None) -> DeclaredResource:
+        found = [r for r in self.kinds(kind) if r.k8s_name == name and (namespace is None or r.k8s_namespace == namespace)]
+        if len(found) != 1:
+            raise LookupError(f"expected one {kind} {namespace or '*'}/{name}, found {len(found)}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> DeclaredResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def manifests(self) -> Iterator[tuple[DeclaredResource, dict[str, Any]]]:
+        """Every Kubernetes object as it would be applied, secrets masked."""
+        for r in self.resources:
+            if r.is_kubernetes:
+                yield r, r.masked_inputs()
+
+
+# -- reading and writing values ------------------------------------------------
+
+
+def _unwrap(value: Any, path: str, secrets: list[str]) -> Any:
+    """Strip Pulumi's secret wrappers, remembering where they were."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            secrets.append(path)
+            return _unwrap(value.get("value"), path, [])
+        return {k: _unwrap(v, _join(path, k), secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _mask(value: Any, path: str, secret_paths: set[str]) -> Any:
+    if path in secret_paths:
+        return MASK
+    if isinstance(value, dict):
+        return {k: _mask(v, _join(path, k), secret_paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# -- the mock engine -------------------------------------------------------------
+
+
+def _fake_password(seed: str, length: int, special: bool) -> str:
+    """Deterministic per resource, so plans are reproducible; still a real-looking secret."""
+    alphabet = string.ascii_letters + string.digits + ("!#%&*()-_=+[]{}<>:?" if special else "")
+    digest = b""
+    counter = 0
+    while len(digest) < length:
+        digest += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+def _mocks(stack: str):
+    import pulumi
+
+    class PlatformMocks(pulumi.runtime.Mocks):
+        """Outputs a provider would compute: generated passwords, ARNs, addresses."""
+
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            outputs = dict(args.inputs)
+            t = args.typ
+            if t == "random:index/randomPassword:RandomPassword":
+                outputs["result"] = _fake_password(f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True)))
+            elif t == "aws:s3/bucket:Bucket":
+                bucket = args.inputs.get("bucket", args.name)
+                outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+                return bucket, outputs
+            elif t == "aws:iam/role:Role":
+                outputs.update(arn=f"arn:aws:iam::{FAKE_ACCOUNT}:role/{args.name}", name=args.name)
+            elif t == "aws:iam/policy:Policy":
+                outputs.update(arn=f"arn:aws:iam::{FAKE_ACCOUNT}:policy/{args.name}")
+            elif t == "aws:rds/instance:Instance":
+                address = f"{args.name}.example.eu-west-1.rds.amazonaws.com"
+                outputs.update(address=address, endpoint=f"{address}:5432", arn=f"arn:aws:rds:eu-west-1:{FAKE_ACCOUNT}:db:{args.name}")
+            return f"{args.name}-id", outputs
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+                return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/mock", "userId": "mock"}
+            return {}
+
+    return PlatformMocks()
+
+
+def _monitor(mocks, records: list[DeclaredResource]):
+    from google.protobuf import json_format
+    from pulumi.runtime import mocks as mocks_module
+    from pulumi.runtime import rpc
+    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime.proto import resource_pb2
+
+    class RecordingMonitor(mocks_module.MockMonitor):
+        """Records each request, and marks additionalSecretOutputs as the real engine does."""
+
+        def RegisterResource(self, request):
+            urn = self.make_urn(request.parent, request.type, request.name)
+            if request.type == "pulumi:pulumi:Stack":
+                return resource_pb2.RegisterResourceResponse(urn=urn)
+            secret_paths: list[str] = []
+            raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            inputs = _unwrap(raw, "", secret_paths)
+            records.append(
+                DeclaredResource(
+                    urn=urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent or None,
+                    custom=bool(request.custom),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    dependencies=sorted(set(request.dependencies)),
+                    inputs=inputs,
+                    secret_paths=sorted(secret_paths),
+                )
+            )
+            mocks_module._ensure_event_loop()
+            resource_args = mocks_module.MockResourceArgs(
+                typ=request.type, name=request.name, inputs=rpc.deserialize_properties(request.object),
+                provider=request.provider, resource_id=request.importId, custom=request.custom or False,
+            )
+            id_, state = self.mocks.new_resource(resource_args)
+            for key in request.additionalSecretOutputs:
+                if key in state and not (isinstance(state[key], dict) and _SIG_KEY in state[key]):
+                    state[key] = {_SIG_KEY: _SECRET_SIG, "value": state[key]}
+            obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+            self.resources[urn] = mocks_module.MockMonitor.ResourceRegistration(urn, id_, state)
+            return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+
+    return RecordingMonitor(mocks)
+
+
+# -- config ----------------------------------------------------------------------
+
+
+def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
+    """Read Pulumi.<stack>.yaml as the CLI hands it to the program: objects as JSON text.
+
+    ``secure:`` values cannot be decrypted here; they become visible placeholders.
+    """
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: " + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
+    document = yaml.safe_load(path.read_text()) or {}
+    project_defaults = (yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}).get("config") or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, spec in project_defaults.items():
+        if isinstance(spec, dict) and "default" in spec:
+            config[_qualify(key)] = _as_config_text(spec["default"])
+    for key, value in (document.get("config") or {}).items():
+        key = _qualify(key)
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECURE_PLACEHOLDER
+            secret_keys.append(key)
+        else:
+            config[key] = _as_config_text(value)
+    return config, secret_keys
+
+
+def _qualify(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _as_config_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+# -- running the program -----------------------------------------------------------
+
+
+def run_program(
+    stack: str,
+    config: Optional[dict[str, str]] = None,
+    secret_keys: Optional[list[str]] = None,
+    program: Path = ROOT / "__main__.py",
+    preview: bool = False,
+    stack_dir: Path = ROOT,
+) -> Plan:
+    """Run ``program`` for ``stack`` under mocks and return everything it declared.
+
+    Config defaults to the stack file. Raises whatever the program raises (for
+    example ConfigError), after the mock runtime has been torn down.
+    """
+    import pulumi
+    from pulumi.runtime import settings
+
+    if config is None:
+        config, file_secret_keys = stack_config(stack, stack_dir)
+        secret_keys = file_secret_keys if secret_keys is None else secret_keys
+    records: list[DeclaredResource] = []
+    settings.ROOT.set(None)
+    mocks = _mocks(stack)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records))
+    pulumi.runtime.set_all_config(config, secret_keys or [])
+    exported: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+
+    if str(program.parent) not in sys.path:
+        sys.path.insert(0, str(program.parent))
+
+    @pulumi.runtime.test
+    def _run():
+        runpy.run_path(str(program), run_name="__main__")
+        root = settings.get_root_resource()
+        outputs = {k: pulumi.Output.from_input(v) for k, v in (root.outputs if root else {}).items()}
+
+        def collect(values: dict[str, Any]) -> None:
+            exported.update(values)
+
+        async def secrecy() -> None:
+            for key, out in outputs.items():
+                if await out.is_secret():
+                    secret_outputs.add(key)
+
+        import asyncio
+
+        return pulumi.Output.all(**outputs).apply(collect) if outputs else None, asyncio.ensure_future(secrecy())
+
+    _run()
+    return Plan(stack=stack, resources=records, outputs=exported, secret_outputs=secret_outputs)

@@ -1,0 +1,78 @@
+"""`make plan`: what `pulumi up` would deploy, computed offline from the real program.
+
+Runs __main__.py under Pulumi's mock engine with the stack file's config,
+prints every resource, and writes build/<stack>/manifests/*.yaml (Secret values
+masked) and build/<stack>/resources.json. Exits 2 with one line on invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.config import ConfigError  # noqa: E402
+from tools.harness import ROOT, Plan, run_program  # noqa: E402
+
+
+def write_build(plan: Plan, out: Path) -> None:
+    manifests = out / "manifests"
+    if manifests.exists():
+        shutil.rmtree(manifests)
+    manifests.mkdir(parents=True)
+    for index, (resource, manifest) in enumerate(plan.manifests(), start=1):
+        namespace = resource.k8s_namespace or "cluster"
+        path = manifests / f"{index:03d}-{manifest['kind'].lower()}-{namespace}-{resource.k8s_name}.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
+    document = {"stack": plan.stack, "resources": [r.record() for r in plan.resources], "outputs": outputs}
+    (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def table(plan: Plan) -> str:
+    names = {r.urn: r.name for r in plan.resources}
+    rows = [("TYPE", "NAME", "PARENT", "NOTE")]
+    for r in plan.resources:
+        note = []
+        if r.protect:
+            note.append("protect")
+        if r.retain_on_delete:
+            note.append("retain")
+        rows.append((r.type, r.name, names.get(r.parent or "", "-"), ",".join(note)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--out", type=Path, default=ROOT / "build")
+    parser.add_argument("--stack-dir", type=Path, default=ROOT, help="where Pulumi.<stack>.yaml lives")
+    args = parser.parse_args(argv)
+    try:
+        plan = run_program(args.stack, stack_dir=args.stack_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out / args.stack
+    write_build(plan, out)
+    print(table(plan))
+    print(f"\n{len(plan.resources)} resources for stack {plan.stack}; manifests and resources.json in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    for key, value in plan.outputs.items():
+        shown = "[secret]" if key in plan.secret_outputs else value
+        print(f"output {key}: {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
