@@ -264,7 +264,7 @@ class TrackingStack(pulumi.ComponentResource):
                 f"{name}-netpol-{suffix}",
                 metadata=naming.metadata(f"{name}-{suffix}", cfg.namespace, component=COMPONENT, instance=name),
                 spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector),
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector or None),
                     policy_types=["Ingress"],
                     ingress=ingress,
                 ),
