@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -179,13 +180,24 @@ class KubeflowConfig(_Model):
     insecure_cookies: bool = False
 
 
+def _tracking_uri(value: str) -> str:
+    match = re.match(r"^https?://([^/?#]+)(/[^?#]*)?$", value)
+    if not match:
+        raise ValueError(f"{value!r} is not valid; allowed: an http(s) URL without query, e.g. https://mlflow.example.com/mlflow")
+    if "@" in match.group(1):
+        raise ValueError("must not contain credentials; allowed: MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD) in the environment, or secret serving.registryToken")
+    return value.rstrip("/")
+
+
 class ModelSource(_Model):
+    """One InferenceService: a registry alias or version resolved at deploy time, or a pinned S3 URI."""
+
     name: DnsLabel
     namespace: DnsLabel
-    registered_model: Optional[str] = None
-    alias: Optional[str] = None
+    registered_model: Optional[str] = Field(default=None, min_length=1)
+    alias: Optional[Annotated[str, _check(re.compile(r"^[\w-]{1,255}$"), "an MLflow alias: letters, digits, '_' or '-', e.g. production")]] = None
     version: Optional[int] = Field(default=None, ge=1)
-    storage_uri: Optional[str] = None
+    storage_uri: Optional[Annotated[str, _check(re.compile(r"^s3://[a-z0-9][a-z0-9.-]+/\S+$"), "an s3://bucket/key URI on the artifact bucket")]] = None
     format: Literal["mlflow", "sklearn"] = "mlflow"
     min_replicas: int = Field(default=1, ge=0, le=100)
     max_replicas: int = Field(default=1, ge=1, le=100)
@@ -204,12 +216,38 @@ class ModelSource(_Model):
 
 
 class ServingConfig(_Model):
+    """KServe InferenceServices for registered models, and the storage credentials they download with."""
+
     enabled: bool = False
-    mlflow_tracking_uri: Optional[str] = None
+    # Where `pulumi preview`/`up` reach the registry (not the in-cluster Service URL).
+    mlflow_tracking_uri: Optional[Annotated[str, AfterValidator(_tracking_uri)]] = None
+    # Bearer token for the registry; accepted only as a secret (checked in components/registry.py).
+    registry_token: Optional[SecretStr] = None
     deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
     install_kserve: bool = False
+    # Namespaces that get storage credentials even without a configured model.
     namespaces: list[DnsLabel] = []
     models: list[ModelSource] = []
+
+    @model_validator(mode="after")
+    def _serving_rules(self) -> "ServingConfig":
+        if self.mlflow_tracking_uri is None and any(m.storage_uri is None for m in self.models):
+            raise _KeyError("mlflowTrackingUri", "is required when a model uses alias or version; allowed: the registry's URL as `pulumi up` reaches it, e.g. https://mlflow.example.com/mlflow")
+        if self.install_kserve and self.deployment_mode != "RawDeployment":
+            raise _KeyError("installKserve", "installs KServe for RawDeployment only; allowed: deploymentMode RawDeployment, or installKserve false with Knative and KServe installed separately")
+        seen: dict[tuple[str, str], int] = {}
+        for index, model in enumerate(self.models):
+            if model.min_replicas == 0 and self.deployment_mode != "Serverless":
+                raise _KeyError(f"models.{index}.minReplicas", "0 (scale to zero) needs deploymentMode Serverless; allowed: 1 or more")
+            other = seen.setdefault((model.namespace, model.name), index)
+            if other != index:
+                raise _KeyError(f"models.{index}.name", f"{model.name!r} is already used in namespace {model.namespace} by models[{other}]; allowed: a unique name per namespace")
+        return self
+
+    @property
+    def credential_namespaces(self) -> list[str]:
+        """Every namespace that gets storage credentials: the configured ones and each model's."""
+        return list(dict.fromkeys([*self.namespaces, *(m.namespace for m in self.models)]))
 
 
 class PlatformConfig(_Model):
@@ -218,7 +256,7 @@ class PlatformConfig(_Model):
     stack: str
     target: Literal["microk8s", "eks"]
     namespace: DnsLabel = "mlflow"
-    kubernetes_version: Annotated[str, _check(_K8S_VERSION, "a minor version like 1.33")] = "1.33"
+    kubernetes_version: Annotated[str, _check(_K8S_VERSION, "a minor version like 1.34")] = "1.34"
     data_protection: Optional[bool] = None
     tracking: TrackingConfig = TrackingConfig()
     database: DatabaseConfig = DatabaseConfig()

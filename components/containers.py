@@ -94,7 +94,7 @@ def container(
     return k8s.core.v1.ContainerArgs(
         name=name,
         image=image,
-        image_pull_policy="IfNotPresent",
+        image_pull_policy="Always",
         command=list(command) if command else None,
         args=list(args) if args else None,
         env=list(env) or None,
@@ -118,6 +118,27 @@ def container(
         or None,
         **probes,
     )
+
+
+def scanner_exceptions(*containers: k8s.core.v1.ContainerArgs) -> dict[str, str]:
+    """checkov suppressions for a workload, each present only while its reason holds.
+
+    Suppressions live on the object (``checkov.io/skipN``), derived from the
+    containers themselves, so pinning an image by digest or dropping env secrets
+    makes the corresponding exception disappear.
+    """
+    reasons: dict[str, str] = {}
+    if any("@sha256:" not in c.image for c in containers):
+        reasons["CKV_K8S_43"] = (
+            "images are pinned to exact release tags matching the tested packages; "
+            "set the image config keys to name@sha256:digest to pin by digest"
+        )
+    if any(e.value_from is not None and e.value_from.secret_key_ref is not None for c in containers for e in (c.env or [])):
+        reasons["CKV_K8S_35"] = (
+            "this image reads the credential only from its environment; "
+            "the value comes from a Secret via secretKeyRef, never a literal"
+        )
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(sorted(reasons.items()), start=1)}
 
 
 def scratch_volumes(containers: Sequence[Sequence[ScratchDir]]) -> list[k8s.core.v1.VolumeArgs]:

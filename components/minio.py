@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from . import naming
 from .config import MinioConfig, Resources
-from .containers import HttpProbe, ScratchDir, container, pod_spec, scratch_volumes, secret_env
+from .containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from .storage_policy import Access, s3_access_policy
 
 COMPONENT = "minio"
@@ -105,7 +105,7 @@ def deploy_server(
     )
     k8s.apps.v1.Deployment(
         name,
-        metadata=meta(None),
+        metadata=meta(None, annotations=scanner_exceptions(server)),
         spec=k8s.apps.v1.DeploymentSpecArgs(
             replicas=1,
             # One writer per volume: never run two MinIO pods on the same PVC.
@@ -181,7 +181,7 @@ def provision_users(
         name,
         metadata=naming.metadata(
             f"{name}-{digest}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance,
-            extra_labels={CLIENT_LABEL: "true"},
+            extra_labels={CLIENT_LABEL: "true"}, annotations=scanner_exceptions(job_container),
         ),
         spec=k8s.batch.v1.JobSpecArgs(
             backoff_limit=6,

@@ -7,11 +7,12 @@ import pulumi_kubernetes as k8s
 
 from . import naming
 from .config import DatabaseConfig
-from .containers import ExecProbe, ScratchDir, container, pod_spec, scratch_volumes, secret_env
+from .containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
 
 COMPONENT = "postgresql"
 PORT = 5432
 DATA_DIR = "/var/lib/postgresql/data"
+CREDENTIALS_DIR = "/etc/postgresql-credentials"
 
 
 def deploy(
@@ -32,17 +33,23 @@ def deploy(
         "postgresql",
         config.image,
         config.resources,
-        env=[
-            secret_env("POSTGRES_USER", credentials_secret, "username"),
-            secret_env("POSTGRES_PASSWORD", credentials_secret, "password"),
-            secret_env("POSTGRES_DB", credentials_secret, "database"),
-            k8s.core.v1.EnvVarArgs(name="PGDATA", value=f"{DATA_DIR}/pgdata"),
-        ],
+        # The image reads each *_FILE at initdb time: credentials stay files, not env.
+        env=plain_env(
+            {
+                "POSTGRES_USER_FILE": f"{CREDENTIALS_DIR}/username",
+                "POSTGRES_PASSWORD_FILE": f"{CREDENTIALS_DIR}/password",
+                "POSTGRES_DB_FILE": f"{CREDENTIALS_DIR}/database",
+                "PGDATA": f"{DATA_DIR}/pgdata",
+            }
+        ),
         ports={"postgresql": PORT},
         # Exec probes get no shell expansion; sh reads the user from the environment.
-        probe=ExecProbe(["/bin/sh", "-c", 'exec pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
+        probe=ExecProbe(["/bin/sh", "-c", f'exec pg_isready -h 127.0.0.1 -U "$(cat {CREDENTIALS_DIR}/username)" -d "$(cat {CREDENTIALS_DIR}/database)"']),
         scratch=scratch,
-        mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR)],
+        mounts=[
+            k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
+            k8s.core.v1.VolumeMountArgs(name="credentials", mount_path=CREDENTIALS_DIR, read_only=True),
+        ],
     )
     k8s.core.v1.Service(
         f"{name}-headless",
@@ -56,7 +63,7 @@ def deploy(
     )
     k8s.apps.v1.StatefulSet(
         name,
-        metadata=naming.metadata(name, namespace, component=COMPONENT, instance=instance),
+        metadata=naming.metadata(name, namespace, component=COMPONENT, instance=instance, annotations=scanner_exceptions(db)),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
             service_name=name,
             replicas=1,
@@ -67,7 +74,16 @@ def deploy(
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance)),
-                spec=pod_spec([db], volumes=scratch_volumes([scratch])),
+                spec=pod_spec(
+                    [db],
+                    volumes=scratch_volumes([scratch])
+                    + [
+                        k8s.core.v1.VolumeArgs(
+                            name="credentials",
+                            secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=credentials_secret, default_mode=0o440),
+                        )
+                    ],
+                ),
             ),
             volume_claim_templates=[
                 k8s.core.v1.PersistentVolumeClaimArgs(

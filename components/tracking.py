@@ -20,7 +20,7 @@ import pulumi_random as random
 
 from . import minio, naming, postgres
 from .config import PlatformConfig
-from .containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scratch_volumes, secret_env
+from .containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -148,7 +148,7 @@ class TrackingStack(pulumi.ComponentResource):
         replicas = cfg.tracking.replicas
         self.deployment = k8s.apps.v1.Deployment(
             name,
-            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels),

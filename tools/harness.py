@@ -126,12 +126,21 @@ def _unwrap(value: Any, path: str, secrets: list[str]) -> Any:
 
 def _mask(value: Any, path: str, secret_paths: set[str]) -> Any:
     if path in secret_paths:
-        return MASK
+        return _mask_leaves(value)
     if isinstance(value, dict):
         return {k: _mask(v, _join(path, k), secret_paths) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
     return value
+
+
+def _mask_leaves(value: Any) -> Any:
+    """Hide every value but keep the shape, so a masked Secret is still a valid manifest."""
+    if isinstance(value, dict):
+        return {k: _mask_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_leaves(v) for v in value]
+    return MASK
 
 
 def _join(path: str, key: str) -> str:

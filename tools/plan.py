@@ -22,14 +22,18 @@ from tools.harness import ROOT, Plan, run_program  # noqa: E402
 
 
 def write_build(plan: Plan, out: Path) -> None:
-    manifests = out / "manifests"
-    if manifests.exists():
-        shutil.rmtree(manifests)
-    manifests.mkdir(parents=True)
+    """Whole objects go to manifests/, server-side-apply patches of existing objects to patches/."""
+    for directory in ("manifests", "patches"):
+        if (out / directory).exists():
+            shutil.rmtree(out / directory)
     for index, (resource, manifest) in enumerate(plan.manifests(), start=1):
+        directory = out / ("patches" if resource.type.endswith("Patch") else "manifests")
+        directory.mkdir(parents=True, exist_ok=True)
         namespace = resource.k8s_namespace or "cluster"
-        path = manifests / f"{index:03d}-{manifest['kind'].lower()}-{namespace}-{resource.k8s_name}.yaml"
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        ordered = {k: manifest[k] for k in ("apiVersion", "kind", "metadata") if k in manifest}
+        ordered.update((k, v) for k, v in manifest.items() if k not in ordered)
+        path = directory / f"{index:03d}-{manifest['kind'].lower()}-{namespace}-{resource.k8s_name}.yaml"
+        path.write_text(yaml.safe_dump(ordered, sort_keys=False))
     outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
     document = {"stack": plan.stack, "resources": [r.record() for r in plan.resources], "outputs": outputs}
     (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
