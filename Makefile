@@ -10,13 +10,13 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt >$(VENV)/pip.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1; }
 	$(PY) -m pip check
 	touch $@
 
 $(LINT_VENV)/.installed: requirements-lint.txt
 	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-lint.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(LINT_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-lint.txt >$(LINT_VENV)/pip.log 2>&1 || { grep -v "^WARNING: Location" $(LINT_VENV)/pip.log; exit 1; }
 	touch $@
 
 venv: $(VENV)/.installed
