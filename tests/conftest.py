@@ -46,18 +46,8 @@ def strings(value: Any, keys: bool = True) -> Iterator[str]:
 
 
 def generated_secrets(plan: Plan) -> set[str]:
-    """Every value that travelled as a Pulumi secret anywhere in the plan."""
-    found: set[str] = set()
-    for r in plan.resources:
-        for path in r.secret_paths:
-            found.update(s for s in strings(_at(r.inputs, path), keys=False) if len(s) >= 16)
-    return found
-
-
-def _at(value: Any, path: str) -> Any:
-    for part in path.replace("]", "").replace("[", ".").split("."):
-        value = value[int(part)] if isinstance(value, list) else value[part]
-    return value
+    """Every credential pulumi-random generated in this plan."""
+    return {r.outputs["result"] for r in plan.of_type("random:index/randomPassword:RandomPassword")}
 
 
 def container(resource, name: str) -> dict:

@@ -42,6 +42,7 @@ class DeclaredResource:
     dependencies: list[str]
     inputs: dict[str, Any]
     secret_paths: list[str]
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -210,26 +211,26 @@ def _monitor(mocks, records: list[DeclaredResource]):
             secret_paths: list[str] = []
             raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
             inputs = _unwrap(raw, "", secret_paths)
-            records.append(
-                DeclaredResource(
-                    urn=urn,
-                    type=request.type,
-                    name=request.name,
-                    parent=request.parent or None,
-                    custom=bool(request.custom),
-                    protect=bool(request.protect),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    dependencies=sorted(set(request.dependencies)),
-                    inputs=inputs,
-                    secret_paths=sorted(secret_paths),
-                )
+            record = DeclaredResource(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                dependencies=sorted(set(request.dependencies)),
+                inputs=inputs,
+                secret_paths=sorted(secret_paths),
             )
+            records.append(record)
             mocks_module._ensure_event_loop()
             resource_args = mocks_module.MockResourceArgs(
                 typ=request.type, name=request.name, inputs=rpc.deserialize_properties(request.object),
                 provider=request.provider, resource_id=request.importId, custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(resource_args)
+            record.outputs = dict(state)
             for key in request.additionalSecretOutputs:
                 if key in state and not (isinstance(state[key], dict) and _SIG_KEY in state[key]):
                     state[key] = {_SIG_KEY: _SECRET_SIG, "value": state[key]}
