@@ -3,11 +3,20 @@
 import pulumi
 
 from components.config import load_config
+from components.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
+from components.registry import resolve_models
+from components.serving import ServingStack, ServingStackArgs
 from components.tracking import TrackingStack, TrackingStackArgs
 
 config = load_config()
+# Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.
+models = resolve_models(config)
 
 tracking = TrackingStack("mlflow", TrackingStackArgs(config=config))
+
+kubeflow = KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(config=config, tracking=tracking)) if config.kubeflow.enabled else None
+
+serving = ServingStack("serving", ServingStackArgs(config=config, tracking=tracking, models=models)) if config.serving.enabled else None
 
 pulumi.export("namespace", tracking.namespace)
 pulumi.export("trackingUri", tracking.tracking_uri)
@@ -15,3 +24,6 @@ pulumi.export("externalUrl", tracking.external_url)
 pulumi.export("bucket", tracking.bucket)
 pulumi.export("artifactRoot", tracking.artifact_root)
 pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password))
+pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
+pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
+pulumi.export("servingModels", serving.models if serving else {})

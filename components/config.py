@@ -168,16 +168,35 @@ class AwsConfig(_Model):
         return self.oidc_provider_url.removeprefix("https://")
 
 
+_GATEWAY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# No wildcards: the AuthorizationPolicy must admit the named identities and nothing else.
+_PRINCIPAL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+Principal = Annotated[str, _check(_PRINCIPAL, "an Istio principal without wildcards, e.g. cluster.local/ns/team-a/sa/default-editor")]
+
+
 class KubeflowConfig(_Model):
+    """Wiring into an existing Kubeflow: its gateway, dashboard and profile namespaces."""
+
     enabled: bool = False
-    gateway: Annotated[str, _check(re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$"), "namespace/name of an Istio Gateway")] = "kubeflow/kubeflow-gateway"
-    ingress_principal: str = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-    allowed_principals: list[str] = []
+    # Where Kubeflow's central dashboard and Jupyter web app run.
+    namespace: DnsLabel = "kubeflow"
+    gateway: Annotated[str, _check(_GATEWAY, "namespace/name of an Istio Gateway, e.g. kubeflow/kubeflow-gateway")] = "kubeflow/kubeflow-gateway"
+    ingress_principal: Principal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+    allowed_principals: list[Principal] = []
     external_host: Optional[DnsName] = None
     profiles: list[DnsLabel] = []
     kfp_access: bool = False
     dashboard_tab: bool = True
     insecure_cookies: bool = False
+
+    @model_validator(mode="after")
+    def _profiles_once(self) -> "KubeflowConfig":
+        seen: set[str] = set()
+        for index, profile in enumerate(self.profiles):
+            if profile in seen:
+                raise _KeyError(f"profiles.{index}", f"{profile!r} is listed twice; allowed: each profile namespace once")
+            seen.add(profile)
+        return self
 
 
 def _tracking_uri(value: str) -> str:

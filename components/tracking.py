@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from . import minio, naming, postgres
+from . import kubeflow, minio, naming, postgres
 from .config import PlatformConfig
 from .containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 
@@ -146,6 +146,8 @@ class TrackingStack(pulumi.ComponentResource):
             scratch=scratch,
         )
         replicas = cfg.tracking.replicas
+        # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
+        mesh_labels, mesh_annotations = kubeflow.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         self.deployment = k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)),
@@ -153,7 +155,7 @@ class TrackingStack(pulumi.ComponentResource):
                 replicas=replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name)),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
                     spec=pod_spec([server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name),
                 ),
             ),

@@ -271,8 +271,33 @@ POD_DEFAULT = _cr(
     },
 )
 
+SIDECAR = _cr(
+    ["networking.istio.io/v1", "networking.istio.io/v1beta1"],
+    "Sidecar",
+    {
+        "type": "object",
+        "required": ["egress"],
+        "additionalProperties": False,
+        "properties": {
+            "workloadSelector": {"type": "object", "required": ["labels"], "additionalProperties": False, "properties": {"labels": _STR_MAP}},
+            "egress": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["hosts"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "hosts": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^(\*|\.|~|[a-z0-9]([-a-z0-9]*[a-z0-9])?)/\S+$"}}
+                    },
+                },
+            },
+        },
+    },
+)
+
 STRUCTURAL: dict[tuple[str, str], dict] = {}
-for _schema in (VIRTUAL_SERVICE, AUTHORIZATION_POLICY, POD_DEFAULT):
+for _schema in (VIRTUAL_SERVICE, AUTHORIZATION_POLICY, POD_DEFAULT, SIDECAR):
     for _version in _schema["properties"]["apiVersion"]["enum"]:
         STRUCTURAL[(_version, _schema["properties"]["kind"]["const"])] = _schema
 

@@ -18,7 +18,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.config import ConfigError  # noqa: E402
+from components.serving import describe as describe_model  # noqa: E402
 from tools.harness import ROOT, Plan, run_program  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "policies"))
+from mlops_policies import audit_resources  # noqa: E402
 
 
 def write_build(plan: Plan, out: Path) -> None:
@@ -48,6 +52,8 @@ def table(plan: Plan) -> str:
             note.append("protect")
         if r.retain_on_delete:
             note.append("retain")
+        if r.kind == "InferenceService":
+            note.append(describe_model(r.inputs["metadata"].get("annotations") or {}))
         rows.append((r.type, r.name, names.get(r.parent or "", "-"), ",".join(note)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
@@ -75,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in plan.outputs.items():
         shown = "[secret]" if key in plan.secret_outputs else value
         print(f"output {key}: {shown}")
-    return 0
+    # The policy pack's own engine, over what was declared, with secretness known from the run.
+    violations = audit_resources([r.record() for r in plan.resources], stack=plan.stack)
+    for violation in violations:
+        print(("MANDATORY " if violation.mandatory else "advisory  ") + violation.line())
+    mandatory = sum(v.mandatory for v in violations)
+    print(f"policies: {mandatory} mandatory, {len(violations) - mandatory} advisory violations")
+    return 1 if mandatory else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,329 @@
+"""KubeflowIntegration: MLflow inside an existing Kubeflow, least privilege per profile.
+
+It assumes Kubeflow (Istio, central dashboard, profiles, the PodDefault webhook)
+is installed and installs none of it. It declares:
+
+- a VirtualService on the Kubeflow gateway for ``<prefix>/`` (prefix kept, since
+  MLflow serves everything under its static prefix) and a redirect for ``<prefix>``;
+- an AuthorizationPolicy admitting only the ingress gateway, each profile's
+  ``default-editor`` and the configured principals to the MLflow pods;
+- an MLflow tab in the central dashboard (see :mod:`components.dashboard`);
+- per profile: a PodDefault for notebooks, its own storage identity limited to
+  ``profiles/<namespace>/`` of the artifact bucket, an Istio Sidecar keeping its
+  calls to MLflow on mTLS, and optionally Kubeflow Pipelines access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from . import minio, naming
+from .config import PlatformConfig
+from .containers import plain_env, secret_env
+from .dashboard import DashboardLink, DashboardLinkArgs, MenuLink
+
+if TYPE_CHECKING:
+    from .tracking import TrackingStack
+
+COMPONENT = "kubeflow-integration"
+# Pods carrying this label get the MLflow PodDefault (the notebook form's "Configurations").
+SELECTOR_LABEL = "mlflow"
+PROFILE_SERVICE_ACCOUNT = "default-editor"
+PROFILE_SECRET = "mlflow-s3"
+PROFILE_S3_URI_ENV = "PROFILE_S3_URI"
+DASHBOARD_CONFIG_MAP = "centraldashboard-config"
+DASHBOARD_ICON = "timeline"
+JUPYTER_DEPLOYMENT = "jupyter-web-app-deployment"
+JUPYTER_CONTAINER = "jupyter-web-app"
+KFP_PODDEFAULT = "access-ml-pipeline"
+KFP_AUDIENCE = "pipelines.kubeflow.org"
+KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
+KFP_CLUSTER_ROLE = "kubeflow-pipelines-edit"
+FIELD_MANAGER = "mlops-platform-kubeflow"
+MINIO_REGION = "us-east-1"
+# Kubeflow 1.11 narrows every sidecar's egress to these namespaces (Sidecar istio-system/default);
+# a call to a Service outside them leaves in plain text, without the identity the policy checks.
+KUBEFLOW_EGRESS = ("./*", "istio-system/*", "kubeflow/*", "kubeflow-system/*", "knative-serving/*", "knative-eventing/*")
+# IAM role names are at most 64 characters, 8 of which Pulumi's auto-naming appends.
+_ROLE_NAME_MAX = 56
+
+
+def profile_prefix(namespace: str) -> str:
+    """A profile's own prefix of the artifact bucket, beside (never inside) MLflow's."""
+    return f"profiles/{namespace}"
+
+
+def mesh_member(bypass_ports: Sequence[int]) -> tuple[dict[str, str], dict[str, str]]:
+    """Pod labels and annotations that give a workload an Istio sidecar in Kubeflow's mesh.
+
+    Without native sidecars, init containers run before the proxy starts while
+    its traffic redirection is already in place; their outbound ports (the
+    database of a schema migration) must bypass it.
+    """
+    return (
+        {"sidecar.istio.io/inject": "true"},
+        {"traffic.sidecar.istio.io/excludeOutboundPorts": ",".join(str(p) for p in bypass_ports)},
+    )
+
+
+@dataclass(frozen=True)
+class KubeflowIntegrationArgs:
+    config: PlatformConfig
+    tracking: "TrackingStack"
+
+
+@dataclass(frozen=True)
+class _ProfileStorage:
+    """What a profile's PodDefault adds for direct S3 access."""
+
+    env: list[k8s.core.v1.EnvVarArgs]
+    labels: dict[str, str]
+
+
+class KubeflowIntegration(pulumi.ComponentResource):
+    """Route, access policy, dashboard tab and per-profile wiring of MLflow into Kubeflow."""
+
+    url: str
+    principals: list[str]
+    profiles: list[str]
+
+    def __init__(self, name: str, args: KubeflowIntegrationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlops:index:KubeflowIntegration", name, None, opts)
+        cfg, tracking = args.config, args.tracking
+        kf = cfg.kubeflow
+        self._name = name
+        self._tracking = tracking
+        self._child = pulumi.ResourceOptions(parent=self)
+        prefix = tracking.path_prefix
+        trust_domain = kf.ingress_principal.split("/ns/", 1)[0]
+        self.profiles = list(kf.profiles)
+        self.principals = list(
+            dict.fromkeys(
+                [kf.ingress_principal, *(f"{trust_domain}/ns/{ns}/sa/{PROFILE_SERVICE_ACCOUNT}" for ns in kf.profiles), *kf.allowed_principals]
+            )
+        )
+        self.url = f"https://{kf.external_host}{prefix}/" if kf.external_host else f"{prefix}/"
+
+        self._route(kf.gateway, [kf.external_host] if kf.external_host else ["*"], prefix)
+        self._access_policy()
+        if kf.dashboard_tab:
+            DashboardLink(
+                f"{name}-dashboard-link",
+                DashboardLinkArgs(kf.namespace, DASHBOARD_CONFIG_MAP, MenuLink("MLflow", f"{prefix}/", DASHBOARD_ICON)),
+                opts=self._child,
+            )
+        if kf.insecure_cookies:
+            self._insecure_cookies(kf.namespace)
+        storage = self._eks_storage(cfg) if cfg.is_eks else self._minio_storage(kf.profiles)
+        for namespace in kf.profiles:
+            self._profile(namespace, storage[namespace])
+            if kf.kfp_access:
+                self._pipelines_access(namespace)
+
+        self.register_outputs({"url": self.url, "principals": self.principals, "profiles": self.profiles})
+
+    def _meta(self, name: str, namespace: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return naming.metadata(name, namespace, component=COMPONENT, instance=self._name)
+
+    def _route(self, gateway: str, hosts: list[str], prefix: str) -> None:
+        """``<prefix>/`` to the MLflow Service, prefix kept: MLflow serves its UI, API and artifact proxy under it."""
+        t = self._tracking
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-route",
+            api_version="networking.istio.io/v1",
+            kind="VirtualService",
+            metadata=self._meta(t.service_name, t.namespace),
+            spec={
+                "gateways": [gateway],
+                "hosts": hosts,
+                "http": [
+                    {"name": "mlflow-trailing-slash", "match": [{"uri": {"exact": prefix}}], "redirect": {"uri": f"{prefix}/"}},
+                    {
+                        "name": "mlflow",
+                        "match": [{"uri": {"prefix": f"{prefix}/"}}],
+                        "route": [{"destination": {"host": naming.service_host(t.service_name, t.namespace), "port": {"number": t.port}}}],
+                    },
+                ],
+            },
+            opts=self._child,
+        )
+
+    def _access_policy(self) -> None:
+        """With Kubeflow's mesh-wide deny-all, only these mTLS identities reach MLflow."""
+        t = self._tracking
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-access",
+            api_version="security.istio.io/v1",
+            kind="AuthorizationPolicy",
+            metadata=self._meta(t.service_name, t.namespace),
+            spec={
+                "action": "ALLOW",
+                "selector": {"matchLabels": t.server_labels},
+                "rules": [{"from": [{"source": {"principals": self.principals}}]}],
+            },
+            opts=self._child,
+        )
+
+    def _insecure_cookies(self, namespace: str) -> None:
+        """Opt-in for HTTP-only dev clusters: the notebook app otherwise sets cookies a browser drops over HTTP."""
+        k8s.apps.v1.DeploymentPatch(
+            f"{self._name}-jupyter-insecure-cookies",
+            metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                name=JUPYTER_DEPLOYMENT,
+                namespace=namespace,
+                # Kubeflow's manifests own this env var; taking it over needs force.
+                annotations={"pulumi.com/patchForce": "true", "pulumi.com/patchFieldManager": FIELD_MANAGER},
+            ),
+            spec=k8s.apps.v1.DeploymentSpecPatchArgs(
+                template=k8s.core.v1.PodTemplateSpecPatchArgs(
+                    spec=k8s.core.v1.PodSpecPatchArgs(
+                        containers=[
+                            k8s.core.v1.ContainerPatchArgs(
+                                name=JUPYTER_CONTAINER, env=[k8s.core.v1.EnvVarPatchArgs(name="APP_SECURE_COOKIES", value="false")]
+                            )
+                        ]
+                    )
+                )
+            ),
+            opts=self._child,
+        )
+
+    def _minio_storage(self, profiles: Sequence[str]) -> dict[str, _ProfileStorage]:
+        """dev: a MinIO user per profile, limited to its prefix, its key in a Secret of its namespace."""
+        t = self._tracking
+        if not profiles:
+            return {}
+        keys = {
+            ns: random.RandomPassword(f"{self._name}-{ns}-s3-key", length=40, special=False, opts=self._child) for ns in profiles
+        }
+        users = {ns: minio.MinioUser(f"profile-{ns}", keys[ns].result, profile_prefix(ns), "write") for ns in profiles}
+        minio.provision_users(
+            f"{self._name}-profiles", endpoint=t.minio, users=list(users.values()), create_bucket=False, instance=self._name, opts=self._child
+        )
+        storage = {}
+        for ns, user in users.items():
+            secret = k8s.core.v1.Secret(
+                f"{self._name}-{ns}-s3",
+                metadata=self._meta(PROFILE_SECRET, ns),
+                type="Opaque",
+                string_data={"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key},
+                opts=self._child,
+            )
+            storage[ns] = _ProfileStorage(
+                env=[
+                    secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
+                    secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
+                    *plain_env({"AWS_ENDPOINT_URL": t.s3_endpoint, "MLFLOW_S3_ENDPOINT_URL": t.s3_endpoint, "AWS_DEFAULT_REGION": MINIO_REGION}),
+                ],
+                labels={minio.CLIENT_LABEL: "true"},
+            )
+        return storage
+
+    def _eks_storage(self, cfg: PlatformConfig) -> dict[str, _ProfileStorage]:
+        """eks: an IAM role per profile, limited to its prefix, assumed by the profile's ``default-editor``.
+
+        Annotating ``default-editor`` (as Kubeflow's own AwsIamForServiceAccount
+        profile plugin does) serves notebooks and pipeline steps without swapping
+        their service account, which would cost them default-editor's Kubeflow rights.
+        """
+        from . import aws
+
+        storage = {}
+        for ns in cfg.kubeflow.profiles:
+            role = aws.irsa_role(
+                _role_name(f"{self._name}-{ns}"),
+                aws_config=cfg.aws,
+                namespace=ns,
+                service_account=PROFILE_SERVICE_ACCOUNT,
+                bucket=self._tracking.bucket,
+                prefix=profile_prefix(ns),
+                access="write",
+                opts=self._child,
+            )
+            k8s.core.v1.ServiceAccountPatch(
+                f"{self._name}-{ns}-irsa",
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                    name=PROFILE_SERVICE_ACCOUNT,
+                    namespace=ns,
+                    annotations={"eks.amazonaws.com/role-arn": role.arn, "pulumi.com/patchFieldManager": FIELD_MANAGER},
+                ),
+                opts=self._child,
+            )
+            storage[ns] = _ProfileStorage(env=plain_env({"AWS_DEFAULT_REGION": cfg.aws.region, "AWS_REGION": cfg.aws.region}), labels={})
+        return storage
+
+    def _profile(self, namespace: str, storage: _ProfileStorage) -> None:
+        t = self._tracking
+        uri = f"s3://{t.bucket}/{profile_prefix(namespace)}/"
+        spec = {
+            "desc": f"MLflow tracking and registry; S3 data under {uri}",
+            "selector": {"matchLabels": {SELECTOR_LABEL: "true"}},
+            "env": [*plain_env({"MLFLOW_TRACKING_URI": t.tracking_uri, PROFILE_S3_URI_ENV: uri}), *storage.env],
+        }
+        if storage.labels:
+            spec["labels"] = storage.labels
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-{namespace}-poddefault",
+            api_version="kubeflow.org/v1alpha1",
+            kind="PodDefault",
+            metadata=self._meta("mlflow", namespace),
+            spec=spec,
+            opts=self._child,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-{namespace}-egress",
+            api_version="networking.istio.io/v1",
+            kind="Sidecar",
+            metadata=self._meta("mlflow-egress", namespace),
+            spec={
+                "workloadSelector": {"labels": {SELECTOR_LABEL: "true"}},
+                "egress": [{"hosts": [*KUBEFLOW_EGRESS, f"{t.namespace}/*"]}],
+            },
+            opts=self._child,
+        )
+
+    def _pipelines_access(self, namespace: str) -> None:
+        """Kubeflow Pipelines from a notebook: a projected token for the KFP API, and the right to use it."""
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-{namespace}-kfp-poddefault",
+            api_version="kubeflow.org/v1alpha1",
+            kind="PodDefault",
+            metadata=self._meta(KFP_PODDEFAULT, namespace),
+            spec={
+                "desc": "Allow access to Kubeflow Pipelines",
+                "selector": {"matchLabels": {KFP_PODDEFAULT: "true"}},
+                "env": plain_env({"KF_PIPELINES_SA_TOKEN_PATH": f"{KFP_TOKEN_DIR}/token"}),
+                "volumes": [
+                    {
+                        "name": "volume-kf-pipeline-token",
+                        "projected": {
+                            "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 7200, "audience": KFP_AUDIENCE}}]
+                        },
+                    }
+                ],
+                "volumeMounts": [{"mountPath": KFP_TOKEN_DIR, "name": "volume-kf-pipeline-token", "readOnly": True}],
+            },
+            opts=self._child,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{self._name}-{namespace}-kfp-access",
+            metadata=self._meta(KFP_PODDEFAULT, namespace),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=KFP_CLUSTER_ROLE),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=PROFILE_SERVICE_ACCOUNT, namespace=namespace)],
+            opts=self._child,
+        )
+
+
+def _role_name(name: str) -> str:
+    """A logical name short enough for an auto-named IAM role, still unique per profile."""
+    if len(name) <= _ROLE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: _ROLE_NAME_MAX - 9]}-{digest}"

@@ -1,0 +1,287 @@
+"""ServingStack: KServe InferenceServices for registered models, and the storage access they download with.
+
+Per serving namespace, KServe's storage initializer gets read access to the
+tracking server's artifact prefix and nothing else:
+
+dev (microk8s): a MinIO user limited to the prefix; its keys in a Secret that
+                carries KServe's S3 annotations, listed by a ServiceAccount.
+prod (eks):     a ServiceAccount bound through IRSA to a read-only IAM role; no keys.
+
+Each InferenceService pins the storage URI that ``components/registry.py``
+resolved, and records registered model, version, alias and run id in its
+annotations, so a promotion shows up in a preview as ``model-version: "3" => "4"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from . import minio, naming
+from .config import PlatformConfig
+from .registry import ResolvedModel
+from .tracking import TrackingStack
+
+COMPONENT = "model-server"
+API_VERSION = "serving.kserve.io/v1beta1"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+REGISTERED_MODEL = "mlops-platform/registered-model"
+MODEL_VERSION = "mlops-platform/model-version"
+MODEL_ALIAS = "mlops-platform/model-alias"
+RUN_ID = "mlops-platform/run-id"
+# Model format -> (ClusterServingRuntime, protocol). MLServer serves MLflow models on v2 only.
+RUNTIMES = {"mlflow": ("kserve-mlserver", "v2"), "sklearn": ("kserve-sklearnserver", "v1")}
+# KServe names the model container so; saying it avoids a perpetual diff against the defaulted value.
+MODEL_CONTAINER = "kserve-container"
+
+KSERVE_CHARTS = "oci://ghcr.io/kserve/charts"
+KSERVE_VERSION = "v0.16.0"
+# The cert-manager release KServe v0.16.0 is tested with (kserve-deps.env).
+CERT_MANAGER_VERSION = "v1.17.0"
+KSERVE_NAMESPACE = "kserve"
+CERT_MANAGER_NAMESPACE = "cert-manager"
+
+
+@dataclass(frozen=True)
+class ServingStackArgs:
+    config: PlatformConfig
+    tracking: TrackingStack
+    models: Sequence[ResolvedModel]
+
+
+class ServingStack(pulumi.ComponentResource):
+    """KServe serving of registry-resolved models, with least-privilege storage access per namespace."""
+
+    service_account: str
+    models: dict[str, dict[str, str]]
+
+    def __init__(self, name: str, args: ServingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlops:index:ServingStack", name, None, opts)
+        cfg = args.config
+        self.service_account = f"{name}-model-reader"
+        kserve_ready = self._install_kserve(name) if cfg.serving.install_kserve else []
+        namespaces = cfg.serving.credential_namespaces
+        if cfg.is_eks:
+            storage_ready = self._irsa_access(name, cfg, args.tracking, namespaces)
+            pod_labels: dict[str, str] = {}
+        else:
+            storage_ready = self._minio_access(name, args.tracking, namespaces)
+            # Lets the storage initializer through MinIO's NetworkPolicy; KServe copies these labels to the pods.
+            pod_labels = {minio.CLIENT_LABEL: "true"}
+        for model in args.models:
+            self._inference_service(
+                name, model, cfg.serving.deployment_mode, pod_labels,
+                depends_on=[*kserve_ready, *storage_ready[model.source.namespace]],
+            )
+        self.models = {f"{m.source.namespace}/{m.source.name}": served(m) for m in args.models}
+        self.register_outputs({"models": self.models})
+
+    def _minio_access(self, name: str, tracking: TrackingStack, namespaces: list[str]) -> dict[str, list[pulumi.Resource]]:
+        """A read-only MinIO user per namespace, and the Secret and ServiceAccount KServe finds it through."""
+        if not namespaces:
+            return {}
+        endpoint = tracking.minio
+        users = {
+            ns: minio.MinioUser(
+                access_key=f"kserve-{ns}",
+                secret_key=random.RandomPassword(f"{name}-{ns}-minio-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result,
+                prefix=tracking.artifact_prefix,
+                access="read",
+            )
+            for ns in namespaces
+        }
+        provisioned = minio.provision_users(
+            f"{name}-minio-users", endpoint=endpoint, users=list(users.values()), create_bucket=False, instance=name,
+            # The Job runs in the tracking namespace against its MinIO: both must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tracking]),
+        )
+        s3_annotations = {
+            "serving.kserve.io/s3-endpoint": urlsplit(endpoint.url).netloc,
+            "serving.kserve.io/s3-usehttps": "0",
+            "serving.kserve.io/s3-verifyssl": "0",
+            # MinIO's default region; the S3 client only needs it to sign requests.
+            "serving.kserve.io/s3-region": "us-east-1",
+        }
+        ready = {}
+        for ns, user in users.items():
+            secret = k8s.core.v1.Secret(
+                f"{name}-{ns}-s3",
+                metadata=naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=s3_annotations),
+                type="Opaque",
+                # The key names KServe's default inferenceservice-config reads (s3AccessKeyIDName, s3SecretAccessKeyName).
+                string_data={"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            account = k8s.core.v1.ServiceAccount(
+                f"{name}-{ns}-sa",
+                metadata=naming.metadata(self.service_account, ns, component=COMPONENT, instance=name),
+                secrets=[k8s.core.v1.ObjectReferenceArgs(name=secret.metadata.name)],
+                automount_service_account_token=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ready[ns] = [provisioned, secret, account]
+        return ready
+
+    def _irsa_access(self, name: str, cfg: PlatformConfig, tracking: TrackingStack, namespaces: list[str]) -> dict[str, list[pulumi.Resource]]:
+        """A ServiceAccount per namespace that only a read-only IAM role on the artifact prefix trusts."""
+        from . import aws
+
+        ready = {}
+        for ns in namespaces:
+            role = aws.irsa_role(
+                _iam_safe(f"{name}-{ns}"), aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
+                bucket=tracking.bucket, prefix=tracking.artifact_prefix, access="read", opts=pulumi.ResourceOptions(parent=self),
+            )
+            account = k8s.core.v1.ServiceAccount(
+                f"{name}-{ns}-sa",
+                metadata=naming.metadata(
+                    self.service_account, ns, component=COMPONENT, instance=name,
+                    annotations={**aws.role_arn_annotation(role), "serving.kserve.io/s3-region": cfg.aws.region},
+                ),
+                automount_service_account_token=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ready[ns] = [account]
+        return ready
+
+    def _install_kserve(self, name: str) -> list[pulumi.Resource]:
+        """cert-manager, KServe's CRDs and KServe (RawDeployment) from pinned charts; returns what InferenceServices wait for."""
+        cert_manager = k8s.helm.v3.Release(
+            f"{name}-cert-manager",
+            name="cert-manager",
+            chart="cert-manager",
+            version=CERT_MANAGER_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://charts.jetstack.io"),
+            namespace=CERT_MANAGER_NAMESPACE,
+            create_namespace=True,
+            values={"crds": {"enabled": True}},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        crds = k8s.helm.v3.Release(
+            f"{name}-kserve-crd",
+            name="kserve-crd",
+            chart=f"{KSERVE_CHARTS}/kserve-crd",
+            version=KSERVE_VERSION,
+            namespace=KSERVE_NAMESPACE,
+            create_namespace=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        controller = k8s.helm.v3.Release(
+            f"{name}-kserve",
+            name="kserve",
+            chart=f"{KSERVE_CHARTS}/kserve",
+            version=KSERVE_VERSION,
+            namespace=KSERVE_NAMESPACE,
+            create_namespace=True,
+            values={"kserve": {"controller": {"deploymentMode": "RawDeployment"}}},
+            # The controller's certificates come from cert-manager; its webhooks serve the CRDs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cert_manager, crds]),
+        )
+        return [crds, controller]
+
+    def _inference_service(
+        self, name: str, model: ResolvedModel, deployment_mode: str, pod_labels: Mapping[str, str], depends_on: list[pulumi.Resource]
+    ) -> k8s.apiextensions.CustomResource:
+        manifest = inference_service(model, deployment_mode, self.service_account, pod_labels)
+        return k8s.apiextensions.CustomResource(
+            f"{name}-{model.source.namespace}-{model.source.name}",
+            api_version=manifest["apiVersion"],
+            kind=manifest["kind"],
+            metadata=manifest["metadata"],
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+
+def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict:
+    """The InferenceService manifest, built with the kserve SDK's typed models (unknown fields fail here)."""
+    import kserve
+    from kubernetes.client import V1Capabilities, V1ObjectMeta, V1ResourceRequirements, V1SeccompProfile, V1SecurityContext
+
+    source = model.source
+    runtime, protocol = RUNTIMES[source.format]
+    resources = source.resources
+    isvc = kserve.V1beta1InferenceService(
+        api_version=API_VERSION,
+        kind="InferenceService",
+        metadata=V1ObjectMeta(
+            name=source.name,
+            namespace=source.namespace,
+            labels=naming.labels(COMPONENT, source.name, **pod_labels),
+            annotations={DEPLOYMENT_MODE: deployment_mode, **model_annotations(model)},
+        ),
+        spec=kserve.V1beta1InferenceServiceSpec(
+            predictor=kserve.V1beta1PredictorSpec(
+                service_account_name=service_account,
+                min_replicas=source.min_replicas,
+                max_replicas=source.max_replicas,
+                model=kserve.V1beta1ModelSpec(
+                    name=MODEL_CONTAINER,
+                    model_format=kserve.V1beta1ModelFormat(name=source.format),
+                    runtime=runtime,
+                    protocol_version=protocol,
+                    storage_uri=model.storage_uri,
+                    resources=V1ResourceRequirements(
+                        requests={"cpu": resources.cpu_request, "memory": resources.memory_request},
+                        limits={"cpu": resources.cpu_limit, "memory": resources.memory_limit},
+                    ),
+                    # Both runtime images run as a numeric non-root user and write to their working directory.
+                    security_context=V1SecurityContext(
+                        run_as_non_root=True,
+                        allow_privilege_escalation=False,
+                        privileged=False,
+                        capabilities=V1Capabilities(drop=["ALL"]),
+                        seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+                    ),
+                ),
+            )
+        ),
+    )
+    # kserve's ApiClient serialises with each model's attribute_map (camelCase, no nulls);
+    # kubernetes>=33's ApiClient would emit snake_case to_dict() output for kserve models.
+    return kserve.ApiClient().sanitize_for_serialization(isvc)
+
+
+def model_annotations(model: ResolvedModel) -> dict[str, str]:
+    """Where the served artifacts came from; absent for a pinned storageUri."""
+    values = {
+        REGISTERED_MODEL: model.source.registered_model,
+        MODEL_VERSION: model.version,
+        MODEL_ALIAS: model.source.alias,
+        RUN_ID: model.run_id,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def served(model: ResolvedModel) -> dict[str, str]:
+    """One entry of the ``servingModels`` output: what a preview diff should make obvious."""
+    values = {
+        "storageUri": model.storage_uri,
+        "registeredModel": model.source.registered_model,
+        "version": model.version,
+        "alias": model.source.alias,
+        "runId": model.run_id,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def describe(annotations: Mapping[str, str]) -> str:
+    """A plan-table note for an InferenceService: ``diabetes v4 @production``, or ``pinned storageUri``."""
+    if MODEL_VERSION not in annotations:
+        return "pinned storageUri"
+    note = f"{annotations.get(REGISTERED_MODEL)} v{annotations[MODEL_VERSION]}"
+    return f"{note} @{annotations[MODEL_ALIAS]}" if MODEL_ALIAS in annotations else note
+
+
+def _iam_safe(name: str, limit: int = 56) -> str:
+    """Namespaces may have 63 characters; IAM role names 64, of which Pulumi's auto-naming takes 8."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"

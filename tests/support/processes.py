@@ -1,0 +1,133 @@
+"""Real services on 127.0.0.1 for tests and benchmarks: start, wait until healthy, always stop.
+
+Each process runs in its own session (process group), so stopping it also stops
+the workers it forked (mlflow server's uvicorn, MLServer's workers), and nothing
+else. Its output goes to a log file whose tail is quoted when it fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+HOST = "127.0.0.1"
+
+
+class ServiceStartError(RuntimeError):
+    """A service did not become healthy in time; the message names it and quotes its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """A process started by a test, with the log it writes to."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def wait_http(self, url: str, *, timeout: float, status: int = 200) -> None:
+        """Poll ``url`` until it answers ``status``; fail with the log's tail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceStartError(f"{self.name} exited with code {self.process.returncode} before {url} answered; log {self.log}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == status:
+                        return
+                    last = f"HTTP {response.status}"
+            except urllib.error.HTTPError as exc:
+                if exc.code == status:
+                    return
+                last = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(getattr(exc, "reason", exc))
+            time.sleep(0.25)
+        raise ServiceStartError(f"{self.name} not healthy at {url} after {timeout:.0f} s (last: {last}); log {self.log}:\n{self.tail()}")
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout``."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=timeout)
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_dir: Path,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+    inherit_env: bool = True,
+) -> Service:
+    """Start ``argv`` in its own process group, output to ``log_dir/<name>.log``.
+
+    ``env`` extends this process's environment, or replaces it with ``inherit_env=False``
+    (so that nothing set here, such as MLFLOW_* variables, can leak into the service).
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**(os.environ if inherit_env else {}), **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Service(name, process, log)
+
+
+@contextlib.contextmanager
+def running(
+    name: str,
+    argv: Sequence[str],
+    *,
+    health_url: str,
+    log_dir: Path,
+    timeout: float,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+    inherit_env: bool = True,
+) -> Iterator[Service]:
+    """A healthy service for the duration of the block; stopped afterwards whatever happens."""
+    service = start(name, argv, log_dir=log_dir, env=env, cwd=cwd, inherit_env=inherit_env)
+    try:
+        service.wait_http(health_url, timeout=timeout)
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,359 @@
+"""Registry resolution against a real MLflow tracking server on 127.0.0.1.
+
+The server runs as the TrackingStack configures it (SQLite instead of
+PostgreSQL): artifacts proxied to ``s3://mlflow-artifacts/dev`` on moto's S3
+server, the dev stack's artifact root. A model is logged, registered and aliased
+the way a training run does it; then the real program runs with
+``serving.mlflowTrackingUri`` pointing at the server, and the declared
+InferenceService is compared with where the artifacts actually are in S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from components.config import ConfigError
+from components.registry import physical_uri
+from tests.support.processes import HOST, free_port, running
+from tools import harness
+from tools.harness import Plan, run_program, stack_config
+from tools.plan import table
+
+BIN = Path(sys.executable).parent
+BUCKET = "mlflow-artifacts"
+ROOT_URI = f"s3://{BUCKET}/dev"
+NAMESPACE = "kubeflow-user-example-com"
+MODEL = "diabetes"
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A registered version as the training run left it: its run and where its files are in S3."""
+
+    version: str
+    run_id: str
+    location: str
+
+
+@dataclass
+class Registry:
+    uri: str
+    client: MlflowClient
+    versions: dict[str, Logged]
+
+    def promote(self, version: str, alias: str = "production") -> None:
+        self.client.set_registered_model_alias(MODEL, alias, version)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Iterator[Registry]:
+    work = tmp_path_factory.mktemp("registry")
+    s3_url = f"http://{HOST}:{free_port()}"
+    port = free_port()
+    uri = f"http://{HOST}:{port}"
+    with contextlib.ExitStack() as services:
+        services.enter_context(
+            running("moto-s3", [str(BIN / "moto_server"), "-H", HOST, "-p", s3_url.rsplit(":", 1)[1]], health_url=f"{s3_url}/moto-api/", log_dir=work, timeout=30)
+        )
+        s3 = boto3.client("s3", endpoint_url=s3_url, region_name=AWS["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"])
+        s3.create_bucket(Bucket=BUCKET)
+        services.enter_context(
+            running(
+                "mlflow",
+                [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
+                 "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", ROOT_URI],
+                health_url=f"{uri}/health", log_dir=work, timeout=90, cwd=work,
+                env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            )
+        )
+        yield Registry(uri, MlflowClient(uri, registry_uri=uri), _train_two_versions(uri, s3))
+
+
+def _train_two_versions(uri: str, s3) -> dict[str, Logged]:
+    """Log and register two sklearn models as a training script would; find each one's files in S3."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    features, target = load_diabetes(return_X_y=True, as_frame=True)
+    versions = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        assert mlflow.get_tracking_uri() == uri, "something in this process pinned MLflow's tracking URI"
+        for alpha in (1.0, 0.1):
+            with mlflow.start_run() as run:
+                info = mlflow.sklearn.log_model(Ridge(alpha=alpha).fit(features, target), name="model", registered_model_name=MODEL, serialization_format="pickle")
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+            (mlmodel,) = [k for k in keys if k.endswith(f"/{info.model_id}/artifacts/MLmodel")]
+            location = f"s3://{BUCKET}/{mlmodel.removesuffix('MLmodel')}"
+            assert any(k == mlmodel.replace("MLmodel", "model.pkl") for k in keys)
+            versions[str(info.registered_model_version)] = Logged(str(info.registered_model_version), run.info.run_id, location)
+    assert list(versions) == ["1", "2"]
+    return versions
+
+
+def serving(uri: str, *models: dict) -> dict:
+    return {"enabled": True, "mlflowTrackingUri": uri, "models": list(models)}
+
+
+def entry(name: str = MODEL, namespace: str = NAMESPACE, **source: object) -> dict:
+    return {"name": name, "namespace": namespace, "registeredModel": MODEL, **source}
+
+
+def deploy(config: dict, *, preview: bool = False, secret: bool = False) -> Plan:
+    """The real program on the dev stack with ``serving`` replaced; ``secret`` marks it as secret config."""
+    values, secret_keys = stack_config("dev")
+    values["mlops-platform:serving"] = json.dumps(config)
+    return run_program("dev", config=values, secret_keys=secret_keys + (["mlops-platform:serving"] if secret else []), preview=preview)
+
+
+def failure(monkeypatch, config: dict, **options) -> tuple[str, list]:
+    """The one-line error of a failed deploy, and every resource declared before it."""
+    declared: list = []
+    record_into = harness._monitor
+    monkeypatch.setattr(harness, "_monitor", lambda mocks, _: record_into(mocks, declared))
+    with pytest.raises(ConfigError) as caught:
+        deploy(config, **options)
+    return str(caught.value), declared
+
+
+def isvc(plan: Plan, name: str = MODEL) -> dict:
+    return plan.k8s("InferenceService", name, NAMESPACE).inputs
+
+
+# -- resolution -------------------------------------------------------------------------------
+
+
+def test_alias_resolves_to_exactly_that_versions_s3_location(registry):
+    registry.promote("1")
+    plan = deploy(serving(registry.uri, entry(alias="production")))
+    v1 = registry.versions["1"]
+    manifest = isvc(plan)
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == v1.location
+    assert manifest["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "RawDeployment",
+        "mlops-platform/registered-model": MODEL,
+        "mlops-platform/model-version": "1",
+        "mlops-platform/model-alias": "production",
+        "mlops-platform/run-id": v1.run_id,
+    }
+
+
+def test_moving_the_alias_changes_the_storage_uri_annotations_and_plan(registry):
+    config = serving(registry.uri, entry(alias="production"))
+    registry.promote("1")
+    before = deploy(config)
+    registry.promote("2")
+    after = deploy(config)
+
+    v1, v2 = registry.versions["1"], registry.versions["2"]
+    assert v1.location != v2.location
+    assert isvc(before)["spec"]["predictor"]["model"]["storageUri"] == v1.location
+    assert isvc(after)["spec"]["predictor"]["model"]["storageUri"] == v2.location
+    annotations = isvc(after)["metadata"]["annotations"]
+    assert (annotations["mlops-platform/model-version"], annotations["mlops-platform/run-id"]) == ("2", v2.run_id)
+    assert after.outputs["servingModels"][f"{NAMESPACE}/{MODEL}"] == {
+        "storageUri": v2.location, "registeredModel": MODEL, "version": "2", "alias": "production", "runId": v2.run_id,
+    }
+    assert "diabetes v1 @production" in table(before)
+    assert "diabetes v2 @production" in table(after)
+
+
+def test_a_version_pins_regardless_of_aliases(registry):
+    registry.promote("2")
+    plan = deploy(serving(registry.uri, entry(version=1)))
+    manifest = isvc(plan)
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == registry.versions["1"].location
+    assert manifest["metadata"]["annotations"]["mlops-platform/model-version"] == "1"
+    assert "mlops-platform/model-alias" not in manifest["metadata"]["annotations"]
+
+
+def test_one_client_resolves_every_model(registry, monkeypatch):
+    created = []
+
+    class CountingClient(mlflow.MlflowClient):
+        def __init__(self, *args, **kwargs):
+            created.append(args or kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "MlflowClient", CountingClient)
+    registry.promote("2")
+    plan = deploy(serving(registry.uri, entry(alias="production"), entry("diabetes-v1", version=1), entry(namespace="team-a", alias="production")))
+    assert len(plan.kinds("InferenceService")) == 3
+    assert len(created) == 1
+
+
+def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
+    monkeypatch.setattr(mlflow, "MlflowClient", None)
+    plan = deploy(serving(f"http://{HOST}:{free_port()}", {"name": MODEL, "namespace": NAMESPACE, "storageUri": f"{ROOT_URI}/1/models/m-1/artifacts"}))
+    assert isvc(plan)["spec"]["predictor"]["model"]["storageUri"] == f"{ROOT_URI}/1/models/m-1/artifacts/"
+
+
+# -- failures: one line naming the entry, nothing declared ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def elsewhere(registry) -> str:
+    """A registered model whose only version lives in a bucket KServe's credentials cannot read."""
+    registry.client.create_registered_model("elsewhere")
+    return registry.client.create_model_version("elsewhere", "s3://another-bucket/team/model/artifacts").version
+
+
+ENTRY = f"mlops-platform:serving.models[0] ({MODEL})"
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ({"registeredModel": "no-such-model", "alias": "production"}, f"{ENTRY}: registered model 'no-such-model' not found in the registry at {{uri}}"),
+        ({"alias": "champion"}, f"{ENTRY}: registered model 'diabetes' has no alias 'champion'"),
+        ({"version": 99}, f"{ENTRY}: registered model 'diabetes' has no version 99"),
+        ({"registeredModel": "elsewhere", "version": 1},
+         f"{ENTRY}: source s3://another-bucket/team/model/artifacts is not under {ROOT_URI}/, the only prefix KServe's storage credentials can read"),
+    ],
+)
+def test_an_unresolvable_model_stops_before_any_resource(registry, elsewhere, monkeypatch, source, expected):
+    message, declared = failure(monkeypatch, serving(registry.uri, {"name": MODEL, "namespace": NAMESPACE, "registeredModel": MODEL, **source}))
+    assert message == expected.format(uri=registry.uri)
+    assert declared == []
+
+
+def test_of_several_failures_the_first_entry_in_config_order_is_reported(registry, monkeypatch):
+    registry.promote("1")
+    entries = [entry(alias="production"), entry("second", alias="champion"), entry("third", registeredModel="no-such-model", version=1)]
+    message, _ = failure(monkeypatch, serving(registry.uri, *entries))
+    assert message == "mlops-platform:serving.models[1] (second): registered model 'diabetes' has no alias 'champion'"
+
+
+def test_a_wrong_path_prefix_is_named_as_such(registry, monkeypatch):
+    message, _ = failure(monkeypatch, serving(f"{registry.uri}/mlflow", entry(alias="production")))
+    assert message == f"{ENTRY}: no MLflow API at {registry.uri}/mlflow (HTTP 404); check serving.mlflowTrackingUri, including the server's --static-prefix"
+
+
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+def test_an_unreachable_registry_fails_fast_in_preview_and_up(monkeypatch, preview):
+    uri = f"http://{HOST}:{free_port()}"
+    start = time.monotonic()
+    message, declared = failure(monkeypatch, serving(uri, entry(alias="production")), preview=preview)
+    assert time.monotonic() - start < 15
+    assert message == f"{ENTRY}: the registry at {uri} is unreachable or failing (Connection refused); preview and deploy need it to resolve aliases and versions"
+    assert declared == []
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+class _TokenRegistry(BaseHTTPRequestHandler):
+    """The registry endpoints an alias resolution calls, answering only the bearer token it was given."""
+
+    token = ""
+    seen: list[Optional[str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.seen.append(self.headers.get("Authorization"))
+        path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(401, {"error_code": "UNAUTHENTICATED", "message": "credentials required"})
+        if path == "/api/2.0/mlflow/registered-models/alias":
+            return self._send(200, {"model_version": {"name": query["name"][0], "version": "5", "status": "READY", "run_id": "0123abcd", "source": "models:/m-5"}})
+        if path == "/api/2.0/mlflow/registered-models/get":
+            return self._send(200, {"registered_model": {"name": query["name"][0]}})
+        if path == "/api/2.0/mlflow/model-versions/get-download-uri":
+            return self._send(200, {"artifact_uri": "mlflow-artifacts:/3/models/m-5/artifacts"})
+        return self._send(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path})
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def token_registry() -> Iterator[tuple[str, type[_TokenRegistry]]]:
+    handler = type("Handler", (_TokenRegistry,), {"token": "tok-" + os.urandom(12).hex(), "seen": []})
+    server = ThreadingHTTPServer((HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_secret_config_token_is_sent_as_bearer_and_scoped_to_resolution(token_registry, monkeypatch):
+    uri, handler = token_registry
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    plan = deploy({**serving(uri, entry(alias="production")), "registryToken": handler.token}, secret=True)
+    assert handler.seen and set(handler.seen) == {f"Bearer {handler.token}"}
+    assert isvc(plan)["spec"]["predictor"]["model"]["storageUri"] == f"{ROOT_URI}/3/models/m-5/artifacts/"
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    assert not [r.name for r in plan.resources if handler.token in json.dumps(r.inputs)]
+
+
+def test_the_standard_mlflow_token_variable_works_too(token_registry, monkeypatch):
+    uri, handler = token_registry
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", handler.token)
+    plan = deploy(serving(uri, entry(alias="production")))
+    assert isvc(plan)["metadata"]["annotations"]["mlops-platform/model-version"] == "5"
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == handler.token
+
+
+def test_a_refused_token_is_reported_without_the_token(token_registry, monkeypatch):
+    uri, handler = token_registry
+    wrong = "tok-wrong-" + os.urandom(12).hex()
+    message, declared = failure(monkeypatch, {**serving(uri, entry(alias="production")), "registryToken": wrong}, secret=True)
+    assert message == (
+        f"{ENTRY}: the registry at {uri} refused access (UNAUTHENTICATED); provide MLFLOW_TRACKING_TOKEN "
+        "(or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or secret serving.registryToken"
+    )
+    assert wrong not in message and declared == []
+    assert set(handler.seen) == {f"Bearer {wrong}"}
+
+
+# -- the mapping rules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("mlflow-artifacts:/1/models/m-1/artifacts", f"{ROOT_URI}/1/models/m-1/artifacts/"),
+        ("mlflow-artifacts://mlflow.mlflow:5000/1/models/m-1/artifacts", f"{ROOT_URI}/1/models/m-1/artifacts/"),
+        (f"{ROOT_URI}/1/models/m-1/artifacts/", f"{ROOT_URI}/1/models/m-1/artifacts/"),
+        (f"{ROOT_URI}//1/./models/m-1/artifacts", f"{ROOT_URI}/1/models/m-1/artifacts/"),
+        ("mlflow-artifacts:/../prod/1/artifacts", None),
+        (f"{ROOT_URI}/../prod/1/artifacts", None),
+        (f"{ROOT_URI}-old/1/artifacts", None),
+        (ROOT_URI, None),
+        ("s3://another-bucket/dev/1/artifacts", None),
+        ("runs:/0123/model", None),
+        ("file:///tmp/mlruns/1/artifacts", None),
+    ],
+)
+def test_sources_map_onto_the_artifact_root_or_are_refused(source, expected):
+    assert physical_uri(source, ROOT_URI) == expected
+
