@@ -5,6 +5,7 @@ pulumi_aws is large (about 3 s to import cold); the dev target never pays for it
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Optional
 
@@ -109,6 +110,7 @@ def irsa_role(
     opts: pulumi.ResourceOptions,
 ) -> aws.iam.Role:
     """An IAM role only ``namespace/service_account`` can assume, limited to one bucket prefix."""
+    name = _iam_safe(name)
     issuer = aws_config.oidc_issuer
     trust = {
         "Version": "2012-10-17",
@@ -134,6 +136,13 @@ def irsa_role(
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=role)),
     )
     return role
+
+
+def _iam_safe(name: str, limit: int = 56) -> str:
+    """Namespaces may have 63 characters; IAM role names 64, of which Pulumi's auto-naming takes 8."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def rds_postgres(

@@ -156,6 +156,11 @@ class ArtifactsConfig(_Model):
     kms_key_arn: Optional[Arn] = None
     minio: MinioConfig = MinioConfig()
 
+    @property
+    def root(self) -> str:
+        """The tracking server's ``--artifacts-destination``, onto which ``mlflow-artifacts:/`` URIs map."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
 
 class AwsConfig(_Model):
     region: Annotated[str, _check(_REGION, "an AWS region, e.g. eu-west-1")]

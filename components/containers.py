@@ -8,7 +8,7 @@ filesystem with writable emptyDirs only where the process needs them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import pulumi

@@ -15,7 +15,6 @@ is installed and installs none of it. It declares:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
@@ -47,12 +46,10 @@ KFP_AUDIENCE = "pipelines.kubeflow.org"
 KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 KFP_CLUSTER_ROLE = "kubeflow-pipelines-edit"
 FIELD_MANAGER = "mlops-platform-kubeflow"
-MINIO_REGION = "us-east-1"
 # Kubeflow 1.11 narrows every sidecar's egress to these namespaces (Sidecar istio-system/default);
 # a call to a Service outside them leaves in plain text, without the identity the policy checks.
 KUBEFLOW_EGRESS = ("./*", "istio-system/*", "kubeflow/*", "kubeflow-system/*", "knative-serving/*", "knative-eventing/*")
 # IAM role names are at most 64 characters, 8 of which Pulumi's auto-naming appends.
-_ROLE_NAME_MAX = 56
 
 
 def profile_prefix(namespace: str) -> str:
@@ -220,7 +217,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                 env=[
                     secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
                     secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
-                    *plain_env({"AWS_ENDPOINT_URL": t.s3_endpoint, "MLFLOW_S3_ENDPOINT_URL": t.s3_endpoint, "AWS_DEFAULT_REGION": MINIO_REGION}),
+                    *plain_env({"AWS_ENDPOINT_URL": t.s3_endpoint, "MLFLOW_S3_ENDPOINT_URL": t.s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
                 ],
                 labels={minio.CLIENT_LABEL: "true"},
             )
@@ -238,7 +235,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
         storage = {}
         for ns in cfg.kubeflow.profiles:
             role = aws.irsa_role(
-                _role_name(f"{self._name}-{ns}"),
+                f"{self._name}-{ns}",
                 aws_config=cfg.aws,
                 namespace=ns,
                 service_account=PROFILE_SERVICE_ACCOUNT,
@@ -321,9 +318,3 @@ class KubeflowIntegration(pulumi.ComponentResource):
         )
 
 
-def _role_name(name: str) -> str:
-    """A logical name short enough for an auto-named IAM role, still unique per profile."""
-    if len(name) <= _ROLE_NAME_MAX:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: _ROLE_NAME_MAX - 9]}-{digest}"

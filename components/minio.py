@@ -20,6 +20,8 @@ from .storage_policy import Access, s3_access_policy
 
 COMPONENT = "minio"
 API_PORT = 9000
+# MinIO ignores regions, but S3 clients need one to sign requests.
+REGION = "us-east-1"
 ROOT_SECRET_KEYS = ("rootUser", "rootPassword")
 # Pods carrying this label may reach MinIO through its NetworkPolicy (e.g. KServe's
 # storage initializer, notebooks writing artifacts directly).

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
-from .config import PROJECT, ArtifactsConfig, ConfigError, ModelSource, PlatformConfig, ServingConfig
+from .config import PROJECT, ConfigError, ModelSource, PlatformConfig, ServingConfig
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,18 +60,13 @@ class ResolvedModel:
     run_id: Optional[str] = None
 
 
-def artifact_root(artifacts: ArtifactsConfig) -> str:
-    """The tracking server's ``--artifacts-destination``, onto which ``mlflow-artifacts:/`` URIs map."""
-    return f"s3://{artifacts.bucket}/{artifacts.prefix}"
-
-
 def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
     """Every configured model with a pinned storage URI; the registry is asked only if an entry needs it."""
     serving = config.serving
     if not serving.enabled:
         return []
     token = _registry_token(serving)
-    root = artifact_root(config.artifacts)
+    root = config.artifacts.root
     needs_registry = any(m.storage_uri is None for m in serving.models)
     with _registry(serving, token) if needs_registry else contextlib.nullcontext() as client:
         return _in_order(lambda item: _resolve(client, serving, *item, root), list(enumerate(serving.models)))

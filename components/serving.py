@@ -14,7 +14,6 @@ annotations, so a promotion shows up in a preview as ``model-version: "3" => "4"
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -107,7 +106,7 @@ class ServingStack(pulumi.ComponentResource):
             "serving.kserve.io/s3-usehttps": "0",
             "serving.kserve.io/s3-verifyssl": "0",
             # MinIO's default region; the S3 client only needs it to sign requests.
-            "serving.kserve.io/s3-region": "us-east-1",
+            "serving.kserve.io/s3-region": minio.REGION,
         }
         ready = {}
         for ns, user in users.items():
@@ -136,7 +135,7 @@ class ServingStack(pulumi.ComponentResource):
         ready = {}
         for ns in namespaces:
             role = aws.irsa_role(
-                _iam_safe(f"{name}-{ns}"), aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
+                f"{name}-{ns}", aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
                 bucket=tracking.bucket, prefix=tracking.artifact_prefix, access="read", opts=pulumi.ResourceOptions(parent=self),
             )
             account = k8s.core.v1.ServiceAccount(
@@ -280,8 +279,3 @@ def describe(annotations: Mapping[str, str]) -> str:
     return f"{note} @{annotations[MODEL_ALIAS]}" if MODEL_ALIAS in annotations else note
 
 
-def _iam_safe(name: str, limit: int = 56) -> str:
-    """Namespaces may have 63 characters; IAM role names 64, of which Pulumi's auto-naming takes 8."""
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"

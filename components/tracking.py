@@ -73,7 +73,7 @@ class TrackingStack(pulumi.ComponentResource):
         self.external_url = f"https://{cfg.tracking.external_host}{self.path_prefix}/" if cfg.tracking.external_host else None
         self.bucket = cfg.artifacts.bucket
         self.artifact_prefix = cfg.artifacts.prefix
-        self.artifact_root = f"s3://{self.bucket}/{self.artifact_prefix}"
+        self.artifact_root = cfg.artifacts.root
         self.server_labels = naming.selector_labels(COMPONENT, name)
         self.service_account = name
         self.minio = None
@@ -254,7 +254,7 @@ class TrackingStack(pulumi.ComponentResource):
         env = [
             secret_env("AWS_ACCESS_KEY_ID", s3_secret.metadata.name, "AWS_ACCESS_KEY_ID"),
             secret_env("AWS_SECRET_ACCESS_KEY", s3_secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
-            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}),
+            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
         ]
         return env, [job]
 

@@ -323,10 +323,12 @@ def test_eks_profiles_hold_no_static_keys(eks):
 
 
 def test_long_profile_names_still_fit_an_iam_role_name():
+    from components import aws
+
     long = "a" * 63
-    assert len(kubeflow._role_name(f"kubeflow-{long}")) == 56
-    assert kubeflow._role_name(f"kubeflow-{long}") != kubeflow._role_name(f"kubeflow-{long[:-1]}b")
-    assert kubeflow._role_name("kubeflow-team-a") == "kubeflow-team-a"
+    assert len(aws._iam_safe(f"kubeflow-{long}")) == 56
+    assert aws._iam_safe(f"kubeflow-{long}") != aws._iam_safe(f"kubeflow-{long[:-1]}b")
+    assert aws._iam_safe("kubeflow-team-a") == "kubeflow-team-a"
 
 
 # -- structure and scale ----------------------------------------------------------------
