@@ -75,3 +75,20 @@ def test_plan_fails_on_a_mandatory_violation(dev, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "MANDATORY no-plaintext-credentials" in out and "spec.template.spec.containers[0].env[0].value" in out
     assert "s3cr3t-Pa55word" not in out
+
+
+def test_secure_values_become_placeholders_and_mark_their_key_secret(tmp_path):
+    from tools.harness import SECURE_PLACEHOLDER, stack_config
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        "config:\n"
+        "  mlops-platform:target: microk8s\n"
+        "  mlops-platform:token:\n    secure: v1:AAAA\n"
+        "  mlops-platform:serving:\n    registryToken:\n      secure: v1:BBBB\n    enabled: true\n"
+    )
+    config, secret_keys = stack_config("s", tmp_path)
+    assert config["mlops-platform:token"] == SECURE_PLACEHOLDER
+    assert json.loads(config["mlops-platform:serving"]) == {"registryToken": SECURE_PLACEHOLDER, "enabled": True}
+    assert sorted(secret_keys) == ["mlops-platform:serving", "mlops-platform:token"]
+    assert "v1:" not in json.dumps(config)

@@ -261,12 +261,25 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[st
             config[_qualify(key)] = _as_config_text(spec["default"])
     for key, value in (document.get("config") or {}).items():
         key = _qualify(key)
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = SECURE_PLACEHOLDER
+        value, secure = _placeholders(value)
+        config[key] = _as_config_text(value)
+        if secure:
+            # Like the CLI: a secure value anywhere inside makes the whole key secret.
             secret_keys.append(key)
-        else:
-            config[key] = _as_config_text(value)
     return config, secret_keys
+
+
+def _placeholders(value: Any) -> tuple[Any, bool]:
+    """Replace every ``secure:`` value (top level or nested with ``--path``) by a visible placeholder."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECURE_PLACEHOLDER, True
+        items = {k: _placeholders(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(secure for _, secure in items.values())
+    if isinstance(value, list):
+        items = [_placeholders(v) for v in value]
+        return [v for v, _ in items], any(secure for _, secure in items)
+    return value, False
 
 
 def _qualify(key: str) -> str:
