@@ -39,8 +39,12 @@ audit: venv
 	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
 	$(PY) tools/audit.py "$(STATE)"
 
+## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv
-	$(PY) tools/bench.py
+	$(PY) tools/bench_plan.py
+	$(PY) tools/bench_kubeflow.py
+	$(PY) tools/bench_serving.py
+	$(PY) tools/bench_e2e.py
 
 clean:
 	rm -rf build .pytest_cache

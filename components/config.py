@@ -31,7 +31,8 @@ PROJECT = "mlops-platform"
 # project is tested with (requirements.txt pins mlflow==MLFLOW_VERSION).
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_IMAGE = f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
-POSTGRES_IMAGE = "docker.io/library/postgres:16.10"
+# The major the end-to-end test runs against (Debian 12 ships PostgreSQL 15).
+POSTGRES_IMAGE = "docker.io/library/postgres:15.18"
 # MinIO stopped publishing community images after this release (Sept 2025);
 # keep both images configurable for teams on a commercial or mirrored build.
 MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
@@ -115,7 +116,7 @@ class TrackingConfig(_Model):
 class RdsConfig(_Model):
     instance_class: str = "db.t4g.medium"
     allocated_storage_gb: int = Field(default=50, ge=20, le=65536)
-    engine_version: str = "16.10"
+    engine_version: str = "15"
     subnet_group_name: str
     security_group_ids: list[str] = Field(min_length=1)
     backup_retention_days: int = Field(default=14, ge=1, le=35)
