@@ -1,0 +1,106 @@
+"""Fixtures for the loopback data plane: one bring-up per module, in the order a user meets it.
+
+plan -> plane (PostgreSQL binaries or skip) -> tracking (PostgreSQL, S3, bucket, migration,
+MLflow) -> trained (notebook) -> serving_plan -> isvc -> model_dir -> predictor.
+Each fixture is built on first use, so a single test can be run alone (``-k``), and
+``plane`` stops every process it started whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import dataplane as dp
+from tools.harness import Plan, run_program
+
+LOGS = dp.ROOT / "build" / "e2e"
+KEEP_RUNS = 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_telemetry() -> Iterator[None]:
+    """The MLflow client in this process (registry resolution, assertions) sends no telemetry either."""
+    saved = {k: os.environ.get(k) for k in dp.NO_TELEMETRY}
+    os.environ.update(dp.NO_TELEMETRY)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    """Step 1: the dev stack as the program declares it (with the e2e overlay, see ``dp.e2e_config``)."""
+    config, secret_keys = dp.e2e_config("dev")
+    return run_program("dev", config=config, secret_keys=secret_keys)
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[dp.DataPlane]:
+    if dp.postgres_bindir() is None:
+        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's `postgresql`, as .ci/run does")
+    # Logs of the last few runs are kept for reading after a failure (build/ is not committed).
+    for old in sorted(LOGS.glob("run-*"))[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+    logs = LOGS / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    plane = dp.DataPlane(logs)
+    try:
+        yield plane
+    finally:
+        plane.close()
+
+
+@pytest.fixture(scope="module")
+def tracking(plane: dp.DataPlane, plan: Plan) -> dp.Server:
+    """Steps 2-3: PostgreSQL, S3 and its bucket, the declared migration, then the MLflow server."""
+    return plane.bring_up_tracking(plan)
+
+
+@pytest.fixture(scope="module")
+def profile(plan: Plan) -> str:
+    profiles = plan.outputs.get("kubeflowProfiles") or []
+    assert profiles, "the dev stack declares no Kubeflow profile for a notebook to run in"
+    return profiles[0]
+
+
+@pytest.fixture(scope="module")
+def trained(plane: dp.DataPlane, plan: Plan, tracking: dp.Server, profile: str) -> dict:
+    """Step 4: a notebook in the profile trains, logs, registers and sets the alias."""
+    return plane.notebook(plan, profile, dp.E2E_REGISTERED_MODEL, dp.E2E_ALIAS, experiment="e2e-diabetes")
+
+
+@pytest.fixture(scope="module")
+def registry_uri(plane: dp.DataPlane, plan: Plan, tracking: dp.Server) -> str:
+    """The tracking URI as the deployer reaches it: the declared one, through the host mapping."""
+    return plane.hosts.rewrite(plan.outputs["trackingUri"])
+
+
+@pytest.fixture(scope="module")
+def serving_plan(trained: dict, registry_uri: str) -> Plan:
+    """Step 5: the program again, now resolving the alias against the running registry."""
+    config, secret_keys = dp.e2e_config("dev", registry_uri=registry_uri)
+    return run_program("dev", config=config, secret_keys=secret_keys)
+
+
+@pytest.fixture(scope="module")
+def isvc(serving_plan: Plan):
+    return dp.served_model(serving_plan)
+
+
+@pytest.fixture(scope="module")
+def model_dir(plane: dp.DataPlane, serving_plan: Plan, isvc) -> Path:
+    return plane.download_model(serving_plan, isvc)
+
+
+@pytest.fixture(scope="module")
+def predictor(plane: dp.DataPlane, isvc, model_dir: Path) -> dp.Server:
+    """Step 6: the predictor as KServe's selected runtime would run it."""
+    return plane.start_predictor(isvc, model_dir)

@@ -1,0 +1,257 @@
+"""End-to-end: what the dev stack declares, run for real on 127.0.0.1.
+
+Unit tests prove the program declares objects; these prove the objects work. Every
+process is configured from the declared objects (see ``dataplane.py``); the only
+translation is the host mapping. Tests run in definition order, as a user meets
+the platform: tracking, notebook, serving, restart; then broken declarations fail
+at their component; the last test stops everything.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e import dataplane as dp
+
+pytestmark = pytest.mark.e2e
+
+
+def in_cluster_host(plan) -> str:
+    return urlsplit(plan.outputs["trackingUri"]).netloc
+
+
+def s3_endpoint(plan) -> str:
+    """The artifact store the MLflow server is declared to use."""
+    deployment = dp.DataPlane.tracking_deployment(plan)
+    return dp.resolve_env(plan, deployment.k8s_namespace, dp.pod_spec(deployment)["containers"][0], "mlflow")["MLFLOW_S3_ENDPOINT_URL"]
+
+
+def external_hosts(plan) -> list[str]:
+    """Hosts users reach MLflow through: the VirtualService's named hosts and the exported external URLs."""
+    hosts = {h for vs in plan.kinds("VirtualService") for h in vs.inputs["spec"]["hosts"] if h != "*"}
+    hosts |= {urlsplit(plan.outputs[k]).netloc for k in ("externalUrl", "kubeflowUrl") if (plan.outputs.get(k) or "").startswith("http")}
+    return sorted(hosts)
+
+
+# -- 1. the declared objects -----------------------------------------------------------------
+
+
+def test_every_declared_env_value_is_a_literal_or_a_declared_secret_key(plan):
+    """``resolve_env`` fails on anything else; here every declared name also comes out with a value."""
+    containers = [
+        (w.k8s_namespace, c)
+        for kind in ("Deployment", "StatefulSet", "Job") for w in plan.kinds(kind)
+        for c in dp.pod_spec(w).get("initContainers", []) + dp.pod_spec(w)["containers"]
+    ] + [(d.k8s_namespace, d.inputs["spec"]) for d in plan.kinds("PodDefault")]
+    assert plan.kinds("PodDefault"), "the dev stack declares Kubeflow PodDefaults"
+    for namespace, container in containers:
+        declared = {e["name"] for e in container.get("env") or []}
+        assert declared <= set(dp.resolve_env(plan, namespace, container, container.get("name", "poddefault")))
+
+
+# -- 2-3. PostgreSQL, S3, migration, MLflow ----------------------------------------------------
+
+
+def test_migration_creates_mlflow_schema_in_the_declared_database(plane, tracking):
+    tables = plane.tables()
+    assert {"alembic_version", "experiments", "runs", "registered_models", "model_versions", "registered_model_aliases"} <= tables
+
+
+def test_bucket_exists_with_versioning_as_the_bootstrap_job_makes_it(plane, plan, tracking):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=plane.hosts.rewrite(s3_endpoint(plan)), aws_access_key_id="e2e", aws_secret_access_key="e2e", region_name="us-east-1")
+    bucket = plan.outputs["bucket"]
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+
+def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_prefix(plan, tracking):
+    probe = dp.pod_spec(tracking.workload)["containers"][0]["readinessProbe"]["httpGet"]["path"]
+    prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
+    assert probe.startswith(prefix + "/")
+    assert dp.http(f"{tracking.base}{probe}")[0] == 200
+    assert dp.http(f"{tracking.base}{probe[len(prefix):]}")[0] == 404
+
+
+def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
+    args = dp.pod_spec(tracking.workload)["containers"][0]["args"]
+    commands = dp.process_tree(tracking.service.process.pid).values()
+    workers = [c for c in commands if "multiprocessing.spawn" in c]
+    assert len(workers) == int(args[args.index("--workers") + 1])
+    # The job runner (huey consumers) would more than double the server's memory.
+    assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c]
+
+
+def test_api_accepts_the_in_cluster_host_header(plane, plan, tracking):
+    body = json.loads(plane.mlflow_api(tracking, plan, host=in_cluster_host(plan)))
+    assert "experiments" in body
+
+
+def test_api_accepts_each_external_host_through_the_declared_gateway_route(plane, plan, tracking):
+    hosts = external_hosts(plan)
+    assert hosts, "the e2e config declares an external host (kubeflow.externalHost)"
+    prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
+    for host in hosts:
+        status, body = plane.via_gateway(plan, host, f"{prefix}/api/2.0/mlflow/experiments/search?max_results=1")
+        assert status == 200, f"mlflow: Host {host} through the gateway answered {status}: {body[:200]!r}"
+
+
+def test_api_refuses_an_undeclared_host(plane, plan, tracking):
+    with pytest.raises(dp.DataPlaneError, match=r"^mlflow: .* answered 403"):
+        plane.mlflow_api(tracking, plan, host="attacker.example.net")
+
+
+# -- 4. a notebook with the PodDefault's env ---------------------------------------------------
+
+
+def test_notebook_registers_a_signed_model_and_sets_the_alias(plane, tracking, trained, registry_uri, tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    version = client.get_model_version_by_alias(trained["registered_model"], trained["alias"])
+    assert (version.version, version.run_id, version.status) == (trained["version"], trained["run_id"], "READY")
+    # Read back through the server's artifact proxy: the server reaches S3 with its declared credentials.
+    location = client.get_model_version_download_uri(trained["registered_model"], version.version)
+    assert location.startswith("mlflow-artifacts:/")  # proxied: clients need no S3 credentials
+    local = download_artifacts(artifact_uri=location, dst_path=str(tmp_path), tracking_uri=registry_uri)
+    assert Model.load(local).signature is not None
+
+
+def test_model_artifacts_land_under_the_declared_bucket_and_prefix(plane, plan, trained):
+    root = urlsplit(plan.outputs["artifactRoot"])
+    keys = plane.s3_keys(plane.hosts.routes[urlsplit(s3_endpoint(plan)).netloc], root.netloc)
+    model_files = [k for k in keys if k.endswith("/MLmodel")]
+    assert len(model_files) == 1
+    assert model_files[0].startswith(f"{root.path.strip('/')}/{trained['experiment_id']}/"), model_files
+
+
+def test_notebook_keeps_its_data_under_its_profile_prefix_with_the_injected_s3_settings(plane, plan, trained, profile):
+    declared = dp.poddefault_env(plan, profile)["PROFILE_S3_URI"]
+    assert trained["dataset_uri"].startswith(declared)
+    assert not declared.startswith(plan.outputs["artifactRoot"] + "/")  # beside MLflow's prefix, not inside it
+    bucket, key = urlsplit(trained["dataset_uri"]).netloc, urlsplit(trained["dataset_uri"]).path.lstrip("/")
+    assert plane.s3_keys(plane.hosts.routes[urlsplit(s3_endpoint(plan)).netloc], bucket, prefix=key) == [key]
+
+
+# -- 5. serving: alias -> pinned s3:// URI -> KServe download ----------------------------------
+
+
+def test_serving_pins_the_alias_to_a_physical_uri_under_the_artifact_root(plan, isvc, trained):
+    model = isvc.inputs["spec"]["predictor"]["model"]
+    assert model["storageUri"].startswith(plan.outputs["artifactRoot"] + "/")
+    annotations = isvc.inputs["metadata"]["annotations"]
+    assert annotations["mlops-platform/model-version"] == trained["version"]
+    assert annotations["mlops-platform/run-id"] == trained["run_id"]
+
+
+def test_kserve_storage_initializer_downloads_the_model_with_the_declared_secret(model_dir):
+    files = {p.name for p in model_dir.iterdir()}
+    assert "MLmodel" in files
+    assert "signature:" in (model_dir / "MLmodel").read_text()
+
+
+# -- 6. the predictor --------------------------------------------------------------------------
+
+
+def test_kserve_selects_mlserver_for_the_declared_model_format(isvc):
+    assert isvc.inputs["spec"]["predictor"]["model"]["modelFormat"]["name"] == "mlflow"
+    assert dp.select_runtime(isvc) == "kserve-mlserver"
+
+
+def test_mlserver_predictions_equal_the_models_own(plane, predictor, isvc, trained):
+    predictions = plane.infer(predictor, isvc.k8s_name, trained["inputs"])
+    # The same model in the same library versions, float64 through JSON both ways: exactly equal.
+    assert predictions == trained["predictions"]
+
+
+# -- 7. restart --------------------------------------------------------------------------------
+
+
+def test_a_restarted_server_still_has_every_run_the_model_and_its_alias(plane, plan, tracking, trained, registry_uri):
+    from mlflow import MlflowClient
+
+    plane.stop_server(tracking)
+    assert not dp.listening(tracking.port)
+    restarted = plane.start_deployment(plan, tracking.workload)
+    assert restarted.port == tracking.port  # same Service address, same URL for every client
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    assert client.get_run(trained["run_id"]).info.status == "FINISHED"
+    runs = client.search_runs([trained["experiment_id"]])
+    assert [r.info.run_id for r in runs] == [trained["run_id"]]
+    assert client.get_registered_model(trained["registered_model"]).aliases == {trained["alias"]: trained["version"]}
+
+
+# -- breaking a declared value fails at its component ------------------------------------------
+
+
+def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, plan, tracking):
+    host = in_cluster_host(plan)
+    service = host.split(":")[0]
+
+    def drop_service_host(deployment: dict) -> None:
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        i = args.index("--allowed-hosts") + 1
+        args[i] = ",".join(h for h in args[i].split(",") if not h.startswith(service))
+
+    deployment = dp.DataPlane.tracking_deployment(plan)
+    broken = dp.mutated(plan, "Deployment", deployment.k8s_name, deployment.k8s_namespace, drop_service_host)
+    server = plane.start_deployment(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace), hosts=plane.hosts.without(host))
+    try:
+        with pytest.raises(dp.DataPlaneError, match=rf"^mlflow: GET .* with Host {host} answered 403"):
+            plane.mlflow_api(server, broken, host=host)
+    finally:
+        plane.stop_server(server)
+
+
+def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane, plan, tracking):
+    deployment = dp.DataPlane.tracking_deployment(plan)
+    secret = next(e["valueFrom"]["secretKeyRef"] for e in dp.pod_spec(deployment)["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
+
+    def plain_scheme(obj: dict) -> None:
+        obj["stringData"][secret["key"]] = obj["stringData"][secret["key"]].replace("postgresql+psycopg2://", "postgresql://", 1)
+
+    broken = dp.mutated(plan, "Secret", secret["name"], deployment.k8s_namespace, plain_scheme)
+    with pytest.raises(dp.DataPlaneError, match=r"^migrate-db: exited with code 1(.|\n)*psycopg"):
+        plane.run_init_containers(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace))
+
+
+@pytest.mark.parametrize(
+    "annotation, value, failure",
+    [
+        ("serving.kserve.io/s3-endpoint", lambda v: f"{v.rsplit(':', 1)[0]}:{int(v.rsplit(':', 1)[1]) + 1}", r"names \S+:\d+, which no declared Service provides"),
+        ("serving.kserve.io/s3-endpoint", lambda v: None, r"AWS_ENDPOINT_URL is unset"),
+        ("serving.kserve.io/s3-usehttps", lambda v: None, r"exited with code 1(.|\n)*SSL"),
+    ],
+    ids=["endpoint-wrong-port", "endpoint-missing", "usehttps-missing"],
+)
+def test_a_broken_storage_secret_annotation_fails_the_kserve_download(plane, serving_plan, isvc, annotation, value, failure):
+    account = serving_plan.k8s("ServiceAccount", isvc.inputs["spec"]["predictor"]["serviceAccountName"], isvc.k8s_namespace)
+    secret_name = account.inputs["secrets"][0]["name"]
+
+    def change(secret: dict) -> None:
+        annotations = secret["metadata"]["annotations"]
+        new = value(annotations[annotation])
+        if new is None:
+            del annotations[annotation]
+        else:
+            annotations[annotation] = new
+
+    broken = dp.mutated(serving_plan, "Secret", secret_name, isvc.k8s_namespace, change)
+    with pytest.raises(dp.DataPlaneError, match=rf"^storage-initializer: (.|\n)*{failure}"):
+        plane.download_model(broken, dp.served_model(broken))
+
+
+# -- 8. stop -----------------------------------------------------------------------------------
+
+
+def test_stopping_leaves_no_process_running_and_no_port_listening(plane):
+    ports = set(plane.hosts.routes.values()) | {p for s in plane.servers for p in s.ports}
+    assert plane.servers, "nothing was started"
+    assert plane.stop() == []
+    assert [p for p in sorted(ports) if dp.listening(p)] == []
