@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from tests.support.processes import HOST, Service, free_port
+from tests.support.processes import HOST, Service, free_port, start
 from tools.harness import DeclaredResource, Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,14 +294,8 @@ def base_env(home: Path) -> dict[str, str]:
 
 
 def _spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Optional[Path] = None) -> Service:
-    """Like ``tests.support.processes.start``, but with exactly ``env`` (nothing inherited)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env), cwd=cwd, start_new_session=True,
-        )
-    return Service(name, process, log)
+    """A service with exactly ``env`` (nothing inherited), its log appended across restarts."""
+    return start(name, argv, log=log, env=env, cwd=cwd, inherit_env=False)
 
 
 def _await(service: Service, ready: Callable[[], Optional[str]], timeout: float, what: str) -> float:

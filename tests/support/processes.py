@@ -87,19 +87,23 @@ def start(
     name: str,
     argv: Sequence[str],
     *,
-    log_dir: Path,
+    log_dir: Optional[Path] = None,
+    log: Optional[Path] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[Path] = None,
     inherit_env: bool = True,
 ) -> Service:
-    """Start ``argv`` in its own process group, output to ``log_dir/<name>.log``.
+    """Start ``argv`` in its own process group, output to ``log_dir/<name>.log`` or appended to ``log``.
 
     ``env`` extends this process's environment, or replaces it with ``inherit_env=False``
     (so that nothing set here, such as MLFLOW_* variables, can leak into the service).
+    Appending lets a restarted service keep one log.
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
+    if (log_dir is None) == (log is None):
+        raise ValueError("give exactly one of log_dir or log")
+    log = log if log is not None else log_dir / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab" if log_dir is None else "wb") as out:
         process = subprocess.Popen(
             list(argv),
             stdout=out,
