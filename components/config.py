@@ -110,6 +110,8 @@ class TrackingConfig(_Model):
     workers: int = Field(default=2, ge=1, le=16)
     path_prefix: PathPrefix = "/mlflow"
     external_host: Optional[DnsName] = None
+    # MLflow 3 reports usage to an external endpoint unless told not to.
+    telemetry: bool = False
     resources: Resources = Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi")
 
 

@@ -262,7 +262,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
         spec = {
             "desc": f"MLflow tracking and registry; S3 data under {uri}",
             "selector": {"matchLabels": {SELECTOR_LABEL: "true"}},
-            "env": [*plain_env({"MLFLOW_TRACKING_URI": t.tracking_uri, PROFILE_S3_URI_ENV: uri}), *storage.env],
+            "env": [*plain_env({**t.client_env, PROFILE_S3_URI_ENV: uri}), *storage.env],
         }
         if storage.labels:
             spec["labels"] = storage.labels

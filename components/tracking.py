@@ -59,6 +59,7 @@ class TrackingStack(pulumi.ComponentResource):
     server_labels: dict[str, str]
     service_account: str
     role_arn: Optional[pulumi.Output[str]]
+    client_env: dict[str, str]
 
     def __init__(self, name: str, args: TrackingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
@@ -75,6 +76,8 @@ class TrackingStack(pulumi.ComponentResource):
         self.artifact_prefix = cfg.artifacts.prefix
         self.artifact_root = cfg.artifacts.root
         self.server_labels = naming.selector_labels(COMPONENT, name)
+        telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.client_env = {"MLFLOW_TRACKING_URI": self.tracking_uri, **telemetry}
         self.service_account = name
         self.minio = None
         self.s3_endpoint = None
@@ -128,7 +131,7 @@ class TrackingStack(pulumi.ComponentResource):
         scratch = [ScratchDir("tmp", "/tmp", "1Gi")]
         common_env = [
             secret_env("MLFLOW_BACKEND_STORE_URI", db_secret.metadata.name, "uri"),
-            *plain_env({"HOME": "/tmp"}),
+            *plain_env({"HOME": "/tmp", **telemetry}),
         ]
         migrate = container("migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch)
         server = container(

@@ -67,7 +67,7 @@ def test_eks_protects_data_by_default_and_uses_ebs():
         ({"target": "eks"}, "mlops-platform:aws: is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl"),
         ({"target": "eks", "aws": {"region": "eu-west-1"}}, "mlops-platform:aws.oidcProviderArn: is required"),
         ({"target": "microk8s", "colour": "blue"}, "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, kubernetesVersion, namespace, serving, target, tracking"),
-        ({"target": "microk8s", "tracking": {"imagee": "x"}}, "mlops-platform:tracking.imagee: is not a known key; allowed: externalHost, image, pathPrefix, replicas, resources, workers"),
+        ({"target": "microk8s", "tracking": {"imagee": "x"}}, "mlops-platform:tracking.imagee: is not a known key; allowed: externalHost, image, pathPrefix, replicas, resources, telemetry, workers"),
         ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow:latest"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow:latest' is not pinned"),
         ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow' is not pinned"),
         ({"target": "microk8s", "tracking": {"pathPrefix": "/mlflow/"}}, "mlops-platform:tracking.pathPrefix: '/mlflow/' is not valid"),

@@ -318,7 +318,7 @@ def test_eks_profiles_hold_no_static_keys(eks):
     for ns in TEAMS:
         pd = poddefault(eks, ns)
         env = {e["name"]: e.get("value") for e in pd["env"]}
-        assert set(env) == {"MLFLOW_TRACKING_URI", "PROFILE_S3_URI", "AWS_DEFAULT_REGION", "AWS_REGION"}
+        assert set(env) == {"MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "PROFILE_S3_URI", "AWS_DEFAULT_REGION", "AWS_REGION"}
         assert env["AWS_REGION"] == "eu-west-1" and "labels" not in pd
 
 

@@ -222,6 +222,13 @@ def test_artifacts_are_proxied_under_this_servers_own_prefix(dev, prod):
         assert _arg(args, "--artifacts-destination") == root == plan.outputs["artifactRoot"]
 
 
+def test_mlflow_telemetry_is_off_unless_opted_in(dev):
+    for name in ("mlflow", "migrate-db"):
+        assert env_of(container(mlflow(dev), name))["MLFLOW_DISABLE_TELEMETRY"]["value"] == "true"
+    opted_in = run_with("dev", tracking=json.dumps({"telemetry": True}))
+    assert "MLFLOW_DISABLE_TELEMETRY" not in env_of(container(opted_in.k8s("Deployment", "mlflow", NS), "mlflow"))
+
+
 def test_server_is_configured_lean(dev):
     server = container(mlflow(dev), "mlflow")
     assert env_of(server)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
