@@ -148,8 +148,10 @@ def provision_users(
 ) -> k8s.batch.v1.Job:
     """A Job that creates the bucket (optionally) and each user with its prefix policy.
 
-    Idempotent: re-running it converges, so Pulumi may replace it at will (a Job's
-    spec is immutable, so any change to users or policies replaces it).
+    Idempotent: re-running it converges, so Pulumi may replace it at will. A Job's
+    spec is immutable: a change to users or policies renames (replaces) it, and a
+    regenerated secret key replaces it through ``replacement_trigger``, so MinIO
+    never keeps a key the clients no longer have.
     """
     meta = lambda suffix: naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)  # noqa: E731
     policies = {f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users}
@@ -198,7 +200,9 @@ def provision_users(
                 ),
             ),
         ),
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]))
+        ),
     )
 
 

@@ -314,6 +314,13 @@ def test_bootstrap_creates_bucket_and_a_user_limited_to_the_prefix(dev):
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dev", "dev/*"]}}
 
 
+def test_a_regenerated_key_reruns_the_bootstrap(dev):
+    (job,) = [r for r in dev.kinds("Job") if r.k8s_name.startswith("mlflow-bootstrap-")]
+    key = dev.k8s("Secret", "mlflow-s3", NS).inputs["stringData"]["AWS_SECRET_ACCESS_KEY"]
+    assert job.replacement_trigger == [key]
+    assert job.replacement_trigger_secret
+
+
 def test_mlflow_waits_for_the_bucket(dev):
     (job,) = [r for r in dev.kinds("Job") if r.k8s_name.startswith("mlflow-bootstrap-")]
     assert job.urn in mlflow(dev).dependencies

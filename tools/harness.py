@@ -43,6 +43,9 @@ class DeclaredResource:
     inputs: dict[str, Any]
     secret_paths: list[str]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The replacement_trigger option, unwrapped; whether it travelled as a secret.
+    replacement_trigger: Any = None
+    replacement_trigger_secret: bool = False
 
     @property
     def is_kubernetes(self) -> bool:
@@ -223,6 +226,10 @@ def _monitor(mocks, records: list[DeclaredResource]):
                 inputs=inputs,
                 secret_paths=sorted(secret_paths),
             )
+            if request.HasField("replacement_trigger"):
+                trigger_secrets: list[str] = []
+                record.replacement_trigger = _unwrap(json_format.MessageToDict(request.replacement_trigger), "", trigger_secrets)
+                record.replacement_trigger_secret = bool(trigger_secrets)
             records.append(record)
             mocks_module._ensure_event_loop()
             resource_args = mocks_module.MockResourceArgs(
