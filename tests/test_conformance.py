@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components.config import parse_config
+from tests.conftest import run_with
 from tools import conformance
 from tools.harness import stack_config
 from tools.plan import write_build
@@ -43,6 +45,7 @@ def test_checkov_finds_nothing_unsuppressed(render):
     result = conformance.checkov(out / "manifests")
     assert result.failed == []
     assert result.passed > 150
+    assert {s.split()[0] for s in result.skipped} == {"CKV_K8S_43", "CKV_K8S_35"}
 
 
 def test_every_suppression_is_an_annotation_with_a_reason(render):
@@ -128,3 +131,15 @@ def test_istio_and_kubeflow_resources_are_checked_structurally():
     route["spec"]["http"][0]["route"][0]["destination"]["port"] = 5000
     how, errors = conformance.validate_manifest(route, "1.34")
     assert errors == ["spec.http[0].route[0].destination.port: 5000 is not of type 'object'"]
+
+
+@pytest.mark.parametrize("format_", ["mlflow", "sklearn"])
+def test_declared_inference_services_pass_the_kserve_models(format_):
+    serving = {
+        "enabled": True,
+        "namespaces": ["kubeflow-user-example-com"],
+        "models": [{"name": "diabetes", "namespace": "kubeflow-user-example-com", "storageUri": "s3://mlflow-artifacts/dev/1/models/m-1/artifacts/", "format": format_}],
+    }
+    plan = run_with("dev", serving=json.dumps(serving))
+    (isvc,) = plan.kinds("InferenceService")
+    assert conformance.validate_manifest(isvc.masked_inputs(), "1.34") == ("kserve-sdk", [])

@@ -343,7 +343,7 @@ class CheckovResult:
 def checkov(directory: Path, lint_venv: Path = ROOT / ".venv-lint") -> CheckovResult:
     """checkov over a directory of manifests, offline (no Prisma Cloud download)."""
     result = subprocess.run(
-        [str(lint_venv / "bin" / "checkov"), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--quiet", "--skip-download"],
+        [str(lint_venv / "bin" / "checkov"), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--skip-download"],
         capture_output=True, text=True, timeout=600,
     )
     if result.returncode not in (0, 1) or not result.stdout.strip():
