@@ -98,7 +98,8 @@ def deploy_server(
         config.image,
         config.resources,
         command=["minio"],
-        args=["server", "/data", "--address", f":{API_PORT}", "--console-address", ":9001"],
+        # Read-only root filesystem: MinIO keeps its certs directory on the scratch volume.
+        args=["server", "/data", "--address", f":{API_PORT}", "--console-address", ":9001", "--certs-dir", "/tmp/certs"],
         env=[secret_env("MINIO_ROOT_USER", root.metadata.name, "rootUser"), secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "rootPassword")],
         ports={"api": API_PORT},
         probe=HttpProbe("/minio/health/live", "api"),

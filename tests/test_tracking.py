@@ -402,3 +402,11 @@ def test_rds_has_deletion_protection_and_a_final_snapshot():
     assert not plan.kinds("StatefulSet")
     uri = plan.k8s("Secret", "mlflow-db", NS).inputs["stringData"]["uri"]
     assert "@mlflow-db.example.eu-west-1.rds.amazonaws.com:5432/mlflow" in uri
+
+
+def test_minio_writes_only_to_its_volumes(dev):
+    server = container(dev.k8s("Deployment", "mlflow-minio", NS), "minio")
+    mounts = {m["mountPath"] for m in server["volumeMounts"]}
+    certs = _arg(server["args"], "--certs-dir")
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any(certs.startswith(m + "/") for m in mounts) and "/data" in mounts
