@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -108,8 +107,13 @@ def irsa_role(
     prefix: str,
     access: Access,
     opts: pulumi.ResourceOptions,
-) -> aws.iam.Role:
-    """An IAM role only ``namespace/service_account`` can assume, limited to one bucket prefix."""
+) -> pulumi.Output[str]:
+    """An IAM role only ``namespace/service_account`` can assume, limited to one bucket prefix.
+
+    Returns the role's ARN as an output that resolves once the S3 permissions are
+    attached, so whatever is annotated with it (and waits on it) never starts
+    with a role that cannot yet read.
+    """
     name = _iam_safe(name)
     issuer = aws_config.oidc_issuer
     trust = {
@@ -129,13 +133,13 @@ def irsa_role(
         ],
     }
     role = aws.iam.Role(name, assume_role_policy=json.dumps(trust), max_session_duration=3600, opts=opts)
-    aws.iam.RolePolicy(
+    permissions = aws.iam.RolePolicy(
         f"{name}-s3",
         role=role.id,
         policy=json.dumps(s3_access_policy(bucket, prefix, access)),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=role)),
     )
-    return role
+    return pulumi.Output.all(role.arn, permissions.id).apply(lambda values: values[0])
 
 
 def _iam_safe(name: str, limit: int = 56) -> str:
@@ -182,5 +186,6 @@ def rds_postgres(
     )
 
 
-def role_arn_annotation(role: Optional[aws.iam.Role]) -> dict:
-    return {"eks.amazonaws.com/role-arn": role.arn} if role is not None else {}
+def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict:
+    """The ServiceAccount annotation through which EKS hands a pod the role."""
+    return {"eks.amazonaws.com/role-arn": role_arn}

@@ -234,7 +234,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
 
         storage = {}
         for ns in cfg.kubeflow.profiles:
-            role = aws.irsa_role(
+            role_arn = aws.irsa_role(
                 f"{self._name}-{ns}",
                 aws_config=cfg.aws,
                 namespace=ns,
@@ -249,7 +249,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaPatchArgs(
                     name=PROFILE_SERVICE_ACCOUNT,
                     namespace=ns,
-                    annotations={"eks.amazonaws.com/role-arn": role.arn, "pulumi.com/patchFieldManager": FIELD_MANAGER},
+                    annotations={**aws.role_arn_annotation(role_arn), "pulumi.com/patchFieldManager": FIELD_MANAGER},
                 ),
                 opts=self._child,
             )

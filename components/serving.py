@@ -134,7 +134,7 @@ class ServingStack(pulumi.ComponentResource):
 
         ready = {}
         for ns in namespaces:
-            role = aws.irsa_role(
+            role_arn = aws.irsa_role(
                 f"{name}-{ns}", aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
                 bucket=tracking.bucket, prefix=tracking.artifact_prefix, access="read", opts=pulumi.ResourceOptions(parent=self),
             )
@@ -142,7 +142,7 @@ class ServingStack(pulumi.ComponentResource):
                 f"{name}-{ns}-sa",
                 metadata=naming.metadata(
                     self.service_account, ns, component=COMPONENT, instance=name,
-                    annotations={**aws.role_arn_annotation(role), "serving.kserve.io/s3-region": cfg.aws.region},
+                    annotations={**aws.role_arn_annotation(role_arn), "serving.kserve.io/s3-region": cfg.aws.region},
                 ),
                 automount_service_account_token=False,
                 opts=pulumi.ResourceOptions(parent=self),

@@ -222,11 +222,10 @@ class TrackingStack(pulumi.ComponentResource):
             from . import aws
 
             bucket = aws.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
-            role = aws.irsa_role(
+            self.role_arn = aws.irsa_role(
                 f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self.service_account,
                 bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
             )
-            self.role_arn = role.arn
             return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
 
         root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))

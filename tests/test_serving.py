@@ -335,3 +335,10 @@ def test_plan_notes_name_the_served_model_version():
     annotations = {serving.REGISTERED_MODEL: "diabetes", serving.MODEL_VERSION: "4", serving.MODEL_ALIAS: "production"}
     assert serving.describe(annotations) == "diabetes v4 @production"
     assert serving.describe({serving.REGISTERED_MODEL: "diabetes", serving.MODEL_VERSION: "3"}) == "diabetes v3"
+
+
+def test_prod_service_accounts_wait_for_the_roles_permissions():
+    plan = run_with("prod", serving=json.dumps({"enabled": True, "namespaces": ["models"]}))
+    (policy,) = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "serving" in r.name]
+    (account,) = [r for r in plan.kinds("ServiceAccount") if r.k8s_namespace == "models"]
+    assert policy.urn in account.dependencies

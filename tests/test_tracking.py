@@ -410,3 +410,8 @@ def test_minio_writes_only_to_its_volumes(dev):
     certs = _arg(server["args"], "--certs-dir")
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert any(certs.startswith(m + "/") for m in mounts) and "/data" in mounts
+
+
+def test_prod_mlflow_account_waits_for_the_roles_permissions(prod):
+    (policy,) = prod.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert policy.urn in prod.k8s("ServiceAccount", "mlflow", NS).dependencies
