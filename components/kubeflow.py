@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from . import minio, naming
 from .config import PlatformConfig
@@ -49,7 +48,6 @@ FIELD_MANAGER = "mlops-platform-kubeflow"
 # Kubeflow 1.11 narrows every sidecar's egress to these namespaces (Sidecar istio-system/default);
 # a call to a Service outside them leaves in plain text, without the identity the policy checks.
 KUBEFLOW_EGRESS = ("./*", "istio-system/*", "kubeflow/*", "kubeflow-system/*", "knative-serving/*", "knative-eventing/*")
-# IAM role names are at most 64 characters, 8 of which Pulumi's auto-naming appends.
 
 
 def profile_prefix(namespace: str) -> str:
@@ -197,22 +195,18 @@ class KubeflowIntegration(pulumi.ComponentResource):
         t = self._tracking
         if not profiles:
             return {}
-        keys = {
-            ns: random.RandomPassword(f"{self._name}-{ns}-s3-key", length=40, special=False, opts=self._child) for ns in profiles
-        }
-        users = {ns: minio.MinioUser(f"profile-{ns}", keys[ns].result, profile_prefix(ns), "write") for ns in profiles}
-        minio.provision_users(
-            f"{self._name}-profiles", endpoint=t.minio, users=list(users.values()), create_bucket=False, instance=self._name, opts=self._child
+        _, secrets = minio.namespace_credentials(
+            self._name,
+            endpoint=t.minio,
+            grants={ns: minio.Grant(f"profile-{ns}", profile_prefix(ns), "write") for ns in profiles},
+            job_name=f"{self._name}-profiles",
+            secret_metadata=lambda ns: self._meta(PROFILE_SECRET, ns),
+            instance=self._name,
+            # The Job runs in the tracking namespace against its MinIO: both must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[t]),
         )
         storage = {}
-        for ns, user in users.items():
-            secret = k8s.core.v1.Secret(
-                f"{self._name}-{ns}-s3",
-                metadata=self._meta(PROFILE_SECRET, ns),
-                type="Opaque",
-                string_data={"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key},
-                opts=self._child,
-            )
+        for ns, secret in secrets.items():
             storage[ns] = _ProfileStorage(
                 env=[
                     secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from . import naming
 from .config import MinioConfig, Resources
@@ -205,6 +208,54 @@ def provision_users(
             opts, pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]))
         ),
     )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one namespace's MinIO user may do: ``access`` under ``prefix`` of the bucket."""
+
+    access_key: str
+    prefix: str
+    access: Access
+
+
+def namespace_credentials(
+    name: str,
+    *,
+    endpoint: MinioEndpoint,
+    grants: Mapping[str, Grant],
+    job_name: str,
+    secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
+    instance: str,
+    opts: pulumi.ResourceOptions,
+) -> tuple[k8s.batch.v1.Job, dict[str, k8s.core.v1.Secret]]:
+    """A MinIO user per namespace with a generated key, all created by one Job, and the key in a Secret of that namespace.
+
+    The Secret uses the AWS variable names S3 clients read (and KServe's default
+    ``s3AccessKeyIDName``/``s3SecretAccessKeyName``). The root key never leaves
+    MinIO's namespace. ``opts`` should make the resources wait for MinIO itself.
+    """
+    users = {
+        ns: MinioUser(
+            grant.access_key,
+            random.RandomPassword(f"{name}-{ns}-s3-key", length=40, special=False, opts=opts).result,
+            grant.prefix,
+            grant.access,
+        )
+        for ns, grant in grants.items()
+    }
+    job = provision_users(job_name, endpoint=endpoint, users=list(users.values()), create_bucket=False, instance=instance, opts=opts)
+    secrets = {
+        ns: k8s.core.v1.Secret(
+            f"{name}-{ns}-s3",
+            metadata=secret_metadata(ns),
+            type="Opaque",
+            string_data={"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key},
+            opts=opts,
+        )
+        for ns, user in users.items()
+    }
+    return job, secrets
 
 
 def _env_key(user: MinioUser) -> str:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from . import minio, naming
 from .config import PlatformConfig
@@ -87,20 +86,6 @@ class ServingStack(pulumi.ComponentResource):
         if not namespaces:
             return {}
         endpoint = tracking.minio
-        users = {
-            ns: minio.MinioUser(
-                access_key=f"kserve-{ns}",
-                secret_key=random.RandomPassword(f"{name}-{ns}-minio-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result,
-                prefix=tracking.artifact_prefix,
-                access="read",
-            )
-            for ns in namespaces
-        }
-        provisioned = minio.provision_users(
-            f"{name}-minio-users", endpoint=endpoint, users=list(users.values()), create_bucket=False, instance=name,
-            # The Job runs in the tracking namespace against its MinIO: both must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[tracking]),
-        )
         s3_annotations = {
             "serving.kserve.io/s3-endpoint": urlsplit(endpoint.url).netloc,
             "serving.kserve.io/s3-usehttps": "0",
@@ -108,16 +93,18 @@ class ServingStack(pulumi.ComponentResource):
             # MinIO's default region; the S3 client only needs it to sign requests.
             "serving.kserve.io/s3-region": minio.REGION,
         }
+        provisioned, secrets = minio.namespace_credentials(
+            name,
+            endpoint=endpoint,
+            grants={ns: minio.Grant(f"kserve-{ns}", tracking.artifact_prefix, "read") for ns in namespaces},
+            job_name=f"{name}-minio-users",
+            secret_metadata=lambda ns: naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=s3_annotations),
+            instance=name,
+            # The Job runs in the tracking namespace against its MinIO: both must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tracking]),
+        )
         ready = {}
-        for ns, user in users.items():
-            secret = k8s.core.v1.Secret(
-                f"{name}-{ns}-s3",
-                metadata=naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=s3_annotations),
-                type="Opaque",
-                # The key names KServe's default inferenceservice-config reads (s3AccessKeyIDName, s3SecretAccessKeyName).
-                string_data={"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key},
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        for ns, secret in secrets.items():
             account = k8s.core.v1.ServiceAccount(
                 f"{name}-{ns}-sa",
                 metadata=naming.metadata(self.service_account, ns, component=COMPONENT, instance=name),

@@ -238,6 +238,11 @@ def test_profile_users_are_created_by_a_job_beside_minio_that_creates_no_bucket(
         assert f'mc admin user add local profile-{ns} "$SECRET_KEY_PROFILE_{ns.upper().replace("-", "_")}"' in script
         assert f"mc admin policy attach local profile-{ns}-write --user profile-{ns}" in script
     assert "mc mb" not in script
+
+
+def test_profile_users_are_provisioned_once_minio_and_its_namespace_exist(teams):
+    (job,) = [r for r in teams.kinds("Job") if r.k8s_name.startswith("kubeflow-profiles-")]
+    assert {teams.k8s("Namespace", "mlflow").urn, teams.k8s("Deployment", "mlflow-minio", NS).urn} <= set(job.dependencies)
     env = env_of(container(job, "provision"))
     assert env["MINIO_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-minio-root", "key": "rootPassword"}
 
