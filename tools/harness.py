@@ -89,6 +89,10 @@ class Plan:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
 
+    def masked_outputs(self) -> dict[str, Any]:
+        """Stack outputs as `pulumi stack output` shows them: secret ones masked."""
+        return {k: (MASK if k in self.secret_outputs else v) for k, v in self.outputs.items()}
+
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
 

@@ -2,7 +2,9 @@
 
 Runs __main__.py under Pulumi's mock engine with the stack file's config,
 prints every resource, and writes build/<stack>/manifests/*.yaml (Secret values
-masked) and build/<stack>/resources.json. Exits 2 with one line on invalid config.
+masked) and build/<stack>/resources.json, then runs the policy pack over what
+was declared. Exits 2 with one line on invalid config, 1 on a mandatory policy
+violation.
 """
 
 from __future__ import annotations
@@ -38,8 +40,7 @@ def write_build(plan: Plan, out: Path) -> None:
         ordered.update((k, v) for k, v in manifest.items() if k not in ordered)
         path = directory / f"{index:03d}-{manifest['kind'].lower()}-{namespace}-{resource.k8s_name}.yaml"
         path.write_text(yaml.safe_dump(ordered, sort_keys=False))
-    outputs = {k: ("[secret]" if k in plan.secret_outputs else v) for k, v in plan.outputs.items()}
-    document = {"stack": plan.stack, "resources": [r.record() for r in plan.resources], "outputs": outputs}
+    document = {"stack": plan.stack, "resources": [r.record() for r in plan.resources], "outputs": plan.masked_outputs()}
     (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
@@ -68,19 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = run_program(args.stack, stack_dir=args.stack_dir)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
+    except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out / args.stack
     write_build(plan, out)
     print(table(plan))
     print(f"\n{len(plan.resources)} resources for stack {plan.stack}; manifests and resources.json in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
-    for key, value in plan.outputs.items():
-        shown = "[secret]" if key in plan.secret_outputs else value
-        print(f"output {key}: {shown}")
+    for key, value in plan.masked_outputs().items():
+        print(f"output {key}: {value}")
     # The policy pack's own engine, over what was declared, with secretness known from the run.
     violations = audit_resources([r.record() for r in plan.resources], stack=plan.stack)
     for violation in violations:
