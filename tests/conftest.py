@@ -52,8 +52,7 @@ def generated_secrets(plan: Plan) -> set[str]:
 
 def container(resource, name: str) -> dict:
     """A container (or init container) of a workload's pod template, by name."""
-    spec = resource.inputs["spec"]
-    pod = spec["jobTemplate"]["spec"]["template"]["spec"] if "jobTemplate" in spec else spec["template"]["spec"]
+    pod = resource.pod_spec()
     for c in pod.get("containers", []) + pod.get("initContainers", []):
         if c["name"] == name:
             return c

@@ -236,9 +236,8 @@ def test_server_is_configured_lean(dev):
 
 
 def _containers(resource):
-    spec = resource.inputs.get("spec") or {}
-    template = (spec.get("template") or {}).get("spec") or {}
-    return template.get("containers", []) + template.get("initContainers", [])
+    pod = resource.pod_spec() or {}
+    return pod.get("containers", []) + pod.get("initContainers", [])
 
 
 def test_every_container_is_hardened(dev, prod):

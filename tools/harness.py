@@ -63,6 +63,14 @@ class DeclaredResource:
     def k8s_namespace(self) -> Optional[str]:
         return (self.inputs.get("metadata") or {}).get("namespace")
 
+    def pod_spec(self) -> Optional[dict[str, Any]]:
+        """The pod template's spec of a workload (Deployment, StatefulSet, Job, CronJob, ...), else None."""
+        spec = self.inputs.get("spec") or {}
+        if "jobTemplate" in spec:
+            spec = spec["jobTemplate"].get("spec") or {}
+        template = spec.get("template")
+        return template.get("spec") if isinstance(template, dict) else None
+
     def masked_inputs(self) -> dict[str, Any]:
         return _mask(self.inputs, "", set(self.secret_paths))
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tests.support.processes import HOST, Service, free_port, start
+from tests.support.processes import tail as read_tail
 from tools.harness import DeclaredResource, Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,26 +68,11 @@ class DataPlaneError(AssertionError):
         self.component = component
         text = f"{component}: {message}"
         if log is not None:
-            text += f"\n--- last lines of {log} ---\n{tail if tail is not None else _tail(log)}"
+            text += f"\n--- last lines of {log} ---\n{tail if tail is not None else read_tail(log)}"
         super().__init__(text)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
 # -- reading declared objects ------------------------------------------------------
-
-
-def pod_spec(resource: DeclaredResource) -> dict[str, Any]:
-    spec = resource.inputs["spec"]
-    if "jobTemplate" in spec:
-        spec = spec["jobTemplate"]["spec"]
-    return spec["template"]["spec"]
 
 
 def pod_labels(resource: DeclaredResource) -> dict[str, str]:
@@ -150,7 +136,7 @@ def resolve_env(plan: Plan, namespace: str, container: Mapping[str, Any], compon
 def mounted_file(plan: Plan, resource: DeclaredResource, container: Mapping[str, Any], path: str, component: str) -> str:
     """The content a container reads at ``path`` from a Secret or ConfigMap volume."""
     namespace = resource.k8s_namespace
-    volumes = {v["name"]: v for v in pod_spec(resource).get("volumes") or []}
+    volumes = {v["name"]: v for v in resource.pod_spec().get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         root = mount["mountPath"].rstrip("/") + "/"
         if not path.startswith(root):
@@ -219,8 +205,8 @@ class HostMap:
         """
         component = workload.k8s_name
         labels = pod_labels(workload)
-        ports = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"] for p in c.get("ports") or [] if "name" in p}
-        numbers = {p["containerPort"] for c in pod_spec(workload)["containers"] for p in c.get("ports") or []}
+        ports = {p["name"]: p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or [] if "name" in p}
+        numbers = {p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or []}
         services = [
             s for s in plan.kinds("Service")
             if s.k8s_namespace == workload.k8s_namespace
@@ -436,7 +422,7 @@ def postgres_credentials(plan: Plan, statefulset: DeclaredResource) -> DatabaseC
     by ``<VAR>_FILE`` (the entrypoint's ``file_env``); setting both is an error, as there.
     """
     component = "postgresql"
-    container = pod_spec(statefulset)["containers"][0]
+    container = statefulset.pod_spec()["containers"][0]
     env = resolve_env(plan, statefulset.k8s_namespace, container, component)
 
     def file_env(var: str, default: Optional[str]) -> Optional[str]:
@@ -468,7 +454,7 @@ def replay_bootstrap(job: DeclaredResource, env: Mapping[str, str], log: Path) -
     import boto3
 
     component = "minio-bootstrap"
-    container = pod_spec(job)["containers"][0]
+    container = job.pod_spec()["containers"][0]
     command = container.get("command") or []
     if command[:2] != ["/bin/sh", "-ec"] or len(command) != 3:
         raise DataPlaneError(component, f"expected command ['/bin/sh', '-ec', script], got {command[:2]}")
@@ -809,7 +795,7 @@ class DataPlane:
         creds = postgres_credentials(plan, statefulset)
         ports = self.hosts.expose(plan, statefulset)
         # The image's server listens on PGPORT (5432 unless set).
-        listen = int(resolve_env(plan, statefulset.k8s_namespace, pod_spec(statefulset)["containers"][0], component).get("PGPORT", "5432"))
+        listen = int(resolve_env(plan, statefulset.k8s_namespace, statefulset.pod_spec()["containers"][0], component).get("PGPORT", "5432"))
         if listen not in ports:
             raise DataPlaneError(component, f"listens on {listen}, but its Service targets container ports {sorted(ports)}")
         port = ports[listen]
@@ -895,7 +881,7 @@ class DataPlane:
         component = "minio"
         minio = workload_behind(plan, endpoint_url, component)
         ports = self.hosts.expose(plan, minio)
-        args = pod_spec(minio)["containers"][0].get("args") or []
+        args = minio.pod_spec()["containers"][0].get("args") or []
         # MinIO's S3 API listens on --address (":9000" unless set).
         address = args[args.index("--address") + 1] if "--address" in args else ":9000"
         listen = int(address.rsplit(":", 1)[1])
@@ -911,11 +897,11 @@ class DataPlane:
     def bootstrap_buckets(self, plan: Plan) -> list[str]:
         """Replay every declared MinIO bootstrap Job (``mc alias set`` ... in its script); returns the unreplayable lines."""
         skipped: list[str] = []
-        jobs = [j for j in plan.kinds("Job") if "mc alias set" in " ".join(pod_spec(j)["containers"][0].get("command") or [])]
+        jobs = [j for j in plan.kinds("Job") if "mc alias set" in " ".join(j.pod_spec()["containers"][0].get("command") or [])]
         if not jobs:
             raise DataPlaneError("minio-bootstrap", "the program declares no bootstrap Job (mc alias set ...)")
         for job in jobs:
-            env = self.hosts.rewrite_env(resolve_env(plan, job.k8s_namespace, pod_spec(job)["containers"][0], "minio-bootstrap"), "minio-bootstrap")
+            env = self.hosts.rewrite_env(resolve_env(plan, job.k8s_namespace, job.pod_spec()["containers"][0], "minio-bootstrap"), "minio-bootstrap")
             skipped += replay_bootstrap(job, env, self.log(f"minio-bootstrap-{job.k8s_name}"))
         return skipped
 
@@ -932,7 +918,7 @@ class DataPlane:
 
     def run_init_containers(self, plan: Plan, deployment: DeclaredResource) -> None:
         """Run each declared init container to completion, in order, as the kubelet does."""
-        for init in pod_spec(deployment).get("initContainers") or []:
+        for init in deployment.pod_spec().get("initContainers") or []:
             component = init["name"]
             if not init.get("command"):
                 raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
@@ -944,7 +930,7 @@ class DataPlane:
     def start_deployment(self, plan: Plan, deployment: DeclaredResource, *, component: Optional[str] = None, hosts: Optional[HostMap] = None) -> Server:
         """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe."""
         hosts = hosts or self.hosts
-        containers = pod_spec(deployment)["containers"]
+        containers = deployment.pod_spec()["containers"]
         if len(containers) != 1:
             raise DataPlaneError(deployment.k8s_name, f"has {len(containers)} containers; one is supported")
         container = containers[0]
@@ -967,7 +953,7 @@ class DataPlane:
     def bring_up_tracking(self, plan: Plan) -> Server:
         """PostgreSQL, S3 with its bucket, the schema migration and the MLflow server: all from ``plan``."""
         deployment = self.tracking_deployment(plan)
-        server_env = resolve_env(plan, deployment.k8s_namespace, pod_spec(deployment)["containers"][0], "mlflow")
+        server_env = resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")
         self.start_postgres(plan, server_env["MLFLOW_BACKEND_STORE_URI"])
         self.start_s3(plan, server_env["MLFLOW_S3_ENDPOINT_URL"])
         self.bootstrap_buckets(plan)

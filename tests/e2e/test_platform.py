@@ -26,7 +26,7 @@ def in_cluster_host(plan) -> str:
 def s3_endpoint(plan) -> str:
     """The artifact store the MLflow server is declared to use."""
     deployment = dp.DataPlane.tracking_deployment(plan)
-    return dp.resolve_env(plan, deployment.k8s_namespace, dp.pod_spec(deployment)["containers"][0], "mlflow")["MLFLOW_S3_ENDPOINT_URL"]
+    return dp.resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")["MLFLOW_S3_ENDPOINT_URL"]
 
 
 def external_hosts(plan) -> list[str]:
@@ -44,7 +44,7 @@ def test_every_declared_env_value_is_a_literal_or_a_declared_secret_key(plan):
     containers = [
         (w.k8s_namespace, c)
         for kind in ("Deployment", "StatefulSet", "Job") for w in plan.kinds(kind)
-        for c in dp.pod_spec(w).get("initContainers", []) + dp.pod_spec(w)["containers"]
+        for c in w.pod_spec().get("initContainers", []) + w.pod_spec()["containers"]
     ] + [(d.k8s_namespace, d.inputs["spec"]) for d in plan.kinds("PodDefault")]
     assert plan.kinds("PodDefault"), "the dev stack declares Kubeflow PodDefaults"
     for namespace, container in containers:
@@ -70,7 +70,7 @@ def test_bucket_exists_with_versioning_as_the_bootstrap_job_makes_it(plane, plan
 
 
 def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_prefix(plan, tracking):
-    probe = dp.pod_spec(tracking.workload)["containers"][0]["readinessProbe"]["httpGet"]["path"]
+    probe = tracking.workload.pod_spec()["containers"][0]["readinessProbe"]["httpGet"]["path"]
     prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
     assert probe.startswith(prefix + "/")
     assert dp.http(f"{tracking.base}{probe}")[0] == 200
@@ -78,7 +78,7 @@ def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_
 
 
 def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
-    args = dp.pod_spec(tracking.workload)["containers"][0]["args"]
+    args = tracking.workload.pod_spec()["containers"][0]["args"]
     commands = dp.process_tree(tracking.service.process.pid).values()
     workers = [c for c in commands if "multiprocessing.spawn" in c]
     assert len(workers) == int(args[args.index("--workers") + 1])
@@ -211,7 +211,7 @@ def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, pla
 
 def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane, plan, tracking):
     deployment = dp.DataPlane.tracking_deployment(plan)
-    secret = next(e["valueFrom"]["secretKeyRef"] for e in dp.pod_spec(deployment)["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
+    secret = next(e["valueFrom"]["secretKeyRef"] for e in deployment.pod_spec()["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
 
     def plain_scheme(obj: dict) -> None:
         obj["stringData"][secret["key"]] = obj["stringData"][secret["key"]].replace("postgresql+psycopg2://", "postgresql://", 1)

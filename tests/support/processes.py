@@ -34,6 +34,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tail(log: Path, lines: int = 30) -> str:
+    """The last lines of a log, for failure messages."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
 @dataclass
 class Service:
     """A process started by a test, with the log it writes to."""
@@ -43,11 +52,7 @@ class Service:
     log: Path
 
     def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return tail(self.log, lines)
 
     def wait_http(self, url: str, *, timeout: float, status: int = 200) -> None:
         """Poll ``url`` until it answers ``status``; fail with the log's tail after ``timeout`` seconds."""
