@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 
 from components.config import ConfigError
 from components.registry import physical_uri
-from tests.support.processes import HOST, free_port, running
+from tools.processes import HOST, free_port, running
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
 from tools.plan import table

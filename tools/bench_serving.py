@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.config import parse_config  # noqa: E402
-from tests.support.processes import HOST, free_port, running  # noqa: E402
+from tools.processes import HOST, free_port, running  # noqa: E402
 from tools.harness import stack_config  # noqa: E402
 
 SIZES = (1, 10, 100)

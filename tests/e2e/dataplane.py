@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from tests.support.processes import HOST, Service, free_port, start
-from tests.support.processes import tail as read_tail
+from tools.processes import HOST, Service, free_port, start
+from tools.processes import tail as read_tail
 from tools.harness import DeclaredResource, Plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Builds the real-engine toolchain from the Go module proxy (`make toolchain`).
+#
+# Each piece lands in $CACHE/<name>-<version>/bin, outside the checkout, so a fresh clone on the
+# same machine reuses it. A piece is rebuilt only when its directory lacks the .built stamp.
+# Nothing here downloads a release binary: every byte is compiled from modules the proxy serves.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+CACHE=${MLOPS_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-platform}
+PYTHON=${PYTHON:-python3}
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
+mkdir -p "$CACHE/src"
+
+log() { printf 'toolchain: %s\n' "$*" >&2; }
+
+# piece NAME VERSION BUILDER: runs BUILDER with $OUT (a fresh bin directory) unless already built.
+piece() {
+  local name=$1 version=$2 builder=$3
+  local dest="$CACHE/$name-$version"
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then
+    return
+  fi
+  if [ -f "$dest/.built" ]; then
+    log "$name $version: cached in $dest"
+    return
+  fi
+  log "$name $version: building"
+  local started=$SECONDS
+  rm -rf "$dest.partial"
+  mkdir -p "$dest.partial/bin"
+  OUT="$dest.partial/bin" "$builder" "$version"
+  "$PYTHON" "$HERE/licences.py" "$dest.partial/bin" >"$dest.partial/licences.txt"
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+  echo "$((SECONDS - started))" >"$dest/.built"
+  log "$name $version: built in $((SECONDS - started)) s ($(du -sh "$dest/bin" | cut -f1))"
+}
+
+# wrapper DIR MODULE@VERSION...: a throwaway main module requiring the given modules, so that a
+# module whose own go.mod replaces siblings by relative paths can be built from the proxy.
+wrapper() {
+  local dir=$1
+  shift
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  printf 'module local.invalid/toolchain\n\ngo 1.26\n' >"$dir/go.mod"
+  (cd "$dir" && for m in "$@"; do go mod edit -require="$m"; done)
+}
+
+# non_relative_replaces MODULE@VERSION: the replace directives of that go.mod that point at
+# another module version (relative ones only make sense inside the upstream repository).
+non_relative_replaces() {
+  local gomod
+  gomod=$(go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  go mod edit -json "$gomod" | "$PYTHON" -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    new = r["New"]
+    if new.get("Version"):
+        old = r["Old"]["Path"] + ("@" + r["Old"]["Version"] if r["Old"].get("Version") else "")
+        print(old + "=" + new["Path"] + "@" + new["Version"])
+'
+}
+
+module_dir() { go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
+
+build_pulumi() {
+  local v=$1 dir="$CACHE/src/pulumi"
+  wrapper "$dir" "github.com/pulumi/pulumi/pkg/v3@$v" "github.com/pulumi/pulumi/sdk/v3@$v"
+  local r
+  for r in $(non_relative_replaces "github.com/pulumi/pulumi/pkg/v3@$v"); do
+    (cd "$dir" && go mod edit -replace="$r")
+  done
+  (cd "$dir" && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$v" \
+    -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+  # The dynamic-provider launcher ships in the SDK module (it is a script, not a build product).
+  install -m 0755 "$(module_dir "github.com/pulumi/pulumi/sdk/v3@$v")/python/dist/pulumi-resource-pulumi-python" "$OUT/"
+  # The language host module is not served by the proxy: policy packs are started by our own launcher.
+  install -m 0755 "$HERE/pulumi-analyzer-policy-python" "$OUT/"
+}
+
+build_kubernetes_provider() {
+  local v=$1 dir="$CACHE/src/pulumi-kubernetes"
+  local mod="github.com/pulumi/pulumi-kubernetes/provider/v4@$PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION"
+  wrapper "$dir" "$mod" "github.com/pulumi/pulumi-kubernetes/sdk/v4@$v"
+  # The command embeds schema files that its own generate.go writes; they are not in the module zip.
+  local src
+  src="$(module_dir "$mod")/cmd/pulumi-resource-kubernetes"
+  mkdir -p "$dir/cmd"
+  cp "$src"/main.go "$src"/generate.go "$src"/schema.json "$src"/terraform-mapping.json "$dir/cmd/"
+  chmod u+w "$dir"/cmd/*
+  (cd "$dir/cmd" && VERSION="${v#v}" go run generate.go &&
+    go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=${v#v}" \
+      -o "$OUT/pulumi-resource-kubernetes" .)
+}
+
+build_random_provider() {
+  (cd "$HERE/random-provider" && go build -trimpath -ldflags "-s -w" -o "$OUT/pulumi-resource-random" .)
+}
+
+build_etcd() {
+  local v=$1 dir="$CACHE/src/etcd"
+  wrapper "$dir" "go.etcd.io/etcd/server/v3@$v" "go.etcd.io/etcd/api/v3@$v" "go.etcd.io/etcd/client/pkg/v3@$v" \
+    "go.etcd.io/etcd/client/v3@$v" "go.etcd.io/etcd/pkg/v3@$v"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_kubernetes() {
+  local v=$1 dir="$CACHE/src/kubernetes"
+  local minor=${v#v1.}
+  minor=${minor%%.*}
+  local mods=("k8s.io/kubernetes@$v") line
+  while read -r line; do
+    mods+=("$line@v0.${v#v1.}")
+  done < <(go mod edit -json "$(go mod download -json "k8s.io/kubernetes@$v" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" |
+    "$PYTHON" -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    if r["New"]["Path"].startswith("./staging/"):
+        print(r["Old"]["Path"])
+')
+  wrapper "$dir" "${mods[@]}"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1"
+  ld="$ld -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  local cmd
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$OUT/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+  done
+}
+
+build_kwok() {
+  local v=$1 dir="$CACHE/src/kwok"
+  wrapper "$dir" "sigs.k8s.io/kwok@$v"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" -o "$OUT/kwok" sigs.k8s.io/kwok/cmd/kwok)
+}
+
+ONLY="$*"
+started=$SECONDS
+random_version="standin-$(cd "$HERE/random-provider" && LC_ALL=C cat go.mod go.sum *.go | sha256sum | cut -c1-12)"
+piece pulumi "$PULUMI_VERSION" build_pulumi
+piece pulumi-resource-kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes_provider
+piece pulumi-resource-random "$random_version" build_random_provider
+piece etcd "$ETCD_VERSION" build_etcd
+piece kubernetes "$KUBERNETES_VERSION" build_kubernetes
+piece kwok "$KWOK_VERSION" build_kwok
+# What the engine lane puts first on PATH, for tests and `make local-up`.
+mkdir -p "$HERE/../build"
+{
+  for p in "pulumi-$PULUMI_VERSION" "pulumi-resource-kubernetes-$PULUMI_KUBERNETES_VERSION" "pulumi-resource-random-$random_version" \
+    "etcd-$ETCD_VERSION" "kubernetes-$KUBERNETES_VERSION" "kwok-$KWOK_VERSION"; do
+    printf '%s\n' "$CACHE/$p/bin"
+  done
+} >"$HERE/../build/toolchain.path"
+log "done in $((SECONDS - started)) s; cache: $CACHE ($(du -sh "$CACHE" | cut -f1) with sources)"
