@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 
 from components.config import ConfigError, PlatformConfig, parse_config
 from tests.conftest import ROOT, run_with
-from tools.harness import stack_config
+from tools import plan as plan_tool
+from tools.harness import run_program, stack_config
 
 EKS_AWS = json.dumps(
     {
@@ -115,3 +117,57 @@ def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
     assert result.stdout == ""
     assert result.stderr == "error: mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi\n"
     assert not (tmp_path / "build").exists()
+
+
+BROKEN_STACK_FILES = {
+    "indentation": (
+        "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gi\n   password: Hunter2-SECRET\n",
+        "line 5, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a block mapping at line 2, column 3)",
+    ),
+    "unterminated-quote": (
+        "config:\n  mlops-platform:token: 'Hunter2-SECRET\n",
+        "line 3, column 1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar at line 2, column 25)",
+    ),
+    "colon-in-a-plain-value": ("config:\n  mlops-platform:token: Hunter2: SECRET\n", "line 2, column 32: invalid YAML: mapping values are not allowed here"),
+    "tab": ("config:\n\tmlops-platform:target: microk8s\n", "line 2, column 1: invalid YAML: found character '\\t' that cannot start any token"),
+    "value-its-tag-cannot-read": ("config:\n  mlops-platform:token: !!int Hunter2-SECRET\n", "line 2, column 25: invalid YAML: not a valid int"),
+    "control-character": ("config:\n  mlops-platform:token: Hunter2\x00SECRET\n", "line 2, column 32: invalid YAML: special characters are not allowed (#x0000)"),
+    "not-utf8": (b"config:\n  mlops-platform:token: Hunter2\xff\n", "line 2, column 32: not UTF-8 text"),
+    "not-a-mapping": ("- mlops-platform:target: microk8s\n", "line 1, column 1: expected a mapping with a config key, found a list"),
+    "config-not-a-mapping": ("config:\n  - Hunter2-SECRET\n", "line 2, column 3: config: expected a mapping of keys to values, found a list"),
+}
+
+
+@pytest.mark.parametrize("content, problem", BROKEN_STACK_FILES.values(), ids=list(BROKEN_STACK_FILES))
+def test_a_malformed_stack_file_stops_make_plan_in_one_line_with_line_and_column(tmp_path, monkeypatch, capsys, content, problem):
+    """A YAML error must fail like any bad config (exit 2, one line, before any resource), not as a traceback quoting the file."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_bytes(content if isinstance(content, bytes) else content.encode())
+    declared: list = []
+    monkeypatch.setattr(plan_tool, "run_program", functools.partial(run_program, declared=declared))
+    code = plan_tool.main(["--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")])
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", f"error: Pulumi.broken.yaml: {problem}\n")
+    assert "Hunter2" not in captured.err
+    assert declared == []
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_malformed_project_file_is_named_too(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: mlops-platform\nconfig:\n  mlops-platform:target:\n    type: string\n   default: eks\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    with pytest.raises(ConfigError) as caught:
+        stack_config("dev", tmp_path)
+    assert str(caught.value).startswith("Pulumi.yaml: line 5, column 4: invalid YAML: ")
+
+
+def test_make_plan_on_a_malformed_stack_file_prints_no_traceback(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.broken.yaml").write_text(BROKEN_STACK_FILES["indentation"][0])
+    result = subprocess.run(
+        [sys.executable, "tools/plan.py", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: Pulumi.broken.yaml: {BROKEN_STACK_FILES['indentation'][1]}\n"
