@@ -97,7 +97,7 @@ def test_a_leaky_export_prints_one_line_per_violation_and_exits_1(capsys: pytest
 @pytest.mark.parametrize("name", ["clean-export.json", "clean-export-show-secrets.json"])
 def test_a_clean_export_with_secrets_as_ciphertext_or_plaintext_passes(capsys: pytest.CaptureFixture[str], name: str) -> None:
     code, out, err = audit(capsys, fixture(name))
-    assert (code, out, err) == (0, "", "audit: 21 resources, 0 violations, 0 mandatory\n")
+    assert (code, out, err) == (0, "", "audit: 22 resources, 0 violations, 0 mandatory\n")
 
 
 def test_advisory_violations_alone_exit_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -241,6 +241,11 @@ LEAKS: list[Leak] = [
     Leak("curl-in-an-argument-list", "kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "probe", "image": "curl:8.10.1", "command": [
         "curl", "-fsS", "-u", f"mlflow:{DB_PASSWORD}", "http://mlflow.mlflow.svc:5000/mlflow/health"]}]}},
          "spec.containers[0].command[3]", d.COMMAND_LINE, DB_PASSWORD),
+    # a credential-named key is a credential unless it says which Secret key holds one and names such a key
+    Leak("secret-key-holding-a-value", CONFIG_MAP, {"data": {"DB_PASSWORD_SECRET_KEY": DB_PASSWORD}}, "data.DB_PASSWORD_SECRET_KEY",
+         d.NAMED_CREDENTIAL, DB_PASSWORD),
+    Leak("minio-secret-key", CONFIG_MAP, {"data": {"MINIO_SECRET_KEY": "mlflow-bucket-key"}}, "data.MINIO_SECRET_KEY",
+         d.NAMED_CREDENTIAL, "mlflow-bucket-key"),
     # metadata
     Leak("annotation", CONFIG_MAP, {"metadata": {"annotations": {"example.com/db": f"postgresql://u:{DB_PASSWORD}@db/x"}}},
          'metadata.annotations["example.com/db"]', d.URI_PASSWORD, DB_PASSWORD),
@@ -329,6 +334,14 @@ CLEAN: dict[str, tuple[str, dict[str, Any]]] = {
         "PASSWORD_MIN_LENGTH": "12", "TOKEN_TTL_SECONDS": "3600", "secretName": "mlflow-db", "existingSecret": "mlflow-db",
         "PASSWORD_FILE": "/run/secrets/pw", "ALLOW_EMPTY_PASSWORD": "no", "max_tokens": "512", "hashKey": "id",
         "kmsKeyId": "alias/mlflow", "SECRET_KEY_REF": "mlflow-db", "nginx.ingress.kubernetes.io/auth-secret": "basic-auth"}}),
+    "names-of-secret-keys": (CONFIG_MAP, {"data": {
+        "DB_PASSWORD_SECRET_KEY": "password", "DB_USERNAME_SECRET_KEY": "username", "DB_URI_SECRET_KEY": "uri",
+        "MINIO_ROOT_PASSWORD_SECRET_KEY": "rootPassword", "TOKEN_SECRET_KEY": "registry-token",
+        "passwordSecretKey": "postgres-password", "ADMIN_PASSWORD_KEY": "admin-password", "ACCESS_KEY_SECRET_KEY": "AWS_ACCESS_KEY_ID"}}),
+    "env-naming-a-secret-key": ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {"containers": [
+        {"name": "app", "image": "app:1.0", "env": [{"name": "MLFLOW_DB_PASSWORD_SECRET_KEY", "value": "password"},
+                                                    {"name": "DB_SECRET_NAME", "value": "mlflow-db"}],
+         "command": ["sh", "-c", "export DB_PASSWORD_SECRET_KEY=password && exec app"]}]})),
     "command-line-references": ("kubernetes:batch/v1:Job", _workload("kubernetes:batch/v1:Job", {"containers": [
         {"name": "mc", "image": "mc:1.0", "command": ["mc"], "args": ["alias", "set", "local", "$(MINIO_URL)", "$(MINIO_ROOT_USER)",
                                                                       "$(MINIO_ROOT_PASSWORD)"]},

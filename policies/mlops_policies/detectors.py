@@ -86,6 +86,10 @@ _PUBLIC_KEY_QUALIFIERS = frozenset(
      "label", "selector", "topology", "config", "idempotency", "host"}
 )
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# What a key of a Secret's data looks like when someone names it: password, db-password, AWS_SECRET_ACCESS_KEY, tls.key.
+_SECRET_DATA_KEY_NAME = re.compile(r"[A-Za-z]+(?:[-_.][A-Za-z0-9]+)*")
+# Connection fields kept next to a password in a Secret ("user" is left out: USER_SECRET_KEY is a user's secret key).
+_CONNECTION_FIELDS = frozenset({"username", "uri", "url", "dsn", "database"})
 
 _VALUE = r"""(?:"(?P<dq>[^"\n]*)"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s"'`;&|<>(){}\[\],]+))"""
 _EMBEDDED_PAIRS = [
@@ -126,6 +130,24 @@ def is_credential_key(key: str) -> bool:
         separated = "_" in key or "-" in key
         return separated or qualifier in _SECRET_KEY_QUALIFIERS
     return last in _EXACT_CREDENTIAL_WORDS or last.endswith(_CREDENTIAL_WORDS)
+
+
+def names_a_secret_key(key: str, value: str) -> bool:
+    """True when ``key`` says which key of a Secret holds something and ``value`` is such a key's name.
+
+    ``DB_PASSWORD_SECRET_KEY: password``, ``DB_URI_SECRET_KEY: uri`` and ``PASSWORD_KEY: db-password``
+    point into a Secret. ``MINIO_SECRET_KEY``, ``CLIENT_SECRET_KEY`` and ``AWS_SECRET_ACCESS_KEY`` are
+    credentials themselves: what precedes ``[SECRET_]KEY`` names no credential or connection field.
+    """
+    words = _key_words(key)
+    if words[-2:] == ["secret", "key"]:
+        held = words[:-2]
+    elif words[-1:] == ["key"]:
+        held = words[:-1]
+    else:
+        return False
+    names_what_is_held = bool(held) and (held[-1] in _CONNECTION_FIELDS or is_credential_key("_".join(held)))
+    return names_what_is_held and bool(_SECRET_DATA_KEY_NAME.fullmatch(value.strip()))
 
 
 def is_literal(value: str) -> bool:
@@ -194,7 +216,7 @@ def embedded_pairs(text: str) -> Iterator[tuple[str, str]]:
 def _bound_kinds(key: Optional[str], value: str) -> set[str]:
     """Shapes first; the credential-named rule only for values no shape explains."""
     kinds = pattern_kinds(value, key)
-    if not kinds and key is not None and is_credential_key(key) and is_literal(value):
+    if not kinds and key is not None and is_credential_key(key) and is_literal(value) and not names_a_secret_key(key, value):
         kinds.add(NAMED_CREDENTIAL)
     return kinds
 
