@@ -107,6 +107,13 @@ def test_invalid_config_declares_no_resource():
     assert declared == []
 
 
+def test_the_list_a_failed_run_is_judged_by_is_the_one_the_harness_fills():
+    """Otherwise every `declared == []` above would pass however many resources were registered."""
+    declared: list = []
+    plan = run_program("dev", declared=declared)
+    assert declared and declared == plan.resources
+
+
 def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n")
