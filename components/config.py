@@ -176,6 +176,20 @@ class AwsConfig(_Model):
         return self.oidc_provider_url.removeprefix("https://")
 
 
+def _only_when_enabled(block: Any, name: str) -> Any:
+    """With ``enabled`` false nothing of the block is declared, so any other key set to a non-default value cannot take effect.
+
+    An explicit default (``profiles: []``, ``dashboardTab: true``) is not a setting that is lost.
+    """
+    if block.enabled:
+        return block
+    for field_name, field in type(block).model_fields.items():
+        if field_name != "enabled" and getattr(block, field_name) != field.get_default(call_default_factory=True):
+            key = field.alias or field_name
+            raise _KeyError(key, f"set, but {name}.enabled is false; allowed: {name}.enabled true, or {name}.{key} left out", quotes_value=False)
+    return block
+
+
 _GATEWAY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # No wildcards: the AuthorizationPolicy must admit the named identities and nothing else.
 _PRINCIPAL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -196,6 +210,10 @@ class KubeflowConfig(_Model):
     kfp_access: bool = False
     dashboard_tab: bool = True
     insecure_cookies: bool = False
+
+    @model_validator(mode="after")
+    def _nothing_set_while_disabled(self) -> "KubeflowConfig":
+        return _only_when_enabled(self, "kubeflow")
 
     @model_validator(mode="after")
     def _profiles_once(self) -> "KubeflowConfig":
@@ -255,6 +273,10 @@ class ServingConfig(_Model):
     # Namespaces that get storage credentials even without a configured model.
     namespaces: list[DnsLabel] = []
     models: list[ModelSource] = []
+
+    @model_validator(mode="after")
+    def _nothing_set_while_disabled(self) -> "ServingConfig":
+        return _only_when_enabled(self, "serving")
 
     @model_validator(mode="after")
     def _serving_rules(self) -> "ServingConfig":
@@ -325,10 +347,12 @@ class PlatformConfig(_Model):
 class _KeyError(ValueError):
     """A rule about a specific key (relative to the model that raised it)."""
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str, quotes_value: bool = True):
         super().__init__(message)
         self.key = key
         self.message = message
+        # A message that quotes no value may be shown for a secret key too.
+        self.quotes_value = quotes_value
 
 
 def _format_error(exc: ValidationError, secret_keys: frozenset[str]) -> str:
@@ -352,7 +376,7 @@ def _format_error(exc: ValidationError, secret_keys: frozenset[str]) -> str:
     top = loc[0] if loc else "?"
     rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
     key = f"{PROJECT}:{top}{rest}"
-    if top in secret_keys:
+    if top in secret_keys and not (isinstance(ctx_error, _KeyError) and not ctx_error.quotes_value):
         message = "is invalid (value hidden: secret key)"
     return f"{key}: {message}"
 

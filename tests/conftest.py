@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.harness import Plan, run_program, stack_config  # noqa: E402
+from components.config import ConfigError  # noqa: E402
+from tools.harness import DeclaredResource, Plan, run_program, stack_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +25,25 @@ def prod() -> Plan:
     return run_program("prod")
 
 
-def run_with(stack: str, **overrides: str) -> Plan:
-    """Run a stack with some config keys replaced (values as the CLI passes them: JSON text for objects)."""
+def _overridden(stack: str, overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     config, secret_keys = stack_config(stack)
     config.update({f"mlops-platform:{k}": v for k, v in overrides.items()})
+    return config, secret_keys
+
+
+def run_with(stack: str, **overrides: str) -> Plan:
+    """Run a stack with some config keys replaced (values as the CLI passes them: JSON text for objects)."""
+    config, secret_keys = _overridden(stack, overrides)
     return run_program(stack, config=config, secret_keys=secret_keys)
+
+
+def refused(stack: str, **overrides: str) -> tuple[str, list[DeclaredResource]]:
+    """Run a stack whose config must be refused: the one-line error, and every resource registered before it."""
+    config, secret_keys = _overridden(stack, overrides)
+    declared: list[DeclaredResource] = []
+    with pytest.raises(ConfigError) as caught:
+        run_program(stack, config=config, secret_keys=secret_keys, declared=declared)
+    return str(caught.value), declared
 
 
 def strings(value: Any, keys: bool = True) -> Iterator[str]:

@@ -51,6 +51,14 @@ LEAKY_LINES = [
     f"stateful-resources-protected {P}aws:s3/bucket:Bucket::artifacts protect: stateful resource not protected in prod",
     f"stateful-resources-protected {P}kubernetes:core/v1:PersistentVolumeClaim::postgres-data protect: stateful resource not protected in prod",
     f"mlflow-minio-not-exposed {P}kubernetes:core/v1:Service::mlflow-public spec.type: mlflow exposed outside the cluster by a LoadBalancer Service",
+    f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[0].args[5]: "
+    "credential passed to a command-line tool",
+    f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[1].command[2]: "
+    "credential passed to a command-line tool",
+    f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.initContainers[0].command[3]: "
+    "credential passed to a command-line tool",
+    f"no-plaintext-credentials {P}kubernetes:batch/v1:CronJob::db-backup spec.jobTemplate.spec.template.spec.containers[0].args[0]: "
+    "credential passed to a command-line tool",
 ]
 
 _CREDENTIALS = json.loads((FIXTURES / "credentials.json").read_text())
@@ -82,14 +90,14 @@ def test_the_credentials_this_suite_guards_are_in_the_fixtures() -> None:
 def test_a_leaky_export_prints_one_line_per_violation_and_exits_1(capsys: pytest.CaptureFixture[str], name: str) -> None:
     code, out, err = audit(capsys, fixture(name))
     assert out.splitlines() == LEAKY_LINES
-    assert err == "audit: 15 resources, 20 violations, 18 mandatory\n"
+    assert err == "audit: 17 resources, 24 violations, 22 mandatory\n"
     assert code == 1
 
 
 @pytest.mark.parametrize("name", ["clean-export.json", "clean-export-show-secrets.json"])
 def test_a_clean_export_with_secrets_as_ciphertext_or_plaintext_passes(capsys: pytest.CaptureFixture[str], name: str) -> None:
     code, out, err = audit(capsys, fixture(name))
-    assert (code, out, err) == (0, "", "audit: 20 resources, 0 violations, 0 mandatory\n")
+    assert (code, out, err) == (0, "", "audit: 22 resources, 0 violations, 0 mandatory\n")
 
 
 def test_advisory_violations_alone_exit_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -97,7 +105,7 @@ def test_advisory_violations_alone_exit_0(capsys: pytest.CaptureFixture[str], tm
     config.write_text(json.dumps({"all": "advisory", "images-pinned": {"enforcementLevel": "disabled"}}))
     code, out, err = audit(capsys, fixture("leaky-export.json"), "--config", str(config))
     assert out.splitlines() == [line for line in LEAKY_LINES if not line.startswith("images-pinned ")]
-    assert (code, err) == (0, "audit: 15 resources, 18 violations, 0 mandatory\n")
+    assert (code, err) == (0, "audit: 17 resources, 22 violations, 0 mandatory\n")
 
 
 def test_the_stack_name_decides_prod_only_policies(capsys: pytest.CaptureFixture[str]) -> None:

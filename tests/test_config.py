@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import sys
 import pytest
 
 from components.config import ConfigError, PlatformConfig, parse_config
-from tests.conftest import ROOT, run_with
-from tools.harness import stack_config
+from tests.conftest import ROOT, refused
+from tools import plan as plan_tool
+from tools.harness import run_program, stack_config
 
 EKS_AWS = json.dumps(
     {
@@ -100,8 +102,16 @@ def test_keys_of_other_namespaces_are_left_to_their_providers():
 
 
 def test_invalid_config_declares_no_resource():
-    with pytest.raises(ConfigError):
-        run_with("dev", database=json.dumps({"storageSize": "20Gigs"}))
+    message, declared = refused("dev", database=json.dumps({"storageSize": "20Gigs"}))
+    assert message.startswith("mlops-platform:database.storageSize: '20Gigs' is not valid")
+    assert declared == []
+
+
+def test_the_list_a_failed_run_is_judged_by_is_the_one_the_harness_fills():
+    """Otherwise every `declared == []` above would pass however many resources were registered."""
+    declared: list = []
+    plan = run_program("dev", declared=declared)
+    assert declared and declared == plan.resources
 
 
 def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
@@ -115,3 +125,137 @@ def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
     assert result.stdout == ""
     assert result.stderr == "error: mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi\n"
     assert not (tmp_path / "build").exists()
+
+
+BROKEN_STACK_FILES = {
+    "indentation": (
+        "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gi\n   password: Hunter2-SECRET\n",
+        "line 5, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a block mapping at line 2, column 3)",
+    ),
+    "unterminated-quote": (
+        "config:\n  mlops-platform:token: 'Hunter2-SECRET\n",
+        "line 3, column 1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar at line 2, column 25)",
+    ),
+    "colon-in-a-plain-value": ("config:\n  mlops-platform:token: Hunter2: SECRET\n", "line 2, column 32: invalid YAML: mapping values are not allowed here"),
+    "tab": ("config:\n\tmlops-platform:target: microk8s\n", "line 2, column 1: invalid YAML: found character '\\t' that cannot start any token"),
+    "value-its-tag-cannot-read": ("config:\n  mlops-platform:token: !!int Hunter2-SECRET\n", "line 2, column 25: invalid YAML: not a valid int"),
+    "control-character": ("config:\n  mlops-platform:token: Hunter2\x00SECRET\n", "line 2, column 32: invalid YAML: special characters are not allowed (#x0000)"),
+    "not-utf8": (b"config:\n  mlops-platform:token: Hunter2\xff\n", "line 2, column 32: not UTF-8 text"),
+    "not-a-mapping": ("- mlops-platform:target: microk8s\n", "line 1, column 1: expected a mapping with a config key, found a list"),
+    "config-not-a-mapping": ("config:\n  - Hunter2-SECRET\n", "line 2, column 3: config: expected a mapping of keys to values, found a list"),
+}
+
+
+@pytest.mark.parametrize("content, problem", BROKEN_STACK_FILES.values(), ids=list(BROKEN_STACK_FILES))
+def test_a_malformed_stack_file_stops_make_plan_in_one_line_with_line_and_column(tmp_path, monkeypatch, capsys, content, problem):
+    """A YAML error must fail like any bad config (exit 2, one line, before any resource), not as a traceback quoting the file."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_bytes(content if isinstance(content, bytes) else content.encode())
+    declared: list = []
+    monkeypatch.setattr(plan_tool, "run_program", functools.partial(run_program, declared=declared))
+    code = plan_tool.main(["--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")])
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", f"error: Pulumi.broken.yaml: {problem}\n")
+    assert "Hunter2" not in captured.err
+    assert declared == []
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_malformed_project_file_is_named_too(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: mlops-platform\nconfig:\n  mlops-platform:target:\n    type: string\n   default: eks\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    with pytest.raises(ConfigError) as caught:
+        stack_config("dev", tmp_path)
+    assert str(caught.value).startswith("Pulumi.yaml: line 5, column 4: invalid YAML: ")
+
+
+def test_make_plan_on_a_malformed_stack_file_prints_no_traceback(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.broken.yaml").write_text(BROKEN_STACK_FILES["indentation"][0])
+    result = subprocess.run(
+        [sys.executable, "tools/plan.py", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: Pulumi.broken.yaml: {BROKEN_STACK_FILES['indentation'][1]}\n"
+
+
+# -- blocks with an `enabled` switch ------------------------------------------------------
+
+SET_ONLY_WHEN_ENABLED = {
+    "kubeflow": {
+        "namespace": "kubeflow-system",
+        "gateway": "istio-system/public-gateway",
+        "ingressPrincipal": "cluster.local/ns/istio-system/sa/public-gateway",
+        "allowedPrincipals": ["cluster.local/ns/ci/sa/trainer"],
+        "externalHost": "kubeflow.example.com",
+        "profiles": ["team-a"],
+        "kfpAccess": True,
+        "dashboardTab": False,
+        "insecureCookies": True,
+    },
+    "serving": {
+        "mlflowTrackingUri": "https://mlflow.example.com/mlflow",
+        "registryToken": "Hunter2-SECRET-token",
+        "deploymentMode": "Serverless",
+        "installKserve": True,
+        "namespaces": ["team-a"],
+        "models": [{"name": "diabetes", "namespace": "team-a", "registeredModel": "diabetes", "alias": "production"}],
+    },
+}
+
+
+def test_every_key_of_a_switched_block_is_covered():
+    """A key added to kubeflow or serving must be decided on: here, or taking effect while disabled (then change the rule)."""
+    for block, model in (("kubeflow", PlatformConfig.model_fields["kubeflow"]), ("serving", PlatformConfig.model_fields["serving"])):
+        keys = {f.alias for name, f in model.annotation.model_fields.items() if name != "enabled"}
+        assert keys == set(SET_ONLY_WHEN_ENABLED[block]), block
+
+
+@pytest.mark.parametrize(
+    "block, key", [(block, key) for block, keys in SET_ONLY_WHEN_ENABLED.items() for key in keys], ids=lambda v: v
+)
+def test_a_setting_of_a_disabled_block_is_refused_before_any_resource(block, key):
+    """Nothing of a disabled block is declared, so the setting would be dropped without a word."""
+    message, declared = refused("dev", **{block: json.dumps({"enabled": False, key: SET_ONLY_WHEN_ENABLED[block][key]})})
+    assert message == f"mlops-platform:{block}.{key}: set, but {block}.enabled is false; allowed: {block}.enabled true, or {block}.{key} left out"
+    assert declared == []
+
+
+def test_a_block_without_its_switch_is_disabled_too():
+    assert error(target="microk8s", serving={"namespaces": ["team-a"]}).startswith(
+        "mlops-platform:serving.namespaces: set, but serving.enabled is false")
+
+
+def test_defaults_spelled_out_in_a_disabled_block_are_not_settings():
+    cfg = parse(
+        target="microk8s",
+        kubeflow={"enabled": False, "namespace": "kubeflow", "profiles": [], "dashboardTab": True, "kfpAccess": False},
+        serving={"enabled": False, "models": [], "namespaces": [], "deploymentMode": "RawDeployment", "installKserve": False},
+    )
+    assert not cfg.kubeflow.enabled and not cfg.serving.enabled
+
+
+def test_the_switch_is_named_even_when_the_block_is_a_secret_key():
+    """A secure registryToken makes the whole serving key secret; this message quotes no value, so it is not hidden."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("test", {"mlops-platform:target": "microk8s",
+                              "mlops-platform:serving": json.dumps({"registryToken": "Hunter2-SECRET-token"})}, frozenset({"serving"}))
+    assert str(caught.value).startswith("mlops-platform:serving.registryToken: set, but serving.enabled is false")
+    assert "Hunter2" not in str(caught.value)
+
+
+def test_make_plan_refuses_models_of_disabled_serving_with_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.off.yaml").write_text(
+        "config:\n  mlops-platform:target: microk8s\n  mlops-platform:serving:\n    enabled: false\n    models:\n"
+        "      - {name: diabetes, namespace: team-a, registeredModel: diabetes, alias: production}\n"
+    )
+    declared: list = []
+    monkeypatch.setattr(plan_tool, "run_program", functools.partial(run_program, declared=declared))
+    code = plan_tool.main(["--stack", "off", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")])
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err == "error: mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or serving.models left out\n"
+    assert declared == []

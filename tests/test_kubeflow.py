@@ -8,7 +8,7 @@ import pytest
 
 from components import kubeflow
 from components.config import ConfigError, parse_config
-from tests.conftest import container, env_of, generated_secrets, run_with, strings
+from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 
 NS = "mlflow"
 PROFILE = "kubeflow-user-example-com"
@@ -35,7 +35,7 @@ def eks():
 
 @pytest.fixture(scope="module")
 def off():
-    return run_with("dev", kubeflow=json.dumps({"enabled": False, "profiles": TEAMS}))
+    return run_with("dev", kubeflow=json.dumps({"enabled": False}))
 
 
 def spec(plan, kind: str, name: str, namespace: str) -> dict:
@@ -400,5 +400,6 @@ def test_defaults_match_kubeflows_own_names():
 
 
 def test_bad_kubeflow_config_declares_no_resource():
-    with pytest.raises(ConfigError):
-        run_with("dev", kubeflow=kf(profiles=["team-a", "team-a"]))
+    message, declared = refused("dev", kubeflow=kf(profiles=["team-a", "team-a"]))
+    assert message.startswith("mlops-platform:kubeflow.profiles[1]: 'team-a' is listed twice")
+    assert declared == []

@@ -48,6 +48,8 @@ JWT = (
 PEM_BODY = "575yx8xm5MslfY5ubiheyEd7P4zDL/ak6J0kGODKdinZnLXicaBAg8WY1jzIRlNQ"
 PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----\n"
 DEX_DEFAULT_HASH = "$2y$12$4K/VkmDd1q1Orb3xAt82zu8gk7Ad6ReFR4LCP9UeYE90NLiN9Df72"
+# A password with characters a URI pattern stops at ('?', '#'); libpq reads it up to the '@'.
+URI_UNSAFE_PASSWORD = "w8Kq?Tz3#LmPv2Rx"
 
 
 def b64(text: str) -> str:
@@ -138,6 +140,12 @@ CONTAINER_LEAKS = [
     ("init-env", {"name": "app", "image": "app:1.0"},
      {"name": "setup", "image": "setup:1.0", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": AWS_KEY_ID}]},
      "initContainers[0].env[0].value", d.AWS_ACCESS_KEY_ID, AWS_KEY_ID),
+    # the container's args follow its command: `mc alias set ALIAS URL ACCESSKEY SECRETKEY`
+    ("positional", {"name": "mc", "image": "mc:1.0", "command": ["mc"],
+                    "args": ["alias", "set", "local", "http://minio:9000", "mlops-admin", DB_PASSWORD]}, None,
+     "containers[0].args[5]", d.COMMAND_LINE, DB_PASSWORD),
+    ("positional-in-sh-c", {"name": "mc", "image": "mc:1.0", "command": ["sh", "-c", f"mc admin user add local mlflow {TOKEN} >/dev/null"]},
+     None, "containers[0].command[2]", d.COMMAND_LINE, TOKEN),
 ]
 
 
@@ -206,6 +214,38 @@ LEAKS: list[Leak] = [
          d.NAMED_CREDENTIAL, DB_PASSWORD),
     Leak("mc-alias-script", CONFIG_MAP, {"data": {"setup.sh": "mc alias set local http://minio:9000 minioadmin minio123"}},
          'data["setup.sh"]', d.DEFAULT_CREDENTIAL, "minio123"),
+    # credentials a command-line tool takes by position or in a short option, inside scripts
+    *(Leak(f"command-line-{tool}", CONFIG_MAP, {"data": {"run.sh": f"set -e\n{line}\necho done\n"}}, 'data["run.sh"]', kind, secret)
+      for tool, line, kind, secret in (
+          ("mc-alias-set", f"mc alias set local http://minio.mlflow.svc:9000 mlops-admin {DB_PASSWORD} --api S3v4", d.COMMAND_LINE, DB_PASSWORD),
+          ("mc-config-host-add", f"/usr/bin/mc --quiet config host add local http://minio:9000 mlops-admin '{DB_PASSWORD}'", d.COMMAND_LINE,
+           DB_PASSWORD),
+          ("mc-admin-user-add", f"mc admin user add local mlflow {TOKEN}", d.COMMAND_LINE, TOKEN),
+          ("commented-out", f"#mc alias set local http://minio:9000 mlops-admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
+          ("curl-user", f"curl -fsSu mlflow:{DB_PASSWORD} http://mlflow.mlflow.svc:5000/mlflow/health", d.COMMAND_LINE, DB_PASSWORD),
+          ("curl-user-long", f'curl --user="mlflow:{DB_PASSWORD}" https://mlflow.example.com/mlflow', d.COMMAND_LINE, DB_PASSWORD),
+          ("curl-authorization", f"curl -H 'Authorization: Bearer {TOKEN}' https://mlflow.example.com/api", d.COMMAND_LINE, TOKEN),
+          ("psql-uri", f"psql postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow -c 'select 1'", d.URI_PASSWORD, DB_PASSWORD),
+          ("psql-uri-unsafe-characters", f"psql 'postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db:5432/mlflow' -c 'select 1'", d.COMMAND_LINE,
+           URI_UNSAFE_PASSWORD),
+          ("pg-dump-dbname", f"pg_dump --dbname=postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db/mlflow > /backup/db.sql", d.COMMAND_LINE,
+           URI_UNSAFE_PASSWORD),
+          ("mysql", f"mysql -uroot -p{DB_PASSWORD} mlpipeline < schema.sql", d.COMMAND_LINE, DB_PASSWORD),
+          ("redis-cli", f"redis-cli -h redis -a {TOKEN} ping", d.COMMAND_LINE, TOKEN),
+          ("sshpass", f"sshpass -p {DB_PASSWORD} scp model.pkl host:/models/", d.COMMAND_LINE, DB_PASSWORD),
+          ("docker-login", f"docker login -u bot -p {TOKEN} ghcr.io", d.COMMAND_LINE, TOKEN),
+          ("htpasswd", f"htpasswd -bc /etc/nginx/htpasswd admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
+          ("kubectl-from-literal", f"kubectl create secret generic db --from-literal=username=mlflow --from-literal=password={DB_PASSWORD}",
+           d.COMMAND_LINE, DB_PASSWORD),
+      )),
+    Leak("curl-in-an-argument-list", "kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "probe", "image": "curl:8.10.1", "command": [
+        "curl", "-fsS", "-u", f"mlflow:{DB_PASSWORD}", "http://mlflow.mlflow.svc:5000/mlflow/health"]}]}},
+         "spec.containers[0].command[3]", d.COMMAND_LINE, DB_PASSWORD),
+    # a credential-named key is a credential unless it says which Secret key holds one and names such a key
+    Leak("secret-key-holding-a-value", CONFIG_MAP, {"data": {"DB_PASSWORD_SECRET_KEY": DB_PASSWORD}}, "data.DB_PASSWORD_SECRET_KEY",
+         d.NAMED_CREDENTIAL, DB_PASSWORD),
+    Leak("minio-secret-key", CONFIG_MAP, {"data": {"MINIO_SECRET_KEY": "mlflow-bucket-key"}}, "data.MINIO_SECRET_KEY",
+         d.NAMED_CREDENTIAL, "mlflow-bucket-key"),
     # metadata
     Leak("annotation", CONFIG_MAP, {"metadata": {"annotations": {"example.com/db": f"postgresql://u:{DB_PASSWORD}@db/x"}}},
          'metadata.annotations["example.com/db"]', d.URI_PASSWORD, DB_PASSWORD),
@@ -253,7 +293,7 @@ def test_leak_is_reported_at_its_path_with_its_kind_and_without_the_value(leak: 
 def test_the_corpus_covers_every_credential_kind_crossguard_can_see() -> None:
     assert {leak.kind for leak in LEAKS} == {
         d.AWS_ACCESS_KEY_ID, d.AWS_SECRET_ACCESS_KEY, d.URI_PASSWORD, d.PRIVATE_KEY, d.JWT, d.API_TOKEN,
-        d.DEFAULT_CREDENTIAL, d.NAMED_CREDENTIAL,
+        d.DEFAULT_CREDENTIAL, d.NAMED_CREDENTIAL, d.COMMAND_LINE,
     }
 
 
@@ -294,6 +334,33 @@ CLEAN: dict[str, tuple[str, dict[str, Any]]] = {
         "PASSWORD_MIN_LENGTH": "12", "TOKEN_TTL_SECONDS": "3600", "secretName": "mlflow-db", "existingSecret": "mlflow-db",
         "PASSWORD_FILE": "/run/secrets/pw", "ALLOW_EMPTY_PASSWORD": "no", "max_tokens": "512", "hashKey": "id",
         "kmsKeyId": "alias/mlflow", "SECRET_KEY_REF": "mlflow-db", "nginx.ingress.kubernetes.io/auth-secret": "basic-auth"}}),
+    "names-of-secret-keys": (CONFIG_MAP, {"data": {
+        "DB_PASSWORD_SECRET_KEY": "password", "DB_USERNAME_SECRET_KEY": "username", "DB_URI_SECRET_KEY": "uri",
+        "MINIO_ROOT_PASSWORD_SECRET_KEY": "rootPassword", "TOKEN_SECRET_KEY": "registry-token",
+        "passwordSecretKey": "postgres-password", "ADMIN_PASSWORD_KEY": "admin-password", "ACCESS_KEY_SECRET_KEY": "AWS_ACCESS_KEY_ID"}}),
+    "env-naming-a-secret-key": ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {"containers": [
+        {"name": "app", "image": "app:1.0", "env": [{"name": "MLFLOW_DB_PASSWORD_SECRET_KEY", "value": "password"},
+                                                    {"name": "DB_SECRET_NAME", "value": "mlflow-db"}],
+         "command": ["sh", "-c", "export DB_PASSWORD_SECRET_KEY=password && exec app"]}]})),
+    "command-line-references": ("kubernetes:batch/v1:Job", _workload("kubernetes:batch/v1:Job", {"containers": [
+        {"name": "mc", "image": "mc:1.0", "command": ["mc"], "args": ["alias", "set", "local", "$(MINIO_URL)", "$(MINIO_ROOT_USER)",
+                                                                      "$(MINIO_ROOT_PASSWORD)"]},
+        {"name": "sh", "image": "sh:1.0", "command": ["sh", "-c", "\n".join([
+            'mc alias set local "$MINIO_URL" "$MINIO_ROOT_USER" "${MINIO_ROOT_PASSWORD}" >/dev/null',
+            'mc admin user add local mlflow "$SECRET_KEY_MLFLOW"',
+            "curl -fsS -u \"mlflow:$(cat /run/secrets/mlflow/password)\" http://mlflow:5000/mlflow/health",
+            "curl -fsS -u mlflow:$(cat /run/secrets/mlflow/password) http://mlflow:5000/mlflow/health",
+            "mc admin user add local kserve `cat /run/secrets/kserve/key`",
+            'curl -u admin https://prompts.example.com  # no password: curl prompts',
+            'curl -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" https://mlflow.example.com/api',
+            'psql "$DATABASE_URL" -p 5432 -c "select 1"',
+            "mysql -u root -p mlpipeline",
+            "docker run -p 8080:80 registry.local/app:1.0 login",
+            "kubectl create secret generic db --from-literal=password=\"$(openssl rand -hex 16)\" --from-literal=username=mlflow",
+            "echo 'mc alias set local http://minio:9000 <user> <password>'",
+            'htpasswd -b /etc/nginx/htpasswd admin "$ADMIN_PASSWORD"  # rotated monthly',
+            "# usage: mc alias set local http://minio:9000 <accesskey> <secretkey>",
+        ])]}]})),
     "placeholders": (CONFIG_MAP, {"data": {"password": "<your-password>", "DB_PASSWORD": "********", "TOKEN": "{{ .Values.token }}",
                                            "API_KEY": "[secret]"}}),
     "secret-holding-generated-values": ("kubernetes:core/v1:Secret", {"stringData": {"password": DB_PASSWORD, "AWS_ACCESS_KEY_ID": AWS_KEY_ID},
@@ -569,6 +636,10 @@ def test_crossguard_on_the_leaky_export_differs_from_the_audit_only_where_secret
         ("stateful-resources-protected", "artifacts", "protect", checks.NOT_PROTECTED),
         ("stateful-resources-protected", "postgres-data", "protect", checks.NOT_PROTECTED),
         ("mlflow-minio-not-exposed", "mlflow-public", "spec.type", "mlflow exposed outside the cluster by a LoadBalancer Service"),
+        (CREDENTIALS, "minio-users", "spec.template.spec.containers[0].args[5]", d.COMMAND_LINE),
+        (CREDENTIALS, "minio-users", "spec.template.spec.containers[1].command[2]", d.COMMAND_LINE),
+        (CREDENTIALS, "minio-users", "spec.template.spec.initContainers[0].command[3]", d.COMMAND_LINE),
+        (CREDENTIALS, "db-backup", "spec.jobTemplate.spec.template.spec.containers[0].args[0]", d.COMMAND_LINE),
     }
 
 

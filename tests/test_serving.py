@@ -14,7 +14,7 @@ import pytest
 
 from components import serving
 from components.config import ConfigError
-from tests.conftest import ROOT, container, run_with, strings
+from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
 from tools.plan import table
 
@@ -270,10 +270,17 @@ def test_no_storage_key_appears_outside_a_secret(dev_serving):
 
 
 def test_serving_disabled_declares_nothing():
-    plan = run_with("dev", serving=json.dumps({"enabled": False, "models": [{"name": "diabetes", "namespace": PROFILE, "storageUri": f"{ROOTS['dev']}/{ARTIFACTS}"}]}))
+    plan = run_with("dev", serving=json.dumps({"enabled": False}))
     assert not plan.of_type(COMPONENT)
     assert not plan.kinds("InferenceService")
     assert plan.outputs["servingModels"] == {}
+
+
+def test_models_while_serving_is_disabled_are_refused_before_any_resource():
+    """They would render nothing and the plan would succeed: config that cannot take effect must not pass unnoticed."""
+    message, declared = refused("dev", serving=json.dumps({"enabled": False, "models": [{"name": "diabetes", "namespace": PROFILE, "storageUri": f"{ROOTS['dev']}/{ARTIFACTS}"}]}))
+    assert message == "mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or serving.models left out"
+    assert declared == []
 
 
 def test_credentials_only_plan_imports_neither_kserve_nor_mlflow():

@@ -20,6 +20,8 @@ from typing import Any, Iterator, Optional
 
 import yaml
 
+from components.config import ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlops-platform"
 MASK = "[secret]"
@@ -271,14 +273,14 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[st
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: " + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
-    document = yaml.safe_load(path.read_text()) or {}
-    project_defaults = (yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}).get("config") or {}
+    stack_values = _config_section(path)
+    project_defaults = _config_section(root / "Pulumi.yaml")
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, spec in project_defaults.items():
         if isinstance(spec, dict) and "default" in spec:
             config[_qualify(key)] = _as_config_text(spec["default"])
-    for key, value in (document.get("config") or {}).items():
+    for key, value in stack_values.items():
         key = _qualify(key)
         value, secure = _placeholders(value)
         config[key] = _as_config_text(value)
@@ -286,6 +288,71 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[st
             # Like the CLI: a secure value anywhere inside makes the whole key secret.
             secret_keys.append(key)
     return config, secret_keys
+
+
+class _StackFileLoader(yaml.SafeLoader):
+    """A scalar its tag cannot construct (``2024-13-45``, ``!!int x``) becomes a marked error, not an exception quoting it."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            raise yaml.constructor.ConstructorError(None, None, f"not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark) from None
+
+
+def _config_section(path: Path) -> dict[str, Any]:
+    """The ``config`` mapping of a project or stack file.
+
+    A file that is not YAML, or not a mapping, fails like bad config: ConfigError,
+    one line with the file, line and column. PyYAML's problem names a token,
+    character, anchor or tag, never a value, so no secret is echoed.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name}: {_position(raw, exc.start)}: not UTF-8 text") from None
+    try:
+        loader = _StackFileLoader(text)
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        context = f" ({exc.context} at {_line_column(exc.context_mark)})" if exc.context and exc.context_mark and exc.problem_mark else ""
+        problem = " ".join((exc.problem or exc.context or "").split())
+        raise ConfigError(f"{path.name}: {_line_column(mark)}: invalid YAML: {problem}{context}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{path.name}: {_position(text, exc.position)}: invalid YAML: {exc.reason} (#x{exc.character:04x})") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path.name}: {_line_column(root.start_mark)}: expected a mapping with a config key, found {_kind(document)}")
+    section = document.get("config")
+    if section is None:
+        return {}
+    section_node = [v for k, v in root.value if k.value == "config"][-1]
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path.name}: {_line_column(section_node.start_mark)}: config: expected a mapping of keys to values, found {_kind(section)}")
+    for key_node, _ in section_node.value:
+        if key_node.tag != "tag:yaml.org,2002:str":
+            raise ConfigError(f"{path.name}: {_line_column(key_node.start_mark)}: config: expected a string key")
+    return section
+
+
+def _line_column(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _position(text: str | bytes, offset: int) -> str:
+    newline = "\n" if isinstance(text, str) else b"\n"
+    start = text.rfind(newline, 0, offset) + 1
+    return f"line {text.count(newline, 0, offset) + 1}, column {offset - start + 1}"
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _placeholders(value: Any) -> tuple[Any, bool]:
@@ -323,19 +390,22 @@ def run_program(
     program: Path = ROOT / "__main__.py",
     preview: bool = False,
     stack_dir: Path = ROOT,
+    declared: Optional[list[DeclaredResource]] = None,
 ) -> Plan:
     """Run ``program`` for ``stack`` under mocks and return everything it declared.
 
     Config defaults to the stack file. Raises whatever the program raises (for
-    example ConfigError), after the mock runtime has been torn down.
+    example ConfigError), after the mock runtime has been torn down; resources
+    are recorded into ``declared`` as they are registered, so a caller can see
+    what a failed run declared.
     """
     import pulumi
     from pulumi.runtime import settings
 
+    records: list[DeclaredResource] = [] if declared is None else declared
     if config is None:
         config, file_secret_keys = stack_config(stack, stack_dir)
         secret_keys = file_secret_keys if secret_keys is None else secret_keys
-    records: list[DeclaredResource] = []
     settings.ROOT.set(None)
     mocks = _mocks(stack)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records))

@@ -59,7 +59,10 @@ CREDENTIAL_HOLDERS: dict[str, tuple[Holder, ...]] = {
 def _leak_kinds(resource: Resource, view: PropsView, leaf: Leaf) -> set[str]:
     holder = next((h for h in CREDENTIAL_HOLDERS.get(resource.type, ()) if h.holds(leaf.path, view.props)), None)
     if holder is None:
-        return detectors.detect(leaf.key, leaf.value)
+        kinds = detectors.detect(leaf.key, leaf.value)
+        if not kinds and leaf.argv:
+            kinds = detectors.command_line_kinds(leaf.argv, leaf.position)
+        return kinds
     kinds = {detectors.DEFAULT_CREDENTIAL} if detectors.is_well_known_default(holder.plain(leaf.value)) else set()
     if view.secrets_known and holder.must_be_secret and leaf.value.strip():
         kinds.add(detectors.NOT_A_SECRET)

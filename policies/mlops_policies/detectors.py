@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
+import shlex
+from collections.abc import Callable, Sequence
 from typing import Iterator, Optional
 
 AWS_ACCESS_KEY_ID = "AWS access key ID"
@@ -19,6 +22,7 @@ JWT = "JSON Web Token"
 API_TOKEN = "API token"
 DEFAULT_CREDENTIAL = "well-known default credential"
 NAMED_CREDENTIAL = "literal value of a credential-named key"
+COMMAND_LINE = "credential passed to a command-line tool"
 NOT_A_SECRET = "credential not stored as a Pulumi secret"
 
 REDACTED = "[secret]"
@@ -82,6 +86,10 @@ _PUBLIC_KEY_QUALIFIERS = frozenset(
      "label", "selector", "topology", "config", "idempotency", "host"}
 )
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# What a key of a Secret's data looks like when someone names it: password, db-password, AWS_SECRET_ACCESS_KEY, tls.key.
+_SECRET_DATA_KEY_NAME = re.compile(r"[A-Za-z]+(?:[-_.][A-Za-z0-9]+)*")
+# Connection fields kept next to a password in a Secret ("user" is left out: USER_SECRET_KEY is a user's secret key).
+_CONNECTION_FIELDS = frozenset({"username", "uri", "url", "dsn", "database"})
 
 _VALUE = r"""(?:"(?P<dq>[^"\n]*)"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s"'`;&|<>(){}\[\],]+))"""
 _EMBEDDED_PAIRS = [
@@ -122,6 +130,24 @@ def is_credential_key(key: str) -> bool:
         separated = "_" in key or "-" in key
         return separated or qualifier in _SECRET_KEY_QUALIFIERS
     return last in _EXACT_CREDENTIAL_WORDS or last.endswith(_CREDENTIAL_WORDS)
+
+
+def names_a_secret_key(key: str, value: str) -> bool:
+    """True when ``key`` says which key of a Secret holds something and ``value`` is such a key's name.
+
+    ``DB_PASSWORD_SECRET_KEY: password``, ``DB_URI_SECRET_KEY: uri`` and ``PASSWORD_KEY: db-password``
+    point into a Secret. ``MINIO_SECRET_KEY``, ``CLIENT_SECRET_KEY`` and ``AWS_SECRET_ACCESS_KEY`` are
+    credentials themselves: what precedes ``[SECRET_]KEY`` names no credential or connection field.
+    """
+    words = _key_words(key)
+    if words[-2:] == ["secret", "key"]:
+        held = words[:-2]
+    elif words[-1:] == ["key"]:
+        held = words[:-1]
+    else:
+        return False
+    names_what_is_held = bool(held) and (held[-1] in _CONNECTION_FIELDS or is_credential_key("_".join(held)))
+    return names_what_is_held and bool(_SECRET_DATA_KEY_NAME.fullmatch(value.strip()))
 
 
 def is_literal(value: str) -> bool:
@@ -190,7 +216,7 @@ def embedded_pairs(text: str) -> Iterator[tuple[str, str]]:
 def _bound_kinds(key: Optional[str], value: str) -> set[str]:
     """Shapes first; the credential-named rule only for values no shape explains."""
     kinds = pattern_kinds(value, key)
-    if not kinds and key is not None and is_credential_key(key) and is_literal(value):
+    if not kinds and key is not None and is_credential_key(key) and is_literal(value) and not names_a_secret_key(key, value):
         kinds.add(NAMED_CREDENTIAL)
     return kinds
 
@@ -200,8 +226,243 @@ def detect(key: Optional[str], value: str) -> set[str]:
     kinds = _bound_kinds(key, value)
     for embedded_key, embedded_value in embedded_pairs(value):
         kinds |= _bound_kinds(embedded_key, embedded_value)
+    if _TOOL_WORD.search(value):
+        for command in _commands(value):
+            for index, secret in _credential_arguments(tuple(command)):
+                kinds |= _positional_kinds(command[index], secret)
     return kinds
+
+
+def command_line_kinds(argv: Sequence[str], index: int) -> set[str]:
+    """The credential ``argv[index]`` is by its position in a command line (``mc alias set NAME URL USER SECRET``)."""
+    secret = dict(_credential_arguments(tuple(argv))).get(index)
+    return set() if secret is None else _positional_kinds(argv[index], secret)
+
+
+def _positional_kinds(argument: str, secret: str) -> set[str]:
+    """What the argument alone shows (a URI password, a default), else, for a literal, a credential by position."""
+    if not is_literal(secret):
+        return set()
+    return detect(None, argument) or {COMMAND_LINE}
 
 
 def is_well_known_default(value: str) -> bool:
     return bool(_DEFAULTS.search(value))
+
+
+# -- command lines: credentials a tool takes by position or in a short option ------------------
+
+Found = Iterator[tuple[int, str]]
+"""(index of the argument after the program, the secret inside it)"""
+
+_PUNCTUATION = ";&|()<>\n"
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_WRAPPERS = frozenset({"exec", "env", "sudo", "command", "nohup", "time"})
+# Command substitutions become a reference, so ``-u admin:$(cat /run/pw)`` stays one word and is no literal.
+_SUBSTITUTION = re.compile(r"\$\(\([^()]*\)\)|\$\([^()]*\)|`[^`]*`")
+
+
+def _commands(script: str) -> Iterator[list[str]]:
+    """The simple commands of a shell script, as words without quotes."""
+    text = script.replace("\\\n", " ")
+    while (flat := _SUBSTITUTION.sub("${CMD}", text)) != text:
+        text = flat
+    try:
+        words = _split(text)
+    except ValueError:  # an unbalanced quote: take the script line by line
+        words = []
+        for line in text.splitlines():
+            try:
+                words += _split(line) + ["\n"]
+            except ValueError:
+                words += line.split() + ["\n"]
+    command: list[str] = []
+    comment = False
+    for word in words + ["\n"]:
+        if word and all(c in _PUNCTUATION for c in word) and not (comment and "\n" not in word):
+            if command:
+                yield command
+            command, comment = [], False
+        elif comment:
+            continue
+        elif word.startswith("#"):
+            # A trailing comment ends the command; a commented-out command is still text in the cluster.
+            if command:
+                comment = True
+            elif word[1:]:
+                command.append(word[1:])
+        else:
+            command.append(word)
+
+
+def _split(text: str) -> list[str]:
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=_PUNCTUATION)
+    lexer.whitespace = " \t\r"
+    lexer.commenters = ""
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+@functools.lru_cache(maxsize=1024)
+def _credential_arguments(argv: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """(index in ``argv``, secret) for each argument that carries a credential because of the tool and its position."""
+    start = next((i for i, word in enumerate(argv) if not (_ASSIGNMENT.match(word) or word in _WRAPPERS or word.startswith("-"))), None)
+    if start is None:
+        return ()
+    rule = _TOOLS.get(argv[start].rsplit("/", 1)[-1])
+    if rule is None:
+        return ()
+    return tuple((start + 1 + offset, secret) for offset, secret in rule(list(argv[start + 1:])) if secret)
+
+
+def _option_values(args: list[str], shorts: str, longs: tuple[str, ...], value_shorts: str) -> Found:
+    """Values of an option in every spelling: ``-u V``, ``-uV``, ``-su V`` (a cluster), ``--user V``, ``--user=V``.
+
+    ``value_shorts`` are the tool's short options that take a value: in a cluster, the first one takes the rest.
+    """
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name in longs:
+                if eq:
+                    yield i, value
+                elif i + 1 < len(args):
+                    yield i + 1, args[i + 1]
+        elif arg.startswith("-") and len(arg) > 1:
+            for j, letter in enumerate(arg[1:], start=1):
+                if letter in value_shorts:
+                    if letter in shorts:
+                        if j + 1 < len(arg):
+                            yield i, arg[j + 1:]
+                        elif i + 1 < len(args):
+                            yield i + 1, args[i + 1]
+                    break
+
+
+def _positionals(args: list[str], value_options: frozenset[str]) -> list[tuple[int, str]]:
+    """Arguments that are not options or option values."""
+    found: list[tuple[int, str]] = []
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg.startswith("-") and len(arg) > 1:
+            skip = arg in value_options
+        else:
+            found.append((i, arg))
+    return found
+
+
+def _after(separator: str, found: Found) -> Found:
+    """``user:SECRET`` -> SECRET; nothing when there is no separator (the tool then prompts)."""
+    for i, value in found:
+        _, sep, secret = value.partition(separator)
+        if sep:
+            yield i, secret
+
+
+_MC_VALUE_OPTIONS = frozenset({"--config-dir", "-C", "--api", "--path", "--limit-upload", "--limit-download", "--custom-header", "-H", "--resolve"})
+_MC_SECRET_POSITIONS = {("alias", "set"): 5, ("alias", "s"): 5, ("alias", "add"): 5, ("config", "host", "add"): 6, ("admin", "user", "add"): 5}
+
+
+def _mc(args: list[str]) -> Found:
+    """``mc alias set ALIAS URL ACCESSKEY SECRETKEY``, ``mc config host add …``, ``mc admin user add ALIAS ACCESSKEY SECRETKEY``."""
+    words = _positionals(args, _MC_VALUE_OPTIONS)
+    names = tuple(word for _, word in words)
+    for prefix, position in _MC_SECRET_POSITIONS.items():
+        if names[: len(prefix)] == prefix and len(words) > position:
+            yield words[position]
+
+
+_CURL_VALUE_SHORTS = "AbcCdDeEFhHKmoPQrtTuUwxXyYz"
+_AUTHORIZATION = re.compile(r"(?i)\s*(?:proxy-)?authorization\s*:\s*(?:[a-z][\w-]*\s+)?(?P<secret>\S+)\s*$")
+_HEADER = re.compile(r"\s*(?P<name>[A-Za-z][\w-]*)\s*:\s*(?P<value>\S.*?)\s*$")
+
+
+def _headers(found: Found) -> Found:
+    """``Authorization: Bearer SECRET``, ``X-Api-Key: SECRET``."""
+    for i, header in found:
+        authorization = _AUTHORIZATION.match(header)
+        named = _HEADER.match(header)
+        if authorization:
+            yield i, authorization["secret"]
+        elif named and is_credential_key(named["name"]):
+            yield i, named["value"]
+
+
+def _curl(args: list[str]) -> Found:
+    """``curl -u USER:SECRET``, ``--proxy-user``, and credential headers."""
+    yield from _after(":", _option_values(args, "uU", ("--user", "--proxy-user"), _CURL_VALUE_SHORTS))
+    yield from _headers(_option_values(args, "H", ("--header", "--proxy-header"), _CURL_VALUE_SHORTS))
+
+
+def _wget(args: list[str]) -> Found:
+    yield from _headers(_option_values(args, "", ("--header",), "eoaOiBTtwQPUY"))
+
+
+def _mysql(args: list[str]) -> Found:
+    """``mysql -pSECRET`` (with a space, ``-p`` prompts and the next word is the database)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
+            yield i, arg[2:]
+
+
+def _redis_cli(args: list[str]) -> Found:
+    yield from _option_values(args, "a", ("--pass",), "hpsaunrid")
+
+
+def _sshpass(args: list[str]) -> Found:
+    yield from _option_values(args, "p", (), "pfd")
+
+
+_LOGIN_VALUE_OPTIONS = frozenset({"-u", "--username", "-p", "--password"})
+
+
+def _login(args: list[str]) -> Found:
+    """``docker login -p SECRET`` and the same in podman, nerdctl, ``helm registry login``, oras…"""
+    if "login" in [word for _, word in _positionals(args, _LOGIN_VALUE_OPTIONS)][:2]:
+        yield from _option_values(args, "p", (), "up")
+
+
+_LIBPQ_URI = re.compile(r"(?i)^postgres(?:ql)?://[^:/@]*:(?P<password>[^/@]*)@")
+
+
+def _libpq(args: list[str]) -> Found:
+    """A connection URI with a password, as an argument or ``--dbname=``: libpq reads the password up to the first ``@``."""
+    for i, arg in enumerate(args):
+        uri = _LIBPQ_URI.match(arg.partition("=")[2] if arg.startswith("--") else arg)
+        if uri:
+            yield i, uri["password"]
+
+
+def _htpasswd(args: list[str]) -> Found:
+    """``htpasswd -b FILE USER SECRET`` / ``htpasswd -nb USER SECRET``: with ``b`` the password is the last argument."""
+    options = "".join(arg[1:] for arg in args if arg.startswith("-") and not arg.startswith("--"))
+    words = _positionals(args, frozenset({"-r", "-C"}))
+    if "b" in options and len(words) >= 2:
+        yield words[-1]
+
+
+def _kubectl(args: list[str]) -> Found:
+    """``kubectl create secret generic NAME --from-literal=password=SECRET``."""
+    for i, literal in _option_values(args, "", ("--from-literal",), ""):
+        key, sep, value = literal.partition("=")
+        if sep and is_credential_key(key):
+            yield i, value
+
+
+_TOOLS: dict[str, Callable[[list[str]], Found]] = {
+    "mc": _mc,
+    "mcli": _mc,
+    "curl": _curl,
+    "wget": _wget,
+    **{tool: _mysql for tool in ("mysql", "mysqldump", "mysqladmin", "mariadb", "mariadb-dump", "mariadb-admin")},
+    "redis-cli": _redis_cli,
+    "sshpass": _sshpass,
+    **{tool: _login for tool in ("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "crane", "regctl")},
+    "htpasswd": _htpasswd,
+    **{tool: _libpq for tool in ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_isready", "pg_basebackup", "pgbench",
+                                 "createdb", "dropdb", "createuser", "dropuser", "vacuumdb", "reindexdb", "clusterdb")},
+    "kubectl": _kubectl,
+}
+_TOOL_WORD = re.compile(r"(?<![\w.-])(?:" + "|".join(re.escape(tool) for tool in _TOOLS) + r")(?=\s)")

@@ -4,7 +4,9 @@ Besides maps and lists the walk enters JSON and YAML documents held in strings
 (``last-applied-configuration``, a ConfigMap's ``config.yaml``) and base64
 ``binaryData``, and binds each value to the name it is set under: its map key,
 the ``name`` of a ``{name, value}`` pair (container env), or the ``--flag``
-before it in an argument list.
+before it in an argument list. A string in a list of strings also keeps the
+whole list and its position in it, so a tool's positional arguments can be
+recognised; a container's ``args`` follow its ``command``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class Leaf:
     path: Path
     key: Optional[str]
     value: str
+    # The command line this value is an argument of, and its index there.
+    argv: tuple[str, ...] = ()
+    position: int = 0
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -68,14 +73,15 @@ def leaves(props: Mapping[str, Any], *, documents: bool = True) -> Iterator[Leaf
     yield from _walk(props, (), None, documents, 0, False)
 
 
-def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int, base64_text: bool) -> Iterator[Leaf]:
+def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int, base64_text: bool,
+          argv: tuple[str, ...] = (), position: int = 0, argv_prefix: tuple[str, ...] = ()) -> Iterator[Leaf]:
     if isinstance(node, str):
         text = decode_base64(node) if base64_text else node
         if text is None:
             return
         document = _document(text) if documents and depth < _MAX_NESTED_DOCUMENTS else None
         if document is None:
-            yield Leaf(path, key, text)
+            yield Leaf(path, key, text, argv, position)
         else:
             yield from _walk(document, path, key, documents, depth + 1, False)
     elif isinstance(node, bool) or node is None:
@@ -85,14 +91,18 @@ def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int
     elif isinstance(node, Mapping):
         keys = list(node)
         bound = _bound_name(node, keys)
+        command = _strings(get(node, "command")) if "args" in keys and "command" in keys else ()
         for child_key in keys:
             child = get(node, child_key)
             if child is UNKNOWN:
                 continue
             name = str(child_key)
             binding = bound if name == "value" and bound is not None else name
-            yield from _walk(child, path + (name,), binding, documents, depth, name == "binaryData" or base64_text)
+            yield from _walk(child, path + (name,), binding, documents, depth, name == "binaryData" or base64_text,
+                             argv_prefix=command if name == "args" else ())
     elif isinstance(node, Sequence):
+        words = _strings(node)
+        line = argv_prefix + words if words else ()
         previous: Any = None
         for index in range(len(node)):
             child = get(node, index)
@@ -103,8 +113,18 @@ def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int
             if isinstance(previous, str) and previous.startswith("--") and "=" not in previous:
                 if not (isinstance(child, str) and child.startswith("-")):
                     binding = previous.lstrip("-")
-            yield from _walk(child, path + (index,), binding, documents, depth, base64_text)
+            yield from _walk(child, path + (index,), binding, documents, depth, base64_text, line, len(argv_prefix) + index)
             previous = child
+
+
+def _strings(node: Any) -> tuple[str, ...]:
+    """A list of strings as a command line (a value unknown during preview as ""), else ()."""
+    if not isinstance(node, Sequence) or isinstance(node, str):
+        return ()
+    words = [get(node, index) for index in range(len(node))]
+    if not all(isinstance(w, str) or w is UNKNOWN for w in words):
+        return ()
+    return tuple("" if w is UNKNOWN else w for w in words)
 
 
 def _bound_name(node: Mapping[Any, Any], keys: list[Any]) -> Optional[str]:
