@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv plan plan-all test lint audit bench clean
+.PHONY: venv lint-venv toolchain local-up local-down plan plan-all test lint audit bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ $(LINT_VENV)/.installed: requirements-lint.txt
 venv: $(VENV)/.installed
 lint-venv: $(LINT_VENV)/.installed
 
+## toolchain: the Pulumi CLI, providers and control plane, built from the Go module proxy into ~/.cache (pins: toolchain/versions.env)
+toolchain:
+	bash toolchain/build.sh
+
+## local-up: an embedded cluster on 127.0.0.1 and the real `pulumi up` of STACK (default dev) onto it
+local-up: venv toolchain
+	$(PY) tools/local_up.py up --stack $(STACK)
+
+## local-down: stop everything local-up started
+local-down: venv
+	$(PY) tools/local_up.py down
+
 ## plan: render what `pulumi up` would deploy for STACK (default dev), offline
 plan: venv
 	$(PY) tools/plan.py --stack $(STACK)
@@ -30,8 +42,8 @@ plan-all: venv
 	$(PY) tools/plan.py --stack dev >/dev/null
 	$(PY) tools/plan.py --stack prod >/dev/null
 
-## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end
-test: venv lint-venv
+## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
+test: venv lint-venv toolchain
 	$(PY) -m pytest
 
 ## audit: offline credential audit of a `pulumi stack export` file

@@ -58,7 +58,8 @@ def plain_env(values: Mapping[str, pulumi.Input[str]]) -> list[k8s.core.v1.EnvVa
 
 def _probe(probe: Probe, *, initial_delay: int, period: int, failure_threshold: int) -> k8s.core.v1.ProbeArgs:
     common = dict(
-        initial_delay_seconds=initial_delay,
+        # 0 is the API's default, and the kubernetes provider drops it: left out, the render equals what is applied.
+        initial_delay_seconds=initial_delay or None,
         period_seconds=period,
         timeout_seconds=5,
         failure_threshold=failure_threshold,

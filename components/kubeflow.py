@@ -96,6 +96,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
         self._name = name
         self._tracking = tracking
         self._child = pulumi.ResourceOptions(parent=self)
+        # The route and the access policy live in the tracking namespace: created after it, deleted before it.
+        self._in_tracking_namespace = pulumi.ResourceOptions(parent=self, depends_on=[tracking.namespace_resource])
         prefix = tracking.path_prefix
         trust_domain = kf.ingress_principal.split("/ns/", 1)[0]
         self.profiles = list(kf.profiles)
@@ -147,7 +149,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                     },
                 ],
             },
-            opts=self._child,
+            opts=self._in_tracking_namespace,
         )
 
     def _access_policy(self) -> None:
@@ -163,7 +165,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                 "selector": {"matchLabels": t.server_labels},
                 "rules": [{"from": [{"source": {"principals": self.principals}}]}],
             },
-            opts=self._child,
+            opts=self._in_tracking_namespace,
         )
 
     def _insecure_cookies(self, namespace: str) -> None:

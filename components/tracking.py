@@ -46,6 +46,7 @@ class TrackingStack(pulumi.ComponentResource):
     """Everything MLflow needs to run, declared once for both targets."""
 
     namespace: str
+    namespace_resource: k8s.core.v1.Namespace
     service_name: str
     port: int
     path_prefix: str
@@ -90,6 +91,8 @@ class TrackingStack(pulumi.ComponentResource):
             # Deleting the namespace would delete every claim in it.
             opts=pulumi.ResourceOptions(parent=self, protect=protect, retain_on_delete=protect),
         )
+        # Objects other components put in this namespace wait for it too.
+        self.namespace_resource = ns
         child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))

@@ -78,8 +78,6 @@ build_pulumi() {
     -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
   # The dynamic-provider launcher ships in the SDK module (it is a script, not a build product).
   install -m 0755 "$(module_dir "github.com/pulumi/pulumi/sdk/v3@$v")/python/dist/pulumi-resource-pulumi-python" "$OUT/"
-  # The language host module is not served by the proxy: policy packs are started by our own launcher.
-  install -m 0755 "$HERE/pulumi-analyzer-policy-python" "$OUT/"
 }
 
 build_kubernetes_provider() {
@@ -118,8 +116,11 @@ build_kubernetes() {
   done < <(go mod edit -json "$(go mod download -json "k8s.io/kubernetes@$v" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" |
     "$PYTHON" -c '
 import json, sys
-for r in json.load(sys.stdin).get("Replace") or []:
-    if r["New"]["Path"].startswith("./staging/"):
+mod = json.load(sys.stdin)
+required = {r["Path"] for r in mod.get("Require") or []}
+for r in mod.get("Replace") or []:
+    # Staging modules it requires; the sample-* ones are only replaced (and not served).
+    if r["New"]["Path"].startswith("./staging/") and r["Old"]["Path"] in required:
         print(r["Old"]["Path"])
 ')
   wrapper "$dir" "${mods[@]}"
@@ -139,7 +140,7 @@ build_kwok() {
 
 ONLY="$*"
 started=$SECONDS
-random_version="standin-$(cd "$HERE/random-provider" && LC_ALL=C cat go.mod go.sum *.go | sha256sum | cut -c1-12)"
+random_version="standin-$(cd "$HERE/random-provider" && LC_ALL=C cat go.mod go.sum main.go | sha256sum | cut -c1-12)"
 piece pulumi "$PULUMI_VERSION" build_pulumi
 piece pulumi-resource-kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes_provider
 piece pulumi-resource-random "$random_version" build_random_provider

@@ -25,6 +25,7 @@ LICENCE_FILE = re.compile(r"^(UN)?(LICEN[CS]E|COPYING)", re.I)
 # Read by hand: modules whose zip carries no licence file, with what their README says.
 REVIEWED = {
     "github.com/sourcegraph/appdash-data": "MIT (README: 'under the Appdash License', which github.com/pulumi/appdash carries: MIT)",
+    "github.com/mattn/go-localereader": "MIT (README: 'License: MIT')",
 }
 
 
@@ -37,6 +38,8 @@ def modules(binary: Path) -> list[tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     for line in out.splitlines():
         parts = line.split()
+        if len(parts) >= 3 and parts[0] == "mod" and parts[2] == "(devel)":
+            continue  # the throwaway wrapper module of toolchain/build.sh, or this project's own code
         if len(parts) >= 3 and parts[0] in ("mod", "dep"):
             found[parts[1]] = (parts[1], parts[2])
         elif len(parts) >= 3 and parts[0] == "=>" and parts[2].startswith("v"):

@@ -1,0 +1,42 @@
+"""A model pinned from a real MLflow registry on 127.0.0.1: moving its alias is one InferenceService update."""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes import dynamic
+
+from tests.cluster import expect
+from tests.test_registry import MODEL, NAMESPACE, entry, registry, serving  # noqa: F401 - registry is a fixture
+
+
+def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster, deployment, registry):  # noqa: F811
+    deployment.ensure_up()
+    config = serving(registry.uri, entry(alias="production"))
+    config["namespaces"] = [NAMESPACE]
+    isvcs = dynamic.DynamicClient(cluster.api()).resources.get(api_version="serving.kserve.io/v1beta1", kind="InferenceService")
+    try:
+        registry.promote("1")
+        deployment.engine.write_stack_file({"serving": config})
+        deployment.changed()
+        deployment.engine.up()
+        live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()
+        assert live["spec"]["predictor"]["model"]["storageUri"] == registry.versions["1"].location
+
+        registry.promote("2")
+        preview = deployment.engine.preview()
+        changes = expect.engine_changes(preview)
+        assert changes == {"create": set(), "delete": set(), "change": {("kubernetes:serving.kserve.io/v1beta1:InferenceService", f"serving-{NAMESPACE}-{MODEL}")}}, changes
+        (step,) = [s for s in preview.steps() if s["op"] == "update"]
+        assert sorted(step["diffs"]) == ["metadata", "spec"], step["diffs"]
+        inputs = step["inputs"]
+        assert inputs["spec"]["predictor"]["model"]["storageUri"] == registry.versions["2"].location
+        assert inputs["metadata"]["annotations"]["mlops-platform/model-version"] == "2"
+
+        deployment.engine.up()
+        live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()
+        assert live["spec"]["predictor"]["model"]["storageUri"] == registry.versions["2"].location
+        assert json.dumps(live).count(registry.versions["1"].location) == 0
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()

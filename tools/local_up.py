@@ -1,0 +1,135 @@
+"""`make local-up` / `make local-down`: the dev stack through the real engine onto an embedded cluster.
+
+``up`` starts the control plane (tools/local_cluster.py), loads what the program expects
+an existing MicroK8s + Kubeflow cluster to have (tools/cluster_fixtures.py), then runs
+the real `pulumi up --yes` for the stack with the policy pack, and prints the outputs and
+how to reach the API server. ``down`` stops every process it started and checks that
+nothing it opened still listens. Exit 2 with one line on invalid stack config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools import cluster_fixtures, local_cluster  # noqa: E402
+from tools.harness import stack_config  # noqa: E402
+
+
+def profiles_of(stack: str, config: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """The Kubeflow profiles and dashboard namespace the stack's config names."""
+    if config is None:
+        config, _ = stack_config(stack)
+    kubeflow = json.loads(config.get("mlops-platform:kubeflow", "{}"))
+    serving = json.loads(config.get("mlops-platform:serving", "{}"))
+    profiles = list(dict.fromkeys([*(kubeflow.get("profiles") or []), *(serving.get("namespaces") or [])]))
+    return profiles, kubeflow.get("namespace", "kubeflow")
+
+
+def load_existing(
+    cluster: local_cluster.Cluster, stack: str, overrides: dict[str, Any] | None = None, *, extra_profiles: tuple[str, ...] = (), timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Create the cluster's pre-existing objects for ``stack`` and wait for the CRDs to be served.
+
+    ``extra_profiles`` are profile namespaces a later config change will add (Kubeflow makes them, not us).
+    """
+    from kubernetes import client, utils
+
+    from tools.harness import run_program
+
+    config, secret_keys = stack_config(stack)
+    for key, value in (overrides or {}).items():
+        config[f"mlops-platform:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    plan = run_program(stack, config=config, secret_keys=secret_keys)
+    profiles, dashboard_ns = profiles_of(stack, config)
+    objects = cluster_fixtures.existing_objects(plan, [*profiles, *extra_profiles], dashboard_ns)
+    api = cluster.api()
+    for obj in objects:
+        try:
+            utils.create_from_dict(api, obj)
+        except utils.FailToCreateError as exc:
+            if not all(getattr(e, "status", None) == 409 for e in exc.api_exceptions):
+                raise
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + timeout
+    for obj in objects:
+        if obj["kind"] != "CustomResourceDefinition":
+            continue
+        while True:
+            crd = extensions.read_custom_resource_definition(obj["metadata"]["name"])
+            if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+                break
+            if time.monotonic() > deadline:
+                raise local_cluster.ClusterError(f"CRD {obj['metadata']['name']} not established after {timeout:.0f} s")
+            time.sleep(0.2)
+    return objects
+
+
+def up(stack: str, directory: Path) -> int:
+    from pulumi import automation as auto
+
+    from components.config import ConfigError
+    from tools.engine import LocalEngine
+
+    started = time.monotonic()
+    try:
+        stack_config(stack)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cluster = local_cluster.start(directory)
+    print(f"local-up: control plane ready in {time.monotonic() - started:.1f} s at {cluster.server}", flush=True)
+    try:
+        objects = load_existing(cluster, stack)
+    except ConfigError as exc:
+        local_cluster.stop(directory)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"local-up: {len(objects)} pre-existing objects loaded (namespaces, CRDs, dashboard links, volumes)", flush=True)
+    # A fresh cluster has none of the old state's objects: start the stack from empty state too.
+    LocalEngine(stack, directory).remove()
+    engine = LocalEngine(stack, directory)
+    try:
+        result = engine.up(echo=True)
+    except auto.errors.CommandError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"local-up: `pulumi up` failed; the cluster is still running (`make local-down` stops it). Logs: {directory / 'logs'}", file=sys.stderr)
+        return 1
+    print(f"local-up: done in {time.monotonic() - started:.1f} s")
+    for key, value in result.masked_outputs().items():
+        print(f"output {key}: {value}")
+    print(f"\nAPI server: {cluster.server}\n  kubectl --kubeconfig {cluster.kubeconfig} get pods -A")
+    print(f"Pulumi state: PULUMI_BACKEND_URL=file://{engine.state_dir} PULUMI_CONFIG_PASSPHRASE=<see tools/engine.py>")
+    print("Stop everything: make local-down")
+    return 0
+
+
+def down(directory: Path) -> int:
+    stopped = local_cluster.stop(directory)
+    print(f"local-down: stopped {', '.join(stopped) if stopped else 'nothing (no cluster was running)'}; nothing listens on its ports")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--dir", type=Path, default=local_cluster.DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    try:
+        return up(args.stack, args.dir) if args.action == "up" else down(args.dir)
+    except local_cluster.ToolchainMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
