@@ -52,11 +52,13 @@ audit: venv
 	$(PY) tools/audit.py "$(STATE)"
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
-bench: venv
+bench: venv toolchain
 	$(PY) tools/bench_plan.py
 	$(PY) tools/bench_kubeflow.py
 	$(PY) tools/bench_serving.py
 	$(PY) tools/bench_e2e.py
+	$(PY) tools/bench_engine.py
 
 clean:
+	if [ -x $(PY) ]; then $(PY) tools/local_up.py down; fi
 	rm -rf build .pytest_cache

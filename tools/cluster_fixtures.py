@@ -31,7 +31,8 @@ OTHER_LINKS = [
     {"type": "item", "link": "/pipeline/#/pipelines", "text": "Pipelines", "icon": "kubeflow:pipeline-centered"},
     {"type": "item", "link": "/katib/", "text": "Experiments (AutoML)", "icon": "kubeflow:katib"},
 ]
-SPARE_VOLUMES = 4
+# Static volumes with reclaimPolicy Retain are never rebound once released: enough for many up/destroy cycles.
+SPARE_VOLUMES = 16
 VOLUME_SIZE = "200Gi"
 
 

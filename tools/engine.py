@@ -63,12 +63,13 @@ class EngineRun:
             if pre is None:
                 continue
             meta = pre.metadata
-            new = getattr(meta, "new", None)
+            new, old = getattr(meta, "new", None), getattr(meta, "old", None)
             found.append({
                 "op": str(getattr(meta.op, "value", meta.op)),
                 "urn": meta.urn,
                 "type": meta.type,
                 "inputs": getattr(new, "inputs", None) or {},
+                "old_inputs": getattr(old, "inputs", None) or {},
                 "diffs": list(meta.diffs or []),
             })
         return found

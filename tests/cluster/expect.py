@@ -103,3 +103,12 @@ def engine_changes(run: EngineRun) -> dict[str, set[tuple[str, str]]]:
         elif step["op"] in ("update", "replace", "create-replacement", "delete-replaced"):
             out["change"].add(key)
     return out
+
+
+def changed_paths(old: Any, new: Any, path: str = "") -> set[str]:
+    """Dotted paths whose values differ between two input documents."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {p for key in set(old) | set(new) for p in changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else key)}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return {p for i, (a, b) in enumerate(zip(old, new)) for p in changed_paths(a, b, f"{path}[{i}]")}
+    return set() if old == new else {path}

@@ -28,10 +28,14 @@ def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster,
         changes = expect.engine_changes(preview)
         assert changes == {"create": set(), "delete": set(), "change": {("kubernetes:serving.kserve.io/v1beta1:InferenceService", f"serving-{NAMESPACE}-{MODEL}")}}, changes
         (step,) = [s for s in preview.steps() if s["op"] == "update"]
-        assert sorted(step["diffs"]) == ["metadata", "spec"], step["diffs"]
-        inputs = step["inputs"]
-        assert inputs["spec"]["predictor"]["model"]["storageUri"] == registry.versions["2"].location
-        assert inputs["metadata"]["annotations"]["mlops-platform/model-version"] == "2"
+        assert expect.changed_paths(step["old_inputs"], step["inputs"]) == {
+            "spec.predictor.model.storageUri",
+            "metadata.annotations.mlops-platform/model-version",
+            "metadata.annotations.mlops-platform/run-id",
+        }
+        assert step["old_inputs"]["spec"]["predictor"]["model"]["storageUri"] == registry.versions["1"].location
+        assert step["inputs"]["spec"]["predictor"]["model"]["storageUri"] == registry.versions["2"].location
+        assert step["inputs"]["metadata"]["annotations"]["mlops-platform/model-version"] == "2"
 
         deployment.engine.up()
         live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()
