@@ -8,7 +8,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: venv lint-venv toolchain local-up local-down plan plan-all test lint audit bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt >$(VENV)/pip.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1; }
 	$(PY) -m pip check
@@ -28,19 +28,19 @@ toolchain:
 
 ## local-up: an embedded cluster on 127.0.0.1 and the real `pulumi up` of STACK (default dev) onto it
 local-up: venv toolchain
-	$(PY) tools/local_up.py up --stack $(STACK)
+	$(PY) -m tools.local_up up --stack $(STACK)
 
 ## local-down: stop everything local-up started
 local-down: venv
-	$(PY) tools/local_up.py down
+	$(PY) -m tools.local_up down
 
 ## plan: render what `pulumi up` would deploy for STACK (default dev), offline
 plan: venv
-	$(PY) tools/plan.py --stack $(STACK)
+	$(PY) -m tools.plan --stack $(STACK)
 
 plan-all: venv
-	$(PY) tools/plan.py --stack dev >/dev/null
-	$(PY) tools/plan.py --stack prod >/dev/null
+	$(PY) -m tools.plan --stack dev >/dev/null
+	$(PY) -m tools.plan --stack prod >/dev/null
 
 ## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
 test: venv lint-venv toolchain
@@ -49,16 +49,16 @@ test: venv lint-venv toolchain
 ## audit: offline credential audit of a `pulumi stack export` file
 audit: venv
 	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
-	$(PY) tools/audit.py "$(STATE)"
+	$(PY) -m tools.audit "$(STATE)"
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain
-	$(PY) tools/bench_plan.py
-	$(PY) tools/bench_kubeflow.py
-	$(PY) tools/bench_serving.py
-	$(PY) tools/bench_e2e.py
-	$(PY) tools/bench_engine.py
+	$(PY) -m tools.bench_plan
+	$(PY) -m tools.bench_kubeflow
+	$(PY) -m tools.bench_serving
+	$(PY) -m tools.bench_e2e
+	$(PY) -m tools.bench_engine
 
 clean:
-	if [ -x $(PY) ]; then $(PY) tools/local_up.py down; fi
+	if [ -x $(PY) ]; then $(PY) -m tools.local_up down; fi
 	rm -rf build .pytest_cache

@@ -2,11 +2,10 @@
 
 import pulumi
 
-from components.config import load_config
-from components.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
-from components.registry import resolve_models
-from components.serving import ServingStack, ServingStackArgs
-from components.tracking import TrackingStack, TrackingStackArgs
+from mlops_platform.config import load_config
+from mlops_platform.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
+from mlops_platform.serving import ServingStack, ServingStackArgs, resolve_models
+from mlops_platform.tracking import TrackingStack, TrackingStackArgs
 
 config = load_config()
 # Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.

@@ -9,10 +9,9 @@ from typing import Any, Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from components.config import ConfigError  # noqa: E402
-from tools.harness import DeclaredResource, Plan, run_program, stack_config  # noqa: E402
+from mlops_platform.config import ConfigError
+from tools.harness import DeclaredResource, Plan, run_program, stack_config
 
 
 @pytest.fixture(scope="session")

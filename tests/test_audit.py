@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "policies"))
 
-from mlops_policies import AuditError, ConfigError, Violation, audit_resources  # noqa: E402
-from mlops_policies.audit import main  # noqa: E402
+from mlops_policies import AuditError, ConfigError, Violation, audit_resources
+from mlops_policies.audit import main
 
 FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 P = "urn:pulumi:prod::mlops-platform::"

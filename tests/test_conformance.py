@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import parse_config
+from mlops_platform.config import parse_config
 from tests.conftest import run_with
 from tools import conformance
 from tools.harness import stack_config

@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 
-from components.dashboard import (
+from mlops_platform.kubeflow.dashboard import (
     LINKS_KEY,
     ConfigMapData,
     Conflict,
@@ -342,4 +342,4 @@ def test_the_serialized_provider_loads_in_a_fresh_interpreter_in_the_project_dir
     )
     result = subprocess.run([sys.executable, "-c", code], input=blob, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["components.dashboard", "DashboardLinkProvider", "5", "None"]
+    assert result.stdout.split() == ["mlops_platform.kubeflow.dashboard", "DashboardLinkProvider", "5", "None"]

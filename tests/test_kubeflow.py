@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from components import kubeflow
-from components.config import ConfigError, parse_config
+from mlops_platform.kubeflow import integration as kubeflow
+from mlops_platform.config import ConfigError, parse_config
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 
 NS = "mlflow"
@@ -328,7 +328,7 @@ def test_eks_profiles_hold_no_static_keys(eks):
 
 
 def test_long_profile_names_still_fit_an_iam_role_name():
-    from components import aws
+    from mlops_platform.storage import s3 as aws
 
     long = "a" * 63
     assert len(aws._iam_safe(f"kubeflow-{long}")) == 56

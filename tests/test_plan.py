@@ -11,9 +11,7 @@ import yaml
 from tests.conftest import ROOT, generated_secrets
 from tools import plan as plan_tool
 from tools.harness import MASK
-
-sys.path.insert(0, str(ROOT / "policies"))
-from mlops_policies import audit_resources  # noqa: E402
+from mlops_policies import audit_resources
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

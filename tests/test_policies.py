@@ -28,10 +28,9 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "policies"))
 
-from mlops_policies import POLICIES, ConfigError, crossguard_policies  # noqa: E402
-from mlops_policies import checks, detectors as d  # noqa: E402
+from mlops_policies import POLICIES, ConfigError, crossguard_policies
+from mlops_policies import checks, detectors as d
 
 # -- fake credentials ---------------------------------------------------------------
 

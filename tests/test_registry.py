@@ -28,8 +28,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components.config import ConfigError
-from components.registry import physical_uri
+from mlops_platform.config import ConfigError
+from mlops_platform.serving.registry import physical_uri
 from tools.processes import HOST, free_port, running
 from tools import harness
 from tools.harness import Plan, run_program, stack_config

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from components import serving
-from components.config import ConfigError
+from mlops_platform.serving import stack as serving
+from mlops_platform.config import ConfigError
 from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
 from tools.plan import table

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from components import tracking
-from components.config import MLFLOW_IMAGE, MLFLOW_VERSION
+from mlops_platform.tracking import stack as tracking
+from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_VERSION
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"

@@ -5,11 +5,8 @@ violation, 1 when there is one, 2 when the file cannot be read.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policies"))
-
-from mlops_policies.audit import main  # noqa: E402
+from mlops_policies.audit import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,10 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.e2e import dataplane as dp  # noqa: E402
-from tools.harness import ROOT, run_program  # noqa: E402
+from tests.e2e import dataplane as dp
+from tools.harness import ROOT, run_program
 
 OUT = ROOT / "build" / "bench" / "e2e.json"
 

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from tools import local_cluster  # noqa: E402
-from tools.engine import LocalEngine  # noqa: E402
-from tools.harness import stack_config  # noqa: E402
-from tools.local_up import load_existing  # noqa: E402
+from tools import local_cluster
+from tools.engine import LocalEngine
+from tools.harness import stack_config
+from tools.local_up import load_existing
 
 RUNS = 2
 WORK = ROOT / "build" / "bench" / "engine"
@@ -73,10 +71,10 @@ def local_up() -> float:
     start = time.perf_counter()
     env = {**os.environ}
     try:
-        subprocess.run([sys.executable, str(ROOT / "tools" / "local_up.py"), "up", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env, timeout=900)
+        subprocess.run([sys.executable, "-m", "tools.local_up", "up", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env, timeout=900)
         return round(time.perf_counter() - start, 2)
     finally:
-        subprocess.run([sys.executable, str(ROOT / "tools" / "local_up.py"), "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env)
+        subprocess.run([sys.executable, "-m", "tools.local_up", "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env)
 
 
 def main() -> int:

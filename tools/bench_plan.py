@@ -21,7 +21,7 @@ def measure(stack: str) -> dict:
     resources = None
     for _ in range(RUNS):
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "tools/plan.py", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "-m", "tools.plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300)
         times.append(time.perf_counter() - start)
         if result.returncode != 0:
             raise SystemExit(f"plan for {stack} failed: {result.stderr.strip()}")

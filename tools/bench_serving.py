@@ -24,11 +24,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from components.config import parse_config  # noqa: E402
-from tools.processes import HOST, free_port, running  # noqa: E402
-from tools.harness import stack_config  # noqa: E402
+from mlops_platform.config import parse_config
+from tools.processes import HOST, free_port, running
+from tools.harness import stack_config
 
 SIZES = (1, 10, 100)
 RUNS = 3
@@ -68,7 +67,7 @@ def plan_seconds(work: Path, stack: str, config: dict) -> float:
     for _ in range(RUNS):
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "tools/plan.py", "--stack", stack, "--stack-dir", str(work), "--out", str(work / "build")],
+            [sys.executable, "-m", "tools.plan", "--stack", stack, "--stack-dir", str(work), "--out", str(work / "build")],
             cwd=ROOT, capture_output=True, text=True, timeout=600,
         )
         times.append(time.perf_counter() - start)
@@ -82,7 +81,7 @@ def resolution(uri: str, count: int) -> dict:
     import mlflow
     from mlflow.utils import rest_utils
 
-    from components.registry import resolve_models
+    from mlops_platform.serving.registry import resolve_models
 
     raw, _ = stack_config("dev")
     raw["mlops-platform:serving"] = json.dumps(serving(uri, count, pinned=False))
@@ -139,7 +138,7 @@ def main() -> None:
     print(f"{'models':>6}  {'plan, pinned':>12}  {'plan, alias':>11}  {'resolution':>10}  {'requests':>8}  {'clients':>7}")
     for f in figures:
         print(f"{f['models']:>6}  {f['plan_pinned_s']:>10.2f} s  {f['plan_alias_s']:>9.2f} s  {f['resolve_s']:>8.3f} s  {f['requests']:>8}  {f['clients']:>7}")
-    print(f"(median of {RUNS} fresh `tools/plan.py` runs each; resolution in-process, warm; {sys.platform}, Python {sys.version.split()[0]})")
+    print(f"(median of {RUNS} fresh `python -m tools.plan` runs each; resolution in-process, warm; {sys.platform}, Python {sys.version.split()[0]})")
 
 
 if __name__ == "__main__":

@@ -360,9 +360,8 @@ def checkov(directory: Path, lint_venv: Path = ROOT / ".venv-lint") -> CheckovRe
 
 
 def main(argv: list[str]) -> int:
-    """`python tools/conformance.py STACK...`: validate build/<stack> (run `make plan` first)."""
-    sys.path.insert(0, str(ROOT))
-    from components.config import parse_config
+    """`python -m tools.conformance STACK...`: validate build/<stack> (run `make plan` first)."""
+    from mlops_platform.config import parse_config
     from tools.harness import stack_config
 
     status = 0

@@ -37,8 +37,6 @@ LOCAL_PASSPHRASE = "local-engine-lane"
 
 def program() -> None:
     """The Pulumi program, exactly as the CLI would run it."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
@@ -137,8 +135,6 @@ class LocalEngine:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-            # The dashboard's dynamic provider and the policy pack import the project and its pins.
-            "PYTHONPATH": str(ROOT),
             "PULUMI_PYTHON_CMD": str(venv_bin / "python"),
             "PULUMI_POLICY_PYTHON": str(venv_bin / "python"),
         }

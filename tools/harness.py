@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 
 import yaml
 
-from components.config import ConfigError
+from mlops_platform.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlops-platform"
@@ -412,9 +412,6 @@ def run_program(
     pulumi.runtime.set_all_config(config, secret_keys or [])
     exported: dict[str, Any] = {}
     secret_outputs: set[str] = set()
-
-    if str(program.parent) not in sys.path:
-        sys.path.insert(0, str(program.parent))
 
     @pulumi.runtime.test
     def _run():

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from tools import cluster_fixtures, local_cluster  # noqa: E402
-from tools.harness import stack_config  # noqa: E402
+from tools import cluster_fixtures, local_cluster
+from tools.harness import stack_config
 
 
 def profiles_of(stack: str, config: dict[str, str] | None = None) -> tuple[list[str], str]:
@@ -76,7 +74,7 @@ def load_existing(
 def up(stack: str, directory: Path) -> int:
     from pulumi import automation as auto
 
-    from components.config import ConfigError
+    from mlops_platform.config import ConfigError
     from tools.engine import LocalEngine
 
     started = time.monotonic()

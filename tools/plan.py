@@ -17,14 +17,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from components.config import ConfigError  # noqa: E402
-from components.serving import describe as describe_model  # noqa: E402
-from tools.harness import ROOT, Plan, run_program  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "policies"))
-from mlops_policies import audit_resources  # noqa: E402
+from mlops_platform.config import ConfigError
+from mlops_platform.serving.stack import describe as describe_model
+from tools.harness import ROOT, Plan, run_program
+from mlops_policies import audit_resources
 
 
 def write_build(plan: Plan, out: Path) -> None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "local_up.py"), *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "tools.local_up", *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
 def _listening(port: int) -> bool:

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import minio, naming
-from .config import PlatformConfig
-from .containers import plain_env, secret_env
-from .dashboard import DashboardLink, DashboardLinkArgs, MenuLink
+from mlops_platform.storage import minio
+
+from mlops_platform.k8s import naming
+from mlops_platform.config import PlatformConfig
+from mlops_platform.k8s.containers import plain_env, secret_env
+from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
 
 if TYPE_CHECKING:
-    from .tracking import TrackingStack
+    from mlops_platform.tracking.stack import TrackingStack
 
 COMPONENT = "kubeflow-integration"
 # Pods carrying this label get the MLflow PodDefault (the notebook form's "Configurations").
@@ -53,19 +55,6 @@ KUBEFLOW_EGRESS = ("./*", "istio-system/*", "kubeflow/*", "kubeflow-system/*", "
 def profile_prefix(namespace: str) -> str:
     """A profile's own prefix of the artifact bucket, beside (never inside) MLflow's."""
     return f"profiles/{namespace}"
-
-
-def mesh_member(bypass_ports: Sequence[int]) -> tuple[dict[str, str], dict[str, str]]:
-    """Pod labels and annotations that give a workload an Istio sidecar in Kubeflow's mesh.
-
-    Without native sidecars, init containers run before the proxy starts while
-    its traffic redirection is already in place; their outbound ports (the
-    database of a schema migration) must bypass it.
-    """
-    return (
-        {"sidecar.istio.io/inject": "true"},
-        {"traffic.sidecar.istio.io/excludeOutboundPorts": ",".join(str(p) for p in bypass_ports)},
-    )
 
 
 @dataclass(frozen=True)
@@ -226,11 +215,11 @@ class KubeflowIntegration(pulumi.ComponentResource):
         profile plugin does) serves notebooks and pipeline steps without swapping
         their service account, which would cost them default-editor's Kubeflow rights.
         """
-        from . import aws
+        from mlops_platform.storage import s3
 
         storage = {}
         for ns in cfg.kubeflow.profiles:
-            role_arn = aws.irsa_role(
+            role_arn = s3.irsa_role(
                 f"{self._name}-{ns}",
                 aws_config=cfg.aws,
                 namespace=ns,
@@ -245,7 +234,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaPatchArgs(
                     name=PROFILE_SERVICE_ACCOUNT,
                     namespace=ns,
-                    annotations={**aws.role_arn_annotation(role_arn), "pulumi.com/patchFieldManager": FIELD_MANAGER},
+                    annotations={**s3.role_arn_annotation(role_arn), "pulumi.com/patchFieldManager": FIELD_MANAGER},
                 ),
                 opts=self._child,
             )

@@ -1,4 +1,4 @@
-"""AWS building blocks for the EKS target. Imported only when the target is eks.
+"""S3 artifact storage on the EKS target: the bucket and IAM roles for service accounts. Imported only on eks.
 
 pulumi_aws is large (about 3 s to import cold); the dev target never pays for it.
 """
@@ -11,8 +11,8 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from .config import ArtifactsConfig, AwsConfig, RdsConfig
-from .storage_policy import Access, bucket_arn, s3_access_policy
+from mlops_platform.config import ArtifactsConfig, AwsConfig
+from mlops_platform.storage.policy import Access, bucket_arn, s3_access_policy
 
 
 def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
@@ -147,43 +147,6 @@ def _iam_safe(name: str, limit: int = 56) -> str:
     if len(name) <= limit:
         return name
     return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def rds_postgres(
-    name: str,
-    *,
-    config: RdsConfig,
-    database: str,
-    user: str,
-    password: pulumi.Output[str],
-    protect: bool,
-    opts: pulumi.ResourceOptions,
-) -> aws.rds.Instance:
-    """Managed PostgreSQL that refuses deletion and leaves a final snapshot if forced."""
-    return aws.rds.Instance(
-        name,
-        engine="postgres",
-        engine_version=config.engine_version,
-        instance_class=config.instance_class,
-        allocated_storage=config.allocated_storage_gb,
-        storage_type="gp3",
-        storage_encrypted=True,
-        db_name=database,
-        username=user,
-        password=password,
-        db_subnet_group_name=config.subnet_group_name,
-        vpc_security_group_ids=config.security_group_ids,
-        publicly_accessible=False,
-        multi_az=config.multi_az,
-        backup_retention_period=config.backup_retention_days,
-        deletion_protection=True,
-        skip_final_snapshot=False,
-        final_snapshot_identifier=f"{name}-final",
-        copy_tags_to_snapshot=True,
-        auto_minor_version_upgrade=True,
-        iam_database_authentication_enabled=False,
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)),
-    )
 
 
 def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict:

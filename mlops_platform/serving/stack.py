@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import minio, naming
-from .config import PlatformConfig
-from .registry import ResolvedModel
-from .tracking import TrackingStack
+from mlops_platform.storage import minio
+
+from mlops_platform.k8s import naming
+from mlops_platform.config import PlatformConfig
+from mlops_platform.serving.registry import ResolvedModel
+from mlops_platform.tracking.stack import TrackingStack
 
 COMPONENT = "model-server"
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -117,11 +119,11 @@ class ServingStack(pulumi.ComponentResource):
 
     def _irsa_access(self, name: str, cfg: PlatformConfig, tracking: TrackingStack, namespaces: list[str]) -> dict[str, list[pulumi.Resource]]:
         """A ServiceAccount per namespace that only a read-only IAM role on the artifact prefix trusts."""
-        from . import aws
+        from mlops_platform.storage import s3
 
         ready = {}
         for ns in namespaces:
-            role_arn = aws.irsa_role(
+            role_arn = s3.irsa_role(
                 f"{name}-{ns}", aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
                 bucket=tracking.bucket, prefix=tracking.artifact_prefix, access="read", opts=pulumi.ResourceOptions(parent=self),
             )
@@ -129,7 +131,7 @@ class ServingStack(pulumi.ComponentResource):
                 f"{name}-{ns}-sa",
                 metadata=naming.metadata(
                     self.service_account, ns, component=COMPONENT, instance=name,
-                    annotations={**aws.role_arn_annotation(role_arn), "serving.kserve.io/s3-region": cfg.aws.region},
+                    annotations={**s3.role_arn_annotation(role_arn), "serving.kserve.io/s3-region": cfg.aws.region},
                 ),
                 automount_service_account_token=False,
                 opts=pulumi.ResourceOptions(parent=self),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
-from .config import PROJECT, ConfigError, ModelSource, PlatformConfig, ServingConfig
+from mlops_platform.config import PROJECT, ConfigError, ModelSource, PlatformConfig, ServingConfig
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

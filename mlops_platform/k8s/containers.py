@@ -14,7 +14,7 @@ from typing import Optional, Union
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import Resources
+from mlops_platform.config import Resources
 
 RUN_AS_USER = 10001
 

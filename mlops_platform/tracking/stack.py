@@ -18,9 +18,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from . import kubeflow, minio, naming, postgres
-from .config import PlatformConfig
-from .containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.k8s import mesh
+
+from mlops_platform.storage import minio
+
+from mlops_platform.k8s import naming
+
+from mlops_platform.database import postgres
+from mlops_platform.config import PlatformConfig
+from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -98,9 +104,9 @@ class TrackingStack(pulumi.ComponentResource):
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
         if cfg.database.mode == "rds":
-            from . import aws
+            from mlops_platform.database import rds
 
-            instance = aws.rds_postgres(
+            instance = rds.rds_postgres(
                 f"{name}-db", config=cfg.database.rds, database=cfg.database.name, user=cfg.database.user,
                 password=db_password.result, protect=protect, opts=pulumi.ResourceOptions(parent=self),
             )
@@ -153,7 +159,7 @@ class TrackingStack(pulumi.ComponentResource):
         )
         replicas = cfg.tracking.replicas
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
-        mesh_labels, mesh_annotations = kubeflow.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
+        mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         self.deployment = k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)),
@@ -222,10 +228,10 @@ class TrackingStack(pulumi.ComponentResource):
     ) -> tuple[list[k8s.core.v1.EnvVarArgs], list[pulumi.Resource]]:
         """Declare the artifact store; returns the server's storage env and what must exist before it starts."""
         if cfg.is_eks:
-            from . import aws
+            from mlops_platform.storage import s3
 
-            bucket = aws.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
-            self.role_arn = aws.irsa_role(
+            bucket = s3.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
+            self.role_arn = s3.irsa_role(
                 f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self.service_account,
                 bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
             )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import naming
-from .config import DatabaseConfig
-from .containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
+from mlops_platform.k8s import naming
+from mlops_platform.config import DatabaseConfig
+from mlops_platform.k8s.containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
 
 COMPONENT = "postgresql"
 PORT = 5432

@@ -1,0 +1,1 @@
+"""MLflow's metadata database: PostgreSQL in the cluster, or RDS on eks."""

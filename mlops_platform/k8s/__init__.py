@@ -1,0 +1,1 @@
+"""Kubernetes building blocks every component shares."""
