@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.storage import minio
+from mlops_platform.storage.store import ClientAccess, Grant
 
 from mlops_platform.k8s import naming
 from mlops_platform.config import PlatformConfig
@@ -63,14 +63,6 @@ class KubeflowIntegrationArgs:
     tracking: "TrackingStack"
 
 
-@dataclass(frozen=True)
-class _ProfileStorage:
-    """What a profile's PodDefault adds for direct S3 access."""
-
-    env: list[k8s.core.v1.EnvVarArgs]
-    labels: dict[str, str]
-
-
 class KubeflowIntegration(pulumi.ComponentResource):
     """Route, access policy, dashboard tab and per-profile wiring of MLflow into Kubeflow."""
 
@@ -107,7 +99,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
             )
         if kf.insecure_cookies:
             self._insecure_cookies(kf.namespace)
-        storage = self._eks_storage(cfg) if cfg.is_eks else self._minio_storage(kf.profiles)
+        storage = self._storage(kf.profiles)
         for namespace in kf.profiles:
             self._profile(namespace, storage[namespace])
             if kf.kfp_access:
@@ -181,67 +173,34 @@ class KubeflowIntegration(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _minio_storage(self, profiles: Sequence[str]) -> dict[str, _ProfileStorage]:
-        """dev: a MinIO user per profile, limited to its prefix, its key in a Secret of its namespace."""
-        t = self._tracking
-        if not profiles:
-            return {}
-        _, secrets = minio.namespace_credentials(
-            self._name,
-            endpoint=t.minio,
-            grants={ns: minio.Grant(f"profile-{ns}", profile_prefix(ns), "write") for ns in profiles},
-            job_name=f"{self._name}-profiles",
-            secret_metadata=lambda ns: self._meta(PROFILE_SECRET, ns),
-            instance=self._name,
-            # The Job runs in the tracking namespace against its MinIO: both must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[t]),
-        )
-        storage = {}
-        for ns, secret in secrets.items():
-            storage[ns] = _ProfileStorage(
-                env=[
-                    secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
-                    secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
-                    *plain_env({"AWS_ENDPOINT_URL": t.s3_endpoint, "MLFLOW_S3_ENDPOINT_URL": t.s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
-                ],
-                labels={minio.CLIENT_LABEL: "true"},
-            )
-        return storage
+    def _storage(self, profiles: Sequence[str]) -> dict[str, ClientAccess]:
+        """Each profile's own prefix, writable by its notebooks and pipeline steps and by nothing else.
 
-    def _eks_storage(self, cfg: PlatformConfig) -> dict[str, _ProfileStorage]:
-        """eks: an IAM role per profile, limited to its prefix, assumed by the profile's ``default-editor``.
-
-        Annotating ``default-editor`` (as Kubeflow's own AwsIamForServiceAccount
-        profile plugin does) serves notebooks and pipeline steps without swapping
-        their service account, which would cost them default-editor's Kubeflow rights.
+        On eks the grant's identity is the profile's ``default-editor``, annotated here (as Kubeflow's
+        own AwsIamForServiceAccount profile plugin does): notebooks and pipeline steps keep
+        default-editor's Kubeflow rights instead of swapping service accounts.
         """
-        from mlops_platform.storage import s3
+        access = self._tracking.artifact_store.grant(
+            self._name,
+            {ns: Grant(profile_prefix(ns), "write", identity=f"profile-{ns}", service_account=PROFILE_SERVICE_ACCOUNT) for ns in profiles},
+            secret_metadata=lambda ns: self._meta(PROFILE_SECRET, ns),
+            job_name=f"{self._name}-profiles",
+            opts=self._child,
+        )
+        for ns, client in access.items():
+            if client.role_arn is not None:
+                k8s.core.v1.ServiceAccountPatch(
+                    f"{self._name}-{ns}-irsa",
+                    metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                        name=PROFILE_SERVICE_ACCOUNT,
+                        namespace=ns,
+                        annotations={**client.service_account_annotations(), "pulumi.com/patchFieldManager": FIELD_MANAGER},
+                    ),
+                    opts=self._child,
+                )
+        return access
 
-        storage = {}
-        for ns in cfg.kubeflow.profiles:
-            role_arn = s3.irsa_role(
-                f"{self._name}-{ns}",
-                aws_config=cfg.aws,
-                namespace=ns,
-                service_account=PROFILE_SERVICE_ACCOUNT,
-                bucket=self._tracking.bucket,
-                prefix=profile_prefix(ns),
-                access="write",
-                opts=self._child,
-            )
-            k8s.core.v1.ServiceAccountPatch(
-                f"{self._name}-{ns}-irsa",
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(
-                    name=PROFILE_SERVICE_ACCOUNT,
-                    namespace=ns,
-                    annotations={**s3.role_arn_annotation(role_arn), "pulumi.com/patchFieldManager": FIELD_MANAGER},
-                ),
-                opts=self._child,
-            )
-            storage[ns] = _ProfileStorage(env=plain_env({"AWS_DEFAULT_REGION": cfg.aws.region, "AWS_REGION": cfg.aws.region}), labels={})
-        return storage
-
-    def _profile(self, namespace: str, storage: _ProfileStorage) -> None:
+    def _profile(self, namespace: str, storage: ClientAccess) -> None:
         t = self._tracking
         uri = f"s3://{t.bucket}/{profile_prefix(namespace)}/"
         spec = {
@@ -249,8 +208,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
             "selector": {"matchLabels": {SELECTOR_LABEL: "true"}},
             "env": [*plain_env({**t.client_env, PROFILE_S3_URI_ENV: uri}), *storage.env],
         }
-        if storage.labels:
-            spec["labels"] = storage.labels
+        if storage.pod_labels:
+            spec["labels"] = storage.pod_labels
         k8s.apiextensions.CustomResource(
             f"{self._name}-{namespace}-poddefault",
             api_version="kubeflow.org/v1alpha1",

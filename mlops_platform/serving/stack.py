@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.storage import minio
+from mlops_platform.storage.store import ClientAccess, Grant
 
 from mlops_platform.k8s import naming
 from mlops_platform.config import PlatformConfig
@@ -67,77 +66,48 @@ class ServingStack(pulumi.ComponentResource):
         cfg = args.config
         self.service_account = f"{name}-model-reader"
         kserve_ready = self._install_kserve(name) if cfg.serving.install_kserve else []
-        namespaces = cfg.serving.credential_namespaces
-        if cfg.is_eks:
-            storage_ready = self._irsa_access(name, cfg, args.tracking, namespaces)
-            pod_labels: dict[str, str] = {}
-        else:
-            storage_ready = self._minio_access(name, args.tracking, namespaces)
-            # Lets the storage initializer through MinIO's NetworkPolicy; KServe copies these labels to the pods.
-            pod_labels = {minio.CLIENT_LABEL: "true"}
+        access = self._storage_access(name, args.tracking, cfg.serving.credential_namespaces)
         for model in args.models:
             self._inference_service(
-                name, model, cfg.serving.deployment_mode, pod_labels,
-                depends_on=[*kserve_ready, *storage_ready[model.source.namespace]],
+                # KServe copies the InferenceService's labels to its pods (the storage initializer's way through MinIO's NetworkPolicy).
+                name, model, cfg.serving.deployment_mode, access[model.source.namespace].pod_labels,
+                depends_on=[*kserve_ready, *access[model.source.namespace].ready],
             )
         self.models = {f"{m.source.namespace}/{m.source.name}": served(m) for m in args.models}
         self.register_outputs({"models": self.models})
 
-    def _minio_access(self, name: str, tracking: TrackingStack, namespaces: list[str]) -> dict[str, list[pulumi.Resource]]:
-        """A read-only MinIO user per namespace, and the Secret and ServiceAccount KServe finds it through."""
-        if not namespaces:
-            return {}
-        endpoint = tracking.minio
-        s3_annotations = {
-            "serving.kserve.io/s3-endpoint": urlsplit(endpoint.url).netloc,
+    def _storage_access(self, name: str, tracking: TrackingStack, namespaces: list[str]) -> dict[str, ClientAccess]:
+        """Read-only access to the artifact prefix per namespace, through the ServiceAccount KServe is given.
+
+        On dev the ServiceAccount lists a Secret carrying MinIO's address in KServe's annotations;
+        on eks it is annotated with its IAM role and the bucket's region.
+        """
+        store = tracking.artifact_store
+        secret_annotations = {
+            "serving.kserve.io/s3-endpoint": store.endpoint_host,
             "serving.kserve.io/s3-usehttps": "0",
             "serving.kserve.io/s3-verifyssl": "0",
-            # MinIO's default region; the S3 client only needs it to sign requests.
-            "serving.kserve.io/s3-region": minio.REGION,
+            # The S3 client only needs the region to sign requests.
+            "serving.kserve.io/s3-region": store.region,
         }
-        provisioned, secrets = minio.namespace_credentials(
+        access = store.grant(
             name,
-            endpoint=endpoint,
-            grants={ns: minio.Grant(f"kserve-{ns}", tracking.artifact_prefix, "read") for ns in namespaces},
+            {ns: Grant(tracking.artifact_prefix, "read", identity=f"kserve-{ns}", service_account=self.service_account) for ns in namespaces},
+            secret_metadata=lambda ns: naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=secret_annotations),
             job_name=f"{name}-minio-users",
-            secret_metadata=lambda ns: naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=s3_annotations),
-            instance=name,
-            # The Job runs in the tracking namespace against its MinIO: both must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[tracking]),
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        ready = {}
-        for ns, secret in secrets.items():
+        for ns, client in access.items():
+            annotations = {**client.service_account_annotations(), "serving.kserve.io/s3-region": client.region} if client.role_arn is not None else None
             account = k8s.core.v1.ServiceAccount(
                 f"{name}-{ns}-sa",
-                metadata=naming.metadata(self.service_account, ns, component=COMPONENT, instance=name),
-                secrets=[k8s.core.v1.ObjectReferenceArgs(name=secret.metadata.name)],
+                metadata=naming.metadata(self.service_account, ns, component=COMPONENT, instance=name, annotations=annotations),
+                secrets=[k8s.core.v1.ObjectReferenceArgs(name=client.secret.metadata.name)] if client.secret is not None else None,
                 automount_service_account_token=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            ready[ns] = [provisioned, secret, account]
-        return ready
-
-    def _irsa_access(self, name: str, cfg: PlatformConfig, tracking: TrackingStack, namespaces: list[str]) -> dict[str, list[pulumi.Resource]]:
-        """A ServiceAccount per namespace that only a read-only IAM role on the artifact prefix trusts."""
-        from mlops_platform.storage import s3
-
-        ready = {}
-        for ns in namespaces:
-            role_arn = s3.irsa_role(
-                f"{name}-{ns}", aws_config=cfg.aws, namespace=ns, service_account=self.service_account,
-                bucket=tracking.bucket, prefix=tracking.artifact_prefix, access="read", opts=pulumi.ResourceOptions(parent=self),
-            )
-            account = k8s.core.v1.ServiceAccount(
-                f"{name}-{ns}-sa",
-                metadata=naming.metadata(
-                    self.service_account, ns, component=COMPONENT, instance=name,
-                    annotations={**s3.role_arn_annotation(role_arn), "serving.kserve.io/s3-region": cfg.aws.region},
-                ),
-                automount_service_account_token=False,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            ready[ns] = [account]
-        return ready
+            client.ready.append(account)
+        return access
 
     def _install_kserve(self, name: str) -> list[pulumi.Resource]:
         """cert-manager, KServe's CRDs and KServe (RawDeployment) from pinned charts; returns what InferenceServices wait for."""

@@ -72,8 +72,8 @@ def deploy_server(
     root_password: pulumi.Output[str],
     protect: bool,
     opts: pulumi.ResourceOptions,
-) -> str:
-    """MinIO with a PVC and a Service; returns the name of its root credentials Secret."""
+) -> tuple[str, k8s.apps.v1.Deployment]:
+    """MinIO with a PVC and a Service; returns the name of its root credentials Secret, and the server."""
     instance = name
     meta = lambda suffix, **kw: naming.metadata(f"{name}-{suffix}" if suffix else name, namespace, component=COMPONENT, instance=instance, **kw)  # noqa: E731
     stateful = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
@@ -109,7 +109,7 @@ def deploy_server(
         scratch=scratch,
         mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data")],
     )
-    k8s.apps.v1.Deployment(
+    deployment = k8s.apps.v1.Deployment(
         name,
         metadata=meta(None, annotations=scanner_exceptions(server)),
         spec=k8s.apps.v1.DeploymentSpecArgs(
@@ -138,7 +138,7 @@ def deploy_server(
         ),
         opts=opts,
     )
-    return name + "-root"
+    return name + "-root", deployment
 
 
 def provision_users(

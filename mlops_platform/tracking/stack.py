@@ -21,6 +21,7 @@ import pulumi_random as random
 from mlops_platform.k8s import mesh
 
 from mlops_platform.storage import minio
+from mlops_platform.storage.store import ArtifactStore, MinioStore, S3Store
 
 from mlops_platform.k8s import naming
 
@@ -53,6 +54,7 @@ class TrackingStack(pulumi.ComponentResource):
 
     namespace: str
     namespace_resource: k8s.core.v1.Namespace
+    artifact_store: ArtifactStore
     service_name: str
     port: int
     path_prefix: str
@@ -235,12 +237,13 @@ class TrackingStack(pulumi.ComponentResource):
                 f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self.service_account,
                 bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
             )
+            self.artifact_store = S3Store(cfg.artifacts.bucket, cfg.aws)
             return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
 
         root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
         mlflow_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
         minio_name = f"{name}-minio"
-        root_secret = minio.deploy_server(
+        root_secret, server = minio.deploy_server(
             minio_name, namespace=cfg.namespace, config=cfg.artifacts.minio, storage_class=cfg.storage_class,
             root_user=MINIO_ADMIN_USER, root_password=root_password.result, protect=protect, opts=child,
         )
@@ -255,6 +258,8 @@ class TrackingStack(pulumi.ComponentResource):
             users=[minio.MinioUser(MLFLOW_MINIO_USER, mlflow_key.result, cfg.artifacts.prefix, "write")],
             opts=child,
         )
+        # Consumers' provisioning Jobs run in this namespace against this MinIO.
+        self.artifact_store = MinioStore(self.minio, server=[self.namespace_resource, server])
         s3_secret = k8s.core.v1.Secret(
             f"{name}-s3",
             metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
