@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 from mlops_platform.k8s import naming
 from mlops_platform.config import DatabaseConfig
 from mlops_platform.k8s.containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
+from mlops_platform.k8s import options
 
 COMPONENT = "postgresql"
 PORT = 5432
@@ -96,6 +97,6 @@ def deploy(
                 )
             ],
         ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)),
+        opts=options.stateful(opts, protect),
     )
     return naming.service_host(name, namespace)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mlops_platform.config import RdsConfig
+from mlops_platform.k8s import options
 
 
 def rds_postgres(
@@ -44,5 +45,5 @@ def rds_postgres(
         copy_tags_to_snapshot=True,
         auto_minor_version_upgrade=True,
         iam_database_authentication_enabled=False,
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)),
+        opts=options.stateful(opts, protect),
     )

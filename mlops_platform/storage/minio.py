@@ -20,6 +20,7 @@ from mlops_platform.k8s import naming
 from mlops_platform.config import MinioConfig, Resources
 from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.storage.policy import Access, s3_access_policy
+from mlops_platform.k8s import options
 
 COMPONENT = "minio"
 API_PORT = 9000
@@ -76,7 +77,7 @@ def deploy_server(
     """MinIO with a PVC and a Service; returns the name of its root credentials Secret, and the server."""
     instance = name
     meta = lambda suffix, **kw: naming.metadata(f"{name}-{suffix}" if suffix else name, namespace, component=COMPONENT, instance=instance, **kw)  # noqa: E731
-    stateful = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
+    stateful = options.stateful(opts, protect)
 
     root = k8s.core.v1.Secret(
         f"{name}-root",

@@ -13,11 +13,12 @@ import pulumi_aws as aws
 
 from mlops_platform.config import ArtifactsConfig, AwsConfig
 from mlops_platform.storage.policy import Access, bucket_arn, s3_access_policy
+from mlops_platform.k8s import options
 
 
 def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
     """A private, versioned, encrypted bucket that refuses plain HTTP and outlives the stack."""
-    stateful = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))
+    stateful = options.stateful(opts, protect)
     bucket = aws.s3.Bucket(name, bucket=config.bucket, force_destroy=False, opts=stateful)
     child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[bucket]))
     aws.s3.BucketOwnershipControls(

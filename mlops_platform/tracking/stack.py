@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform.k8s import mesh
+from mlops_platform.k8s import options
 
 from mlops_platform.storage import minio
 from mlops_platform.storage.store import ArtifactStore, MinioStore, S3Store
@@ -97,7 +98,7 @@ class TrackingStack(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata=naming.metadata(cfg.namespace, component=COMPONENT, instance=name),
             # Deleting the namespace would delete every claim in it.
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, retain_on_delete=protect),
+            opts=options.stateful(pulumi.ResourceOptions(parent=self), protect),
         )
         # Objects other components put in this namespace wait for it too.
         self.namespace_resource = ns
