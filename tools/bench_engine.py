@@ -81,8 +81,8 @@ def main() -> int:
     results: dict[str, Any] = {"toolchain": toolchain_builds()}
     for label, overrides in (("dev", {}), ("dev, 50 profiles", {"kubeflow": profiles(50)})):
         runs = [engine_run(overrides) for _ in range(RUNS)]
-        results[label] = {key: statistics.median(run[key] for run in runs) for key in runs[0]} | {"runs": runs}
-    results["local_up_s"] = statistics.median(local_up() for _ in range(RUNS))
+        results[label] = {key: round(statistics.median(run[key] for run in runs), 1) for key in runs[0]} | {"runs": runs}
+    results["local_up_s"] = round(statistics.median(local_up() for _ in range(RUNS)), 1)
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK.parent / "engine.json").write_text(json.dumps(results, indent=2) + "\n")
     for piece, figure in results["toolchain"]["pieces"].items():
