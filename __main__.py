@@ -12,16 +12,17 @@ config = load_config()
 models = resolve_models(config)
 
 tracking = TrackingStack("mlflow", TrackingStackArgs(config=config))
+endpoint = tracking.endpoint
 
-kubeflow = KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(config=config, tracking=tracking)) if config.kubeflow.enabled else None
+kubeflow = KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint)) if config.kubeflow.enabled else None
 
-serving = ServingStack("serving", ServingStackArgs(config=config, tracking=tracking, models=models)) if config.serving.enabled else None
+serving = ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models)) if config.serving.enabled else None
 
-pulumi.export("namespace", tracking.namespace)
-pulumi.export("trackingUri", tracking.tracking_uri)
+pulumi.export("namespace", endpoint.namespace)
+pulumi.export("trackingUri", endpoint.uri)
 pulumi.export("externalUrl", tracking.external_url)
-pulumi.export("bucket", tracking.bucket)
-pulumi.export("artifactRoot", tracking.artifact_root)
+pulumi.export("bucket", endpoint.artifact_store.bucket)
+pulumi.export("artifactRoot", endpoint.artifact_root)
 pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password))
 pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,12 +25,11 @@ import pulumi_kubernetes as k8s
 from mlops_platform.storage.store import ClientAccess, Grant
 
 from mlops_platform.k8s import naming
-from mlops_platform.config import PlatformConfig
+from mlops_platform.config import KubeflowConfig
 from mlops_platform.k8s.containers import plain_env, secret_env
+from mlops_platform.tracking.stack import TrackingEndpoint
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
 
-if TYPE_CHECKING:
-    from mlops_platform.tracking.stack import TrackingStack
 
 COMPONENT = "kubeflow-integration"
 # Pods carrying this label get the MLflow PodDefault (the notebook form's "Configurations").
@@ -59,8 +58,8 @@ def profile_prefix(namespace: str) -> str:
 
 @dataclass(frozen=True)
 class KubeflowIntegrationArgs:
-    config: PlatformConfig
-    tracking: "TrackingStack"
+    kubeflow: KubeflowConfig
+    tracking: TrackingEndpoint
 
 
 class KubeflowIntegration(pulumi.ComponentResource):
@@ -72,8 +71,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KubeflowIntegrationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlops:index:KubeflowIntegration", name, None, opts)
-        cfg, tracking = args.config, args.tracking
-        kf = cfg.kubeflow
+        kf, tracking = args.kubeflow, args.tracking
         self._name = name
         self._tracking = tracking
         self._child = pulumi.ResourceOptions(parent=self)
@@ -202,7 +200,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
 
     def _profile(self, namespace: str, storage: ClientAccess) -> None:
         t = self._tracking
-        uri = f"s3://{t.bucket}/{profile_prefix(namespace)}/"
+        uri = f"s3://{t.artifact_store.bucket}/{profile_prefix(namespace)}/"
         spec = {
             "desc": f"MLflow tracking and registry; S3 data under {uri}",
             "selector": {"matchLabels": {SELECTOR_LABEL: "true"}},

@@ -24,9 +24,9 @@ import pulumi_kubernetes as k8s
 from mlops_platform.storage.store import ClientAccess, Grant
 
 from mlops_platform.k8s import naming
-from mlops_platform.config import PlatformConfig
+from mlops_platform.config import ServingConfig
 from mlops_platform.serving.registry import ResolvedModel
-from mlops_platform.tracking.stack import TrackingStack
+from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "model-server"
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -50,8 +50,8 @@ CERT_MANAGER_NAMESPACE = "cert-manager"
 
 @dataclass(frozen=True)
 class ServingStackArgs:
-    config: PlatformConfig
-    tracking: TrackingStack
+    serving: ServingConfig
+    tracking: TrackingEndpoint
     models: Sequence[ResolvedModel]
 
 
@@ -63,20 +63,20 @@ class ServingStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlops:index:ServingStack", name, None, opts)
-        cfg = args.config
+        cfg = args.serving
         self.service_account = f"{name}-model-reader"
-        kserve_ready = self._install_kserve(name) if cfg.serving.install_kserve else []
-        access = self._storage_access(name, args.tracking, cfg.serving.credential_namespaces)
+        kserve_ready = self._install_kserve(name) if cfg.install_kserve else []
+        access = self._storage_access(name, args.tracking, cfg.credential_namespaces)
         for model in args.models:
             self._inference_service(
                 # KServe copies the InferenceService's labels to its pods (the storage initializer's way through MinIO's NetworkPolicy).
-                name, model, cfg.serving.deployment_mode, access[model.source.namespace].pod_labels,
+                name, model, cfg.deployment_mode, access[model.source.namespace].pod_labels,
                 depends_on=[*kserve_ready, *access[model.source.namespace].ready],
             )
         self.models = {f"{m.source.namespace}/{m.source.name}": served(m) for m in args.models}
         self.register_outputs({"models": self.models})
 
-    def _storage_access(self, name: str, tracking: TrackingStack, namespaces: list[str]) -> dict[str, ClientAccess]:
+    def _storage_access(self, name: str, tracking: TrackingEndpoint, namespaces: list[str]) -> dict[str, ClientAccess]:
         """Read-only access to the artifact prefix per namespace, through the ServiceAccount KServe is given.
 
         On dev the ServiceAccount lists a Secret carrying MinIO's address in KServe's annotations;

@@ -50,48 +50,53 @@ class TrackingStackArgs:
     config: PlatformConfig
 
 
+@dataclass(frozen=True)
+class TrackingEndpoint:
+    """What other components need of the tracking server: where it is, who it is, where its artifacts go."""
+
+    uri: str
+    service_name: str
+    namespace: str
+    # Objects other components put in the tracking namespace wait for it (and are deleted before it).
+    namespace_resource: k8s.core.v1.Namespace
+    port: int
+    path_prefix: str
+    server_labels: dict[str, str]
+    # What an MLflow client needs besides storage access (tracking URI, telemetry opt-out).
+    client_env: dict[str, str]
+    artifact_store: ArtifactStore
+    artifact_prefix: str
+    artifact_root: str
+
+
 class TrackingStack(pulumi.ComponentResource):
     """Everything MLflow needs to run, declared once for both targets."""
 
-    namespace: str
-    namespace_resource: k8s.core.v1.Namespace
-    artifact_store: ArtifactStore
-    service_name: str
-    port: int
-    path_prefix: str
-    tracking_uri: str
+    endpoint: TrackingEndpoint
     external_url: Optional[str]
-    bucket: str
-    artifact_prefix: str
-    artifact_root: str
-    s3_endpoint: Optional[str]
-    minio: Optional[minio.MinioEndpoint]
-    server_labels: dict[str, str]
-    service_account: str
-    role_arn: Optional[pulumi.Output[str]]
-    client_env: dict[str, str]
+    database_password: pulumi.Output[str]
 
     def __init__(self, name: str, args: TrackingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
         cfg = args.config
         self._cfg = cfg
-        self.namespace = cfg.namespace
-        self.service_name = name
-        self.port = PORT
-        self.path_prefix = cfg.tracking.path_prefix
+        self._namespace = cfg.namespace
+        self._service_name = name
+        self._port = PORT
+        self._path_prefix = cfg.tracking.path_prefix
         host = naming.service_host(name, cfg.namespace)
-        self.tracking_uri = f"http://{host}:{PORT}{self.path_prefix}"
-        self.external_url = f"https://{cfg.tracking.external_host}{self.path_prefix}/" if cfg.tracking.external_host else None
-        self.bucket = cfg.artifacts.bucket
-        self.artifact_prefix = cfg.artifacts.prefix
-        self.artifact_root = cfg.artifacts.root
-        self.server_labels = naming.selector_labels(COMPONENT, name)
+        self._tracking_uri = f"http://{host}:{PORT}{self._path_prefix}"
+        self.external_url = f"https://{cfg.tracking.external_host}{self._path_prefix}/" if cfg.tracking.external_host else None
+        self._bucket = cfg.artifacts.bucket
+        self._artifact_prefix = cfg.artifacts.prefix
+        self._artifact_root = cfg.artifacts.root
+        self._server_labels = naming.selector_labels(COMPONENT, name)
         telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
-        self.client_env = {"MLFLOW_TRACKING_URI": self.tracking_uri, **telemetry}
-        self.service_account = name
-        self.minio = None
-        self.s3_endpoint = None
-        self.role_arn = None
+        self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry}
+        self._service_account = name
+        self._minio = None
+        self._s3_endpoint = None
+        self._role_arn = None
         protect = cfg.protect_data
 
         ns = k8s.core.v1.Namespace(
@@ -101,7 +106,7 @@ class TrackingStack(pulumi.ComponentResource):
             opts=options.stateful(pulumi.ResourceOptions(parent=self), protect),
         )
         # Objects other components put in this namespace wait for it too.
-        self.namespace_resource = ns
+        self._namespace_resource = ns
         child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
@@ -132,10 +137,10 @@ class TrackingStack(pulumi.ComponentResource):
 
         storage_env, storage_ready = self._artifact_storage(name, cfg, protect, child)
 
-        sa_annotations = {"eks.amazonaws.com/role-arn": self.role_arn} if self.role_arn is not None else None
+        sa_annotations = {"eks.amazonaws.com/role-arn": self._role_arn} if self._role_arn is not None else None
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
-            metadata=naming.metadata(self.service_account, cfg.namespace, component=COMPONENT, instance=name, annotations=sa_annotations),
+            metadata=naming.metadata(self._service_account, cfg.namespace, component=COMPONENT, instance=name, annotations=sa_annotations),
             automount_service_account_token=False,
             opts=child,
         )
@@ -157,18 +162,18 @@ class TrackingStack(pulumi.ComponentResource):
             # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
             + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
             ports={"http": PORT},
-            probe=HttpProbe(f"{self.path_prefix}/health", "http"),
+            probe=HttpProbe(f"{self._path_prefix}/health", "http"),
             scratch=scratch,
         )
         replicas = cfg.tracking.replicas
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
-        self.deployment = k8s.apps.v1.Deployment(
+        k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
                     spec=pod_spec([server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name),
@@ -176,12 +181,12 @@ class TrackingStack(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage_ready]),
         )
-        self.service = k8s.core.v1.Service(
+        k8s.core.v1.Service(
             f"{name}-svc",
             metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
-                selector=self.server_labels,
+                selector=self._server_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", app_protocol="http")],
             ),
             opts=child,
@@ -191,27 +196,33 @@ class TrackingStack(pulumi.ComponentResource):
                 f"{name}-pdb",
                 metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
                 spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels)
+                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels)
                 ),
                 opts=child,
             )
         self._network_policies(name, cfg, child)
 
         self.database_password = db_password.result
+        self.endpoint = TrackingEndpoint(
+            uri=self._tracking_uri, service_name=self._service_name, namespace=self._namespace,
+            namespace_resource=self._namespace_resource, port=self._port, path_prefix=self._path_prefix,
+            server_labels=self._server_labels, client_env=self._client_env, artifact_store=self._artifact_store,
+            artifact_prefix=self._artifact_prefix, artifact_root=self._artifact_root,
+        )
         self.register_outputs(
             {
-                "namespace": self.namespace,
-                "trackingUri": self.tracking_uri,
+                "namespace": self._namespace,
+                "trackingUri": self._tracking_uri,
                 "externalUrl": self.external_url,
-                "bucket": self.bucket,
-                "artifactRoot": self.artifact_root,
+                "bucket": self._bucket,
+                "artifactRoot": self._artifact_root,
                 "databasePassword": self.database_password,
             }
         )
 
     def allowed_hosts(self) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
-        svc, ns = self.service_name, self.namespace
+        svc, ns = self._service_name, self._namespace
         names = [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", *self._cfg.external_hosts, "localhost", "127.0.0.1"]
         return [h for n in names for h in (n, f"{n}:*")]
 
@@ -220,10 +231,10 @@ class TrackingStack(pulumi.ComponentResource):
             "--host", "0.0.0.0",
             "--port", str(PORT),
             "--workers", str(self._cfg.tracking.workers),
-            "--static-prefix", self.path_prefix,
+            "--static-prefix", self._path_prefix,
             "--allowed-hosts", ",".join(self.allowed_hosts()),
             "--serve-artifacts",
-            "--artifacts-destination", self.artifact_root,
+            "--artifacts-destination", self._artifact_root,
         ]
 
     def _artifact_storage(
@@ -234,11 +245,11 @@ class TrackingStack(pulumi.ComponentResource):
             from mlops_platform.storage import s3
 
             bucket = s3.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
-            self.role_arn = s3.irsa_role(
-                f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self.service_account,
+            self._role_arn = s3.irsa_role(
+                f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self._service_account,
                 bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
             )
-            self.artifact_store = S3Store(cfg.artifacts.bucket, cfg.aws)
+            self._artifact_store = S3Store(cfg.artifacts.bucket, cfg.aws)
             return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
 
         root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
@@ -248,19 +259,18 @@ class TrackingStack(pulumi.ComponentResource):
             minio_name, namespace=cfg.namespace, config=cfg.artifacts.minio, storage_class=cfg.storage_class,
             root_user=MINIO_ADMIN_USER, root_password=root_password.result, protect=protect, opts=child,
         )
-        self.minio = minio.MinioEndpoint(
+        self._minio = minio.MinioEndpoint(
             namespace=cfg.namespace, service=minio_name, root_secret=root_secret,
             client_image=cfg.artifacts.minio.client_image, bucket=cfg.artifacts.bucket,
         )
-        self.s3_endpoint = self.minio.url
-        self.minio_root_password = root_password.result
+        self._s3_endpoint = self._minio.url
         job = minio.provision_users(
-            f"{name}-bootstrap", endpoint=self.minio, create_bucket=True, instance=name,
+            f"{name}-bootstrap", endpoint=self._minio, create_bucket=True, instance=name,
             users=[minio.MinioUser(MLFLOW_MINIO_USER, mlflow_key.result, cfg.artifacts.prefix, "write")],
             opts=child,
         )
         # Consumers' provisioning Jobs run in this namespace against this MinIO.
-        self.artifact_store = MinioStore(self.minio, server=[self.namespace_resource, server])
+        self._artifact_store = MinioStore(self._minio, server=[self._namespace_resource, server])
         s3_secret = k8s.core.v1.Secret(
             f"{name}-s3",
             metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
@@ -271,7 +281,7 @@ class TrackingStack(pulumi.ComponentResource):
         env = [
             secret_env("AWS_ACCESS_KEY_ID", s3_secret.metadata.name, "AWS_ACCESS_KEY_ID"),
             secret_env("AWS_SECRET_ACCESS_KEY", s3_secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
-            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
+            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self._s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
         ]
         return env, [job]
 
@@ -293,25 +303,25 @@ class TrackingStack(pulumi.ComponentResource):
         def port(number: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
             return [k8s.networking.v1.NetworkPolicyPortArgs(port=number, protocol="TCP")]
 
-        from_mlflow = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.server_labels))
+        from_mlflow = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels))
         any_pod = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs())
 
         policy("default-deny", {}, [])
         # Who may call the API is Istio's AuthorizationPolicy's job (KubeflowIntegration); here: port 5000 only.
-        policy("server", self.server_labels, [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[any_pod], ports=port(PORT))])
+        policy("server", self._server_labels, [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[any_pod], ports=port(PORT))])
         if cfg.database.mode == "inCluster":
             policy(
                 "postgresql",
                 naming.selector_labels(postgres.COMPONENT, f"{name}-postgresql"),
                 [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow], ports=port(postgres.PORT))],
             )
-        if self.minio is not None:
+        if self._minio is not None:
             labelled_clients = k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={minio.CLIENT_LABEL: "true"}),
             )
             policy(
                 "minio",
-                naming.selector_labels(minio.COMPONENT, self.minio.service),
+                naming.selector_labels(minio.COMPONENT, self._minio.service),
                 [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow, labelled_clients], ports=port(minio.API_PORT))],
             )
