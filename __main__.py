@@ -14,9 +14,15 @@ models = resolve_models(config)
 tracking = TrackingStack("mlflow", TrackingStackArgs(config=config))
 endpoint = tracking.endpoint
 
-kubeflow = KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint)) if config.kubeflow.enabled else None
+kubeflow = (
+    KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint))
+    if config.kubeflow.enabled
+    else None
+)
 
-serving = ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models)) if config.serving.enabled else None
+serving = (
+    ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models)) if config.serving.enabled else None
+)
 
 pulumi.export("namespace", endpoint.namespace)
 pulumi.export("trackingUri", endpoint.uri)

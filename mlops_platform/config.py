@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
@@ -90,9 +90,7 @@ Arn = Annotated[str, _check(_ARN, "an AWS ARN, e.g. arn:aws:iam::123456789012:oi
 class _Model(BaseModel):
     """camelCase keys as in Pulumi stack files; unknown keys are errors."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=False
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=False)
 
 
 class Resources(_Model):
@@ -109,7 +107,7 @@ class TrackingConfig(_Model):
     replicas: int = Field(default=1, ge=1, le=10)
     workers: int = Field(default=2, ge=1, le=16)
     path_prefix: PathPrefix = "/mlflow"
-    external_host: Optional[DnsName] = None
+    external_host: DnsName | None = None
     # MLflow 3 reports usage to an external endpoint unless told not to.
     telemetry: bool = False
     resources: Resources = Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi")
@@ -130,13 +128,13 @@ class DatabaseConfig(_Model):
     image: Image = POSTGRES_IMAGE
     name: DnsLabel = "mlflow"
     user: DnsLabel = "mlflow"
-    storage_class: Optional[DnsName] = None
+    storage_class: DnsName | None = None
     storage_size: Storage = "10Gi"
     resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
-    rds: Optional[RdsConfig] = None
+    rds: RdsConfig | None = None
 
     @model_validator(mode="after")
-    def _rds_needs_settings(self) -> "DatabaseConfig":
+    def _rds_needs_settings(self) -> DatabaseConfig:
         if self.mode == "rds" and self.rds is None:
             raise _KeyError("rds", "is required when database.mode is rds; allowed: an object with subnetGroupName and securityGroupIds")
         return self
@@ -145,7 +143,7 @@ class DatabaseConfig(_Model):
 class MinioConfig(_Model):
     image: Image = MINIO_IMAGE
     client_image: Image = MINIO_CLIENT_IMAGE
-    storage_class: Optional[DnsName] = None
+    storage_class: DnsName | None = None
     storage_size: Storage = "20Gi"
     resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
 
@@ -156,7 +154,7 @@ class ArtifactsConfig(_Model):
     # both number experiments from 1 and would mix their files.
     prefix: KeyPrefix = "mlflow"
     noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
-    kms_key_arn: Optional[Arn] = None
+    kms_key_arn: Arn | None = None
     minio: MinioConfig = MinioConfig()
 
     @property
@@ -168,7 +166,13 @@ class ArtifactsConfig(_Model):
 class AwsConfig(_Model):
     region: Annotated[str, _check(_REGION, "an AWS region, e.g. eu-west-1")]
     oidc_provider_arn: Arn
-    oidc_provider_url: Annotated[str, _check(re.compile(r"^(https://)?oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-Z0-9]+$"), "the cluster's OIDC issuer, e.g. oidc.eks.eu-west-1.amazonaws.com/id/ABC123")]
+    oidc_provider_url: Annotated[
+        str,
+        _check(
+            re.compile(r"^(https://)?oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-Z0-9]+$"),
+            "the cluster's OIDC issuer, e.g. oidc.eks.eu-west-1.amazonaws.com/id/ABC123",
+        ),
+    ]
 
     @property
     def oidc_issuer(self) -> str:
@@ -186,7 +190,9 @@ def _only_when_enabled(block: Any, name: str) -> Any:
     for field_name, field in type(block).model_fields.items():
         if field_name != "enabled" and getattr(block, field_name) != field.get_default(call_default_factory=True):
             key = field.alias or field_name
-            raise _KeyError(key, f"set, but {name}.enabled is false; allowed: {name}.enabled true, or {name}.{key} left out", quotes_value=False)
+            raise _KeyError(
+                key, f"set, but {name}.enabled is false; allowed: {name}.enabled true, or {name}.{key} left out", quotes_value=False
+            )
     return block
 
 
@@ -202,21 +208,23 @@ class KubeflowConfig(_Model):
     enabled: bool = False
     # Where Kubeflow's central dashboard and Jupyter web app run.
     namespace: DnsLabel = "kubeflow"
-    gateway: Annotated[str, _check(_GATEWAY, "namespace/name of an Istio Gateway, e.g. kubeflow/kubeflow-gateway")] = "kubeflow/kubeflow-gateway"
+    gateway: Annotated[str, _check(_GATEWAY, "namespace/name of an Istio Gateway, e.g. kubeflow/kubeflow-gateway")] = (
+        "kubeflow/kubeflow-gateway"
+    )
     ingress_principal: Principal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
     allowed_principals: list[Principal] = []
-    external_host: Optional[DnsName] = None
+    external_host: DnsName | None = None
     profiles: list[DnsLabel] = []
     kfp_access: bool = False
     dashboard_tab: bool = True
     insecure_cookies: bool = False
 
     @model_validator(mode="after")
-    def _nothing_set_while_disabled(self) -> "KubeflowConfig":
+    def _nothing_set_while_disabled(self) -> KubeflowConfig:
         return _only_when_enabled(self, "kubeflow")
 
     @model_validator(mode="after")
-    def _profiles_once(self) -> "KubeflowConfig":
+    def _profiles_once(self) -> KubeflowConfig:
         seen: set[str] = set()
         for index, profile in enumerate(self.profiles):
             if profile in seen:
@@ -230,7 +238,10 @@ def _tracking_uri(value: str) -> str:
     if not match:
         raise ValueError(f"{value!r} is not valid; allowed: an http(s) URL without query, e.g. https://mlflow.example.com/mlflow")
     if "@" in match.group(1):
-        raise ValueError("must not contain credentials; allowed: MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD) in the environment, or secret serving.registryToken")
+        raise ValueError(
+            "must not contain credentials; allowed: MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD) in the environment, "
+            "or secret serving.registryToken"
+        )
     return value.rstrip("/")
 
 
@@ -239,17 +250,21 @@ class ModelSource(_Model):
 
     name: DnsLabel
     namespace: DnsLabel
-    registered_model: Optional[str] = Field(default=None, min_length=1)
-    alias: Optional[Annotated[str, _check(re.compile(r"^[\w-]{1,255}$"), "an MLflow alias: letters, digits, '_' or '-', e.g. production")]] = None
-    version: Optional[int] = Field(default=None, ge=1)
-    storage_uri: Optional[Annotated[str, _check(re.compile(r"^s3://[a-z0-9][a-z0-9.-]+/\S+$"), "an s3://bucket/key URI on the artifact bucket")]] = None
+    registered_model: str | None = Field(default=None, min_length=1)
+    alias: Annotated[str, _check(re.compile(r"^[\w-]{1,255}$"), "an MLflow alias: letters, digits, '_' or '-', e.g. production")] | None = (
+        None
+    )
+    version: int | None = Field(default=None, ge=1)
+    storage_uri: (
+        Annotated[str, _check(re.compile(r"^s3://[a-z0-9][a-z0-9.-]+/\S+$"), "an s3://bucket/key URI on the artifact bucket")] | None
+    ) = None
     format: Literal["mlflow", "sklearn"] = "mlflow"
     min_replicas: int = Field(default=1, ge=0, le=100)
     max_replicas: int = Field(default=1, ge=1, le=100)
     resources: Resources = Resources(cpu_request="100m", memory_request="512Mi", memory_limit="1Gi")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
+    def _one_source(self) -> ModelSource:
         chosen = [k for k in ("alias", "version", "storage_uri") if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError("set exactly one of alias, version or storageUri")
@@ -265,9 +280,9 @@ class ServingConfig(_Model):
 
     enabled: bool = False
     # Where `pulumi preview`/`up` reach the registry (not the in-cluster Service URL).
-    mlflow_tracking_uri: Optional[Annotated[str, AfterValidator(_tracking_uri)]] = None
+    mlflow_tracking_uri: Annotated[str, AfterValidator(_tracking_uri)] | None = None
     # Bearer token for the registry; accepted only as a secret (checked in components/registry.py).
-    registry_token: Optional[SecretStr] = None
+    registry_token: SecretStr | None = None
     deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
     install_kserve: bool = False
     # Namespaces that get storage credentials even without a configured model.
@@ -275,22 +290,33 @@ class ServingConfig(_Model):
     models: list[ModelSource] = []
 
     @model_validator(mode="after")
-    def _nothing_set_while_disabled(self) -> "ServingConfig":
+    def _nothing_set_while_disabled(self) -> ServingConfig:
         return _only_when_enabled(self, "serving")
 
     @model_validator(mode="after")
-    def _serving_rules(self) -> "ServingConfig":
+    def _serving_rules(self) -> ServingConfig:
         if self.mlflow_tracking_uri is None and any(m.storage_uri is None for m in self.models):
-            raise _KeyError("mlflowTrackingUri", "is required when a model uses alias or version; allowed: the registry's URL as `pulumi up` reaches it, e.g. https://mlflow.example.com/mlflow")
+            raise _KeyError(
+                "mlflowTrackingUri",
+                "is required when a model uses alias or version; allowed: the registry's URL as `pulumi up` reaches it, e.g. https://mlflow.example.com/mlflow",
+            )
         if self.install_kserve and self.deployment_mode != "RawDeployment":
-            raise _KeyError("installKserve", "installs KServe for RawDeployment only; allowed: deploymentMode RawDeployment, or installKserve false with Knative and KServe installed separately")
+            raise _KeyError(
+                "installKserve",
+                "installs KServe for RawDeployment only; allowed: deploymentMode RawDeployment, "
+                "or installKserve false with Knative and KServe installed separately",
+            )
         seen: dict[tuple[str, str], int] = {}
         for index, model in enumerate(self.models):
             if model.min_replicas == 0 and self.deployment_mode != "Serverless":
                 raise _KeyError(f"models.{index}.minReplicas", "0 (scale to zero) needs deploymentMode Serverless; allowed: 1 or more")
             other = seen.setdefault((model.namespace, model.name), index)
             if other != index:
-                raise _KeyError(f"models.{index}.name", f"{model.name!r} is already used in namespace {model.namespace} by models[{other}]; allowed: a unique name per namespace")
+                raise _KeyError(
+                    f"models.{index}.name",
+                    f"{model.name!r} is already used in namespace {model.namespace} by models[{other}]; "
+                    "allowed: a unique name per namespace",
+                )
         return self
 
     @property
@@ -306,16 +332,16 @@ class PlatformConfig(_Model):
     target: Literal["microk8s", "eks"]
     namespace: DnsLabel = "mlflow"
     kubernetes_version: Annotated[str, _check(_K8S_VERSION, "a minor version like 1.34")] = "1.34"
-    data_protection: Optional[bool] = None
+    data_protection: bool | None = None
     tracking: TrackingConfig = TrackingConfig()
     database: DatabaseConfig = DatabaseConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
-    aws: Optional[AwsConfig] = None
+    aws: AwsConfig | None = None
     kubeflow: KubeflowConfig = KubeflowConfig()
     serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
-    def _target_rules(self) -> "PlatformConfig":
+    def _target_rules(self) -> PlatformConfig:
         if self.target == "eks" and self.aws is None:
             raise _KeyError("aws", "is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl")
         if self.target == "microk8s" and self.database.mode == "rds":
@@ -388,9 +414,7 @@ def _allowed_keys(loc: list[str]) -> list[str]:
             continue
         field = next(f for n, f in model.model_fields.items() if (f.alias or n) == part or n == part)
         model = _model_of(field.annotation)
-    return sorted(
-        (f.alias or n) for n, f in model.model_fields.items() if n != "stack"
-    )
+    return sorted((f.alias or n) for n, f in model.model_fields.items() if n != "stack")
 
 
 def _model_of(annotation: Any) -> Any:

@@ -67,7 +67,10 @@ def classify(module: str, version: str, modcache: Path) -> str:
 
 
 def main(directory: str) -> int:
-    modcache = Path(os.environ.get("GOMODCACHE") or subprocess.run(["go", "env", "GOMODCACHE"], check=True, capture_output=True, text=True).stdout.strip())
+    modcache = Path(
+        os.environ.get("GOMODCACHE")
+        or subprocess.run(["go", "env", "GOMODCACHE"], check=True, capture_output=True, text=True).stdout.strip()
+    )
     bad = []
     seen: dict[tuple[str, str], str] = {}
     for binary in sorted(Path(directory).iterdir()):

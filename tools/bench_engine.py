@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from tools import local_cluster
 from tools.engine import LocalEngine
 from tools.harness import stack_config
 from tools.local_up import load_existing
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RUNS = 2
 WORK = ROOT / "build" / "bench" / "engine"
@@ -71,10 +71,18 @@ def local_up() -> float:
     start = time.perf_counter()
     env = {**os.environ}
     try:
-        subprocess.run([sys.executable, "-m", "tools.local_up", "up", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env, timeout=900)
+        subprocess.run(
+            [sys.executable, "-m", "tools.local_up", "up", "--dir", str(WORK / "local-up")],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=900,
+        )
         return round(time.perf_counter() - start, 2)
     finally:
-        subprocess.run([sys.executable, "-m", "tools.local_up", "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "tools.local_up", "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env
+        )
 
 
 def main() -> int:

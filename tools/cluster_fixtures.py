@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 from tools import conformance
 from tools.harness import Plan
@@ -40,7 +40,7 @@ def dashboard_links() -> str:
     return json.dumps({"menuLinks": OTHER_LINKS, "externalLinks": [], "documentationItems": [], "quickLinks": []})
 
 
-def _meta(name: str, namespace: Optional[str] = None, **extra: Any) -> dict[str, Any]:
+def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
@@ -72,36 +72,67 @@ def existing_objects(plan: Plan, profiles: list[str], dashboard_namespace: str =
     for m in manifests:
         ref = m.get("roleRef") or {}
         if ref.get("kind") == "ClusterRole" and ("ClusterRole", None, ref["name"]) not in created:
-            objects.append({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(ref["name"]),
-                "rules": [{"apiGroups": ["pipelines.kubeflow.org"], "resources": ["pipelines", "runs", "experiments"], "verbs": ["get", "list", "create", "delete"]}],
-            })
+            objects.append(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": _meta(ref["name"]),
+                    "rules": [
+                        {
+                            "apiGroups": ["pipelines.kubeflow.org"],
+                            "resources": ["pipelines", "runs", "experiments"],
+                            "verbs": ["get", "list", "create", "delete"],
+                        }
+                    ],
+                }
+            )
 
-    objects.append({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(DASHBOARD_CONFIG_MAP, dashboard_namespace),
-        "data": {"links": dashboard_links(), "settings": json.dumps({"DASHBOARD_FORCE_IFRAME": True})},
-    })
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(DASHBOARD_CONFIG_MAP, dashboard_namespace),
+            "data": {"links": dashboard_links(), "settings": json.dumps({"DASHBOARD_FORCE_IFRAME": True})},
+        }
+    )
 
     claims: dict[str, int] = {}
     for m in manifests:
-        specs = [m["spec"]] if m["kind"] == "PersistentVolumeClaim" else [t["spec"] for t in (m.get("spec") or {}).get("volumeClaimTemplates") or []]
+        specs = (
+            [m["spec"]]
+            if m["kind"] == "PersistentVolumeClaim"
+            else [t["spec"] for t in (m.get("spec") or {}).get("volumeClaimTemplates") or []]
+        )
         for spec in specs:
             klass = spec.get("storageClassName", "")
             claims[klass] = claims.get(klass, 0) + 1
     for klass, count in sorted(claims.items()):
         if klass:
-            objects.append({
-                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": _meta(klass),
-                "provisioner": "local.invalid/static", "volumeBindingMode": "Immediate", "reclaimPolicy": "Retain",
-            })
+            objects.append(
+                {
+                    "apiVersion": "storage.k8s.io/v1",
+                    "kind": "StorageClass",
+                    "metadata": _meta(klass),
+                    "provisioner": "local.invalid/static",
+                    "volumeBindingMode": "Immediate",
+                    "reclaimPolicy": "Retain",
+                }
+            )
         for index in range(count + SPARE_VOLUMES):
-            objects.append({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": _meta(f"local-{klass or 'default'}-{index}"),
-                "spec": {
-                    "capacity": {"storage": VOLUME_SIZE}, "accessModes": ["ReadWriteOnce"], "storageClassName": klass,
-                    "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/var/lib/local-volumes/{klass}/{index}"},
-                },
-            })
+            objects.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": _meta(f"local-{klass or 'default'}-{index}"),
+                    "spec": {
+                        "capacity": {"storage": VOLUME_SIZE},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": klass,
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": f"/var/lib/local-volumes/{klass}/{index}"},
+                    },
+                }
+            )
 
     kinds = {(m["apiVersion"], m["kind"]) for m in manifests if _is_custom(m["apiVersion"])}
     kinds.add(("serving.kserve.io/v1beta1", "InferenceService"))
@@ -191,7 +222,14 @@ def _convert(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_PRIMITIVES = {"str": {"type": "string"}, "int": {"type": "integer"}, "bool": {"type": "boolean"}, "float": {"type": "number"}, "datetime": {"type": "string"}, "date": {"type": "string"}}
+_PRIMITIVES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "bool": {"type": "boolean"},
+    "float": {"type": "number"},
+    "datetime": {"type": "string"},
+    "date": {"type": "string"},
+}
 # Below this depth the derived schema keeps unknown fields: KServe's pod specs nest without end.
 MAX_DEPTH = 6
 

@@ -17,11 +17,10 @@ import os
 import runpy
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -62,14 +61,16 @@ class EngineRun:
                 continue
             meta = pre.metadata
             new, old = getattr(meta, "new", None), getattr(meta, "old", None)
-            found.append({
-                "op": str(getattr(meta.op, "value", meta.op)),
-                "urn": meta.urn,
-                "type": meta.type,
-                "inputs": getattr(new, "inputs", None) or {},
-                "old_inputs": getattr(old, "inputs", None) or {},
-                "diffs": list(meta.diffs or []),
-            })
+            found.append(
+                {
+                    "op": str(getattr(meta.op, "value", meta.op)),
+                    "urn": meta.urn,
+                    "type": meta.type,
+                    "inputs": getattr(new, "inputs", None) or {},
+                    "old_inputs": getattr(old, "inputs", None) or {},
+                    "diffs": list(meta.diffs or []),
+                }
+            )
         return found
 
     def changes(self) -> dict[str, list[str]]:
@@ -89,8 +90,8 @@ class LocalEngine:
         stack: str = "dev",
         cluster_dir: Path = DEFAULT_DIR,
         *,
-        workspace: Optional[Path] = None,
-        overrides: Optional[Mapping[str, Any]] = None,
+        workspace: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
         pulumi_program: Callable[[], None] = program,
     ) -> None:
         """``workspace`` (default: ``cluster_dir``/engine) holds the project copy and the file backend."""
@@ -165,8 +166,11 @@ class LocalEngine:
         result = action(on_output=output, on_event=events.append, color="never", **kwargs)
         raw = getattr(result, "outputs", None) or {}
         return EngineRun(
-            "\n".join(lines), events, getattr(result, "summary", None),
-            {k: v.value for k, v in raw.items()}, {k for k, v in raw.items() if v.secret},
+            "\n".join(lines),
+            events,
+            getattr(result, "summary", None),
+            {k: v.value for k, v in raw.items()},
+            {k for k, v in raw.items() if v.secret},
         )
 
     def preview(self, *, policy: bool = True, echo: bool = False, **kwargs: Any) -> EngineRun:
@@ -181,12 +185,17 @@ class LocalEngine:
     def export(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.stack().export_stack().deployment))
 
-    def cli(self, *args: str, check: bool = True) -> "subprocess.CompletedProcess[str]":
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The pulumi CLI itself in this workspace, for commands the Automation API lacks."""
         env = {**os.environ, **self.env()}
         return subprocess.run(
             [str(binary("pulumi")), *args, "--stack", self.stack_name, "--non-interactive"],
-            cwd=self.project_dir, env=env, capture_output=True, text=True, check=check, timeout=300,
+            cwd=self.project_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=300,
         )
 
     def remove(self) -> None:

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tools.processes import HOST, free_port, tail
 
@@ -80,17 +80,19 @@ def _write_certificates(pki: Path) -> None:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key() -> rsa.RSAPrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def save_key(k: rsa.RSAPrivateKey, name: str) -> None:
         path = pki / name
-        path.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+        path.write_bytes(
+            k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+        )
         path.chmod(0o600)
 
-    def name(cn: str, org: Optional[str] = None) -> x509.Name:
+    def name(cn: str, org: str | None = None) -> x509.Name:
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
         if org:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
@@ -112,7 +114,7 @@ def _write_certificates(pki: Path) -> None:
     save_key(ca_key, "ca.key")
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
-    def leaf(file: str, subject: x509.Name, usage: Any, sans: Optional[list[x509.GeneralName]] = None) -> None:
+    def leaf(file: str, subject: x509.Name, usage: Any, sans: list[x509.GeneralName] | None = None) -> None:
         k = key()
         builder = (
             x509.CertificateBuilder()
@@ -143,7 +145,9 @@ def _write_certificates(pki: Path) -> None:
     leaf("admin", name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
     save_key(key(), "sa.key")
     sa_key = serialization.load_pem_private_key((pki / "sa.key").read_bytes(), None)
-    (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 def _kubeconfig(pki: Path, server: str) -> dict[str, Any]:
@@ -207,7 +211,9 @@ def _spawn(directory: Path, name: str, argv: list[str]) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(directory, name).parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=directory)
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=directory
+        )
     _pid_file(directory, name).write_text(str(process.pid))
     return process
 
@@ -259,43 +265,94 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
     kubeconfig = str(cluster.kubeconfig)
     logs = directory / "logs"
     try:
-        etcd = _spawn(directory, "etcd", [
-            str(binary("etcd")), "--name=local", f"--data-dir={directory / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=local={peer_url}", "--unsafe-no-fsync=true", "--log-level=warn",
-        ])
+        etcd = _spawn(
+            directory,
+            "etcd",
+            [
+                str(binary("etcd")),
+                "--name=local",
+                f"--data-dir={directory / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=local={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
         _wait(lambda: _tcp_open(ports["etcd-client"]), "etcd", etcd, logs / "etcd.log", timeout)
-        apiserver = _spawn(directory, "kube-apiserver", [
-            str(binary("kube-apiserver")), f"--etcd-servers={etcd_url}",
-            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=RBAC",
-            "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false", "--profiling=false",
-            f"--cert-dir={pki}", "--v=1",
-        ])
+        apiserver = _spawn(
+            directory,
+            "kube-apiserver",
+            [
+                str(binary("kube-apiserver")),
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={HOST}",
+                f"--advertise-address={HOST}",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
+                "--authorization-mode=RBAC",
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                f"--cert-dir={pki}",
+                "--v=1",
+            ],
+        )
         _wait(lambda: cluster.get("/readyz", timeout=2)[0] == 200, "kube-apiserver", apiserver, logs / "kube-apiserver.log", timeout)
-        _spawn(directory, "kube-controller-manager", [
-            str(binary("kube-controller-manager")), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}", "--secure-port=0", "--leader-elect=false",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-            "--concurrent-deployment-syncs=10", "--v=1",
-        ])
-        _spawn(directory, "kube-scheduler", [
-            str(binary("kube-scheduler")), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}", "--secure-port=0", "--leader-elect=false", "--v=1",
-        ])
-        _spawn(directory, "kwok", [
-            str(binary("kwok")), f"--kubeconfig={kubeconfig}", f"--config={KWOK_STAGES}",
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={POD_RANGE}", f"--node-ip={HOST}", "--node-lease-duration-seconds=40",
-        ])
+        _spawn(
+            directory,
+            "kube-controller-manager",
+            [
+                str(binary("kube-controller-manager")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--bind-address={HOST}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--concurrent-deployment-syncs=10",
+                "--v=1",
+            ],
+        )
+        _spawn(
+            directory,
+            "kube-scheduler",
+            [
+                str(binary("kube-scheduler")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--bind-address={HOST}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+        )
+        _spawn(
+            directory,
+            "kwok",
+            [
+                str(binary("kwok")),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={KWOK_STAGES}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--cidr={POD_RANGE}",
+                f"--node-ip={HOST}",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
         _add_node(cluster)
         _wait_node_ready(cluster, timeout)
     except BaseException:
@@ -309,14 +366,16 @@ def _add_node(cluster: Cluster) -> None:
 
     core = client.CoreV1Api(cluster.api())
     capacity = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "1Ti"}
-    core.create_node(client.V1Node(
-        metadata=client.V1ObjectMeta(
-            name=NODE_NAME,
-            annotations={"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            labels={"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"},
-        ),
-        status=client.V1NodeStatus(allocatable=capacity, capacity=capacity),
-    ))
+    core.create_node(
+        client.V1Node(
+            metadata=client.V1ObjectMeta(
+                name=NODE_NAME,
+                annotations={"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                labels={"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"},
+            ),
+            status=client.V1NodeStatus(allocatable=capacity, capacity=capacity),
+        )
+    )
 
 
 def _wait_node_ready(cluster: Cluster, timeout: float) -> None:

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from tools import cluster_fixtures, local_cluster
 from tools.harness import stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def profiles_of(stack: str, config: dict[str, str] | None = None) -> tuple[list[str], str]:
@@ -33,7 +33,12 @@ def profiles_of(stack: str, config: dict[str, str] | None = None) -> tuple[list[
 
 
 def load_existing(
-    cluster: local_cluster.Cluster, stack: str, overrides: dict[str, Any] | None = None, *, extra_profiles: tuple[str, ...] = (), timeout: float = 60
+    cluster: local_cluster.Cluster,
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    extra_profiles: tuple[str, ...] = (),
+    timeout: float = 60,
 ) -> list[dict[str, Any]]:
     """Create the cluster's pre-existing objects for ``stack`` and wait for the CRDs to be served.
 
@@ -99,7 +104,10 @@ def up(stack: str, directory: Path) -> int:
         result = engine.up(echo=True)
     except auto.errors.CommandError as exc:
         print(str(exc), file=sys.stderr)
-        print(f"local-up: `pulumi up` failed; the cluster is still running (`make local-down` stops it). Logs: {directory / 'logs'}", file=sys.stderr)
+        print(
+            f"local-up: `pulumi up` failed; the cluster is still running (`make local-down` stops it). Logs: {directory / 'logs'}",
+            file=sys.stderr,
+        )
         return 1
     print(f"local-up: done in {time.monotonic() - started:.1f} s")
     for key, value in result.masked_outputs().items():

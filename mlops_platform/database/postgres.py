@@ -5,10 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.k8s import naming
 from mlops_platform.config import DatabaseConfig
+from mlops_platform.k8s import naming, options
 from mlops_platform.k8s.containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
-from mlops_platform.k8s import options
 
 COMPONENT = "postgresql"
 PORT = 5432
@@ -45,7 +44,9 @@ def deploy(
         ),
         ports={"postgresql": PORT},
         # Exec probes get no shell expansion; sh reads the user from the environment.
-        probe=ExecProbe(["/bin/sh", "-c", f'exec pg_isready -h 127.0.0.1 -U "$(cat {CREDENTIALS_DIR}/username)" -d "$(cat {CREDENTIALS_DIR}/database)"']),
+        probe=ExecProbe(
+            ["/bin/sh", "-c", f'exec pg_isready -h 127.0.0.1 -U "$(cat {CREDENTIALS_DIR}/username)" -d "$(cat {CREDENTIALS_DIR}/database)"']
+        ),
         scratch=scratch,
         mounts=[
             k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,7 +21,7 @@ RUN_AS_USER = 10001
 @dataclass(frozen=True)
 class HttpProbe:
     path: str
-    port: Union[int, str]
+    port: int | str
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class ExecProbe:
     command: Sequence[str]
 
 
-Probe = Union[HttpProbe, ExecProbe]
+Probe = HttpProbe | ExecProbe
 
 
 @dataclass(frozen=True)
@@ -46,9 +45,7 @@ def secret_env(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.En
     """An env var read from a Secret: the only way a credential reaches a pod."""
     return k8s.core.v1.EnvVarArgs(
         name=name,
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)
-        ),
+        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
     )
 
 
@@ -74,11 +71,11 @@ def container(
     image: str,
     resources: Resources,
     *,
-    command: Optional[Sequence[str]] = None,
-    args: Optional[Sequence[pulumi.Input[str]]] = None,
+    command: Sequence[str] | None = None,
+    args: Sequence[pulumi.Input[str]] | None = None,
     env: Sequence[k8s.core.v1.EnvVarArgs] = (),
     ports: Mapping[str, int] = {},
-    probe: Optional[Probe] = None,
+    probe: Probe | None = None,
     startup_seconds: int = 120,
     scratch: Sequence[ScratchDir] = (),
     mounts: Sequence[k8s.core.v1.VolumeMountArgs] = (),
@@ -114,9 +111,7 @@ def container(
             capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
         ),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=s.name, mount_path=s.mount_path) for s in scratch]
-        + list(mounts)
-        or None,
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=s.name, mount_path=s.mount_path) for s in scratch] + list(mounts) or None,
         **probes,
     )
 
@@ -136,8 +131,7 @@ def scanner_exceptions(*containers: k8s.core.v1.ContainerArgs) -> dict[str, str]
         )
     if any(e.value_from is not None and e.value_from.secret_key_ref is not None for c in containers for e in (c.env or [])):
         reasons["CKV_K8S_35"] = (
-            "this image reads the credential only from its environment; "
-            "the value comes from a Secret via secretKeyRef, never a literal"
+            "this image reads the credential only from its environment; the value comes from a Secret via secretKeyRef, never a literal"
         )
     return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(sorted(reasons.items()), start=1)}
 
@@ -149,8 +143,7 @@ def scratch_volumes(containers: Sequence[Sequence[ScratchDir]]) -> list[k8s.core
         for d in dirs:
             seen.setdefault(d.name, d)
     return [
-        k8s.core.v1.VolumeArgs(name=d.name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=d.size_limit))
-        for d in seen.values()
+        k8s.core.v1.VolumeArgs(name=d.name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=d.size_limit)) for d in seen.values()
     ]
 
 
@@ -159,8 +152,8 @@ def pod_spec(
     *,
     init_containers: Sequence[k8s.core.v1.ContainerArgs] = (),
     volumes: Sequence[k8s.core.v1.VolumeArgs] = (),
-    service_account: Optional[pulumi.Input[str]] = None,
-    restart_policy: Optional[str] = None,
+    service_account: pulumi.Input[str] | None = None,
+    restart_policy: str | None = None,
 ) -> k8s.core.v1.PodSpecArgs:
     """A pod spec that mounts no API token unless it runs as a dedicated service account."""
     return k8s.core.v1.PodSpecArgs(

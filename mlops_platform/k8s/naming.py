@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -27,12 +25,12 @@ def labels(component: str, instance: str, **extra: str) -> dict[str, str]:
 
 def metadata(
     name: str,
-    namespace: Optional["pulumi.Input[str]"] = None,
+    namespace: pulumi.Input[str] | None = None,
     *,
     component: str,
     instance: str,
-    annotations: Optional[dict[str, str]] = None,
-    extra_labels: Optional[dict[str, str]] = None,
+    annotations: dict[str, str] | None = None,
+    extra_labels: dict[str, str] | None = None,
 ) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(
         name=name,

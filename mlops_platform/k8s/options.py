@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 
 
-def stateful(opts: Optional[pulumi.ResourceOptions], protect: bool) -> pulumi.ResourceOptions:
+def stateful(opts: pulumi.ResourceOptions | None, protect: bool) -> pulumi.ResourceOptions:
     """``opts`` plus, when ``protect`` (dataProtection), refusal to delete and retention on the cluster or cloud."""
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect))

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
@@ -50,7 +50,8 @@ def parse_links(text: str) -> dict[str, Any]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DashboardConfigError(
-            f"data.{LINKS_KEY} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); nothing was changed, fix the ConfigMap first"
+            f"data.{LINKS_KEY} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "nothing was changed, fix the ConfigMap first"
         ) from None
     if not isinstance(document, dict):
         raise DashboardConfigError(f"data.{LINKS_KEY} must be a JSON object, found {type(document).__name__}; nothing was changed")
@@ -64,7 +65,7 @@ def _same_link(entry: Any, link: str) -> bool:
     return isinstance(entry, dict) and isinstance(entry.get("link"), str) and entry["link"].rstrip("/") == link.rstrip("/")
 
 
-def find_link(text: str, link: str) -> Optional[dict[str, Any]]:
+def find_link(text: str, link: str) -> dict[str, Any] | None:
     """The top-level menu entry for ``link``, if any."""
     return next((e for e in parse_links(text).get(MENU, []) if _same_link(e, link)), None)
 
@@ -115,7 +116,7 @@ class Conflict(Exception):
 
 
 class ConfigMaps(Protocol):
-    def read(self, namespace: str, name: str) -> Optional[ConfigMapData]: ...
+    def read(self, namespace: str, name: str) -> ConfigMapData | None: ...
 
     def write(self, namespace: str, name: str, key: str, value: str, resource_version: str) -> None:
         """Set one data key if the ConfigMap is still at ``resource_version``; raise Conflict otherwise."""
@@ -129,7 +130,7 @@ class KubernetesConfigMaps:
     or ``~/.kube/config``, then the in-cluster service account.
     """
 
-    def __init__(self, kubeconfig: Optional[str] = None, context: Optional[str] = None):
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None):
         import yaml
         from kubernetes import client, config
 
@@ -144,7 +145,7 @@ class KubernetesConfigMaps:
                 api = client.ApiClient(configuration)
         self._core = client.CoreV1Api(api)
 
-    def read(self, namespace: str, name: str) -> Optional[ConfigMapData]:
+    def read(self, namespace: str, name: str) -> ConfigMapData | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -178,11 +179,17 @@ class _Props:
     link: MenuLink
 
     @classmethod
-    def of(cls, props: dict[str, Any]) -> "_Props":
+    def of(cls, props: dict[str, Any]) -> _Props:
         return cls(props["namespace"], props["configMap"], MenuLink(props["text"], props["link"], props["icon"]))
 
     def outs(self) -> dict[str, str]:
-        return {"namespace": self.namespace, "configMap": self.config_map, "text": self.link.text, "link": self.link.link, "icon": self.link.icon}
+        return {
+            "namespace": self.namespace,
+            "configMap": self.config_map,
+            "text": self.link.text,
+            "link": self.link.link,
+            "icon": self.link.icon,
+        }
 
     @property
     def where(self) -> str:
@@ -196,12 +203,12 @@ class DashboardLinkProvider(ResourceProvider):
     serialize_as_secret_always = False
     attempts = 5
 
-    def __init__(self, config_maps: Optional[ConfigMaps] = None, backoff_seconds: float = 0.5):
+    def __init__(self, config_maps: ConfigMaps | None = None, backoff_seconds: float = 0.5):
         super().__init__()
         self._config_maps = config_maps
         self._backoff_seconds = backoff_seconds
-        self._kubeconfig: Optional[str] = None
-        self._context: Optional[str] = None
+        self._kubeconfig: str | None = None
+        self._context: str | None = None
 
     def configure(self, req) -> None:
         self._kubeconfig = req.config.get("kubernetes:kubeconfig")
@@ -234,7 +241,8 @@ class DashboardLinkProvider(ResourceProvider):
             except Conflict:
                 if attempt == self.attempts:
                     raise DashboardConfigError(
-                        f"{target.where} kept changing during {self.attempts} attempts to edit it; nothing was written, run `pulumi up` again"
+                        f"{target.where} kept changing during {self.attempts} attempts to edit it; "
+                        "nothing was written, run `pulumi up` again"
                     ) from None
                 time.sleep(self._backoff_seconds * attempt)
 
@@ -280,6 +288,6 @@ class DashboardLink(Resource, module="kubeflow", name="DashboardLink"):
 
     link: pulumi.Output[str]
 
-    def __init__(self, name: str, args: DashboardLinkArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: DashboardLinkArgs, opts: pulumi.ResourceOptions | None = None):
         props = _Props(args.namespace, args.config_map, args.link).outs()
         super().__init__(DashboardLinkProvider(), name, props, opts)

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.storage.store import ClientAccess, Grant
-
-from mlops_platform.k8s import naming
 from mlops_platform.config import KubeflowConfig
-from mlops_platform.k8s.containers import plain_env, secret_env
-from mlops_platform.tracking.stack import TrackingEndpoint
+from mlops_platform.k8s import naming
+from mlops_platform.k8s.containers import plain_env
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
-
+from mlops_platform.storage.store import ClientAccess, Grant
+from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "kubeflow-integration"
 # Pods carrying this label get the MLflow PodDefault (the notebook form's "Configurations").
@@ -69,7 +66,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
     principals: list[str]
     profiles: list[str]
 
-    def __init__(self, name: str, args: KubeflowIntegrationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: KubeflowIntegrationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:KubeflowIntegration", name, None, opts)
         kf, tracking = args.kubeflow, args.tracking
         self._name = name
@@ -82,7 +79,11 @@ class KubeflowIntegration(pulumi.ComponentResource):
         self.profiles = list(kf.profiles)
         self.principals = list(
             dict.fromkeys(
-                [kf.ingress_principal, *(f"{trust_domain}/ns/{ns}/sa/{PROFILE_SERVICE_ACCOUNT}" for ns in kf.profiles), *kf.allowed_principals]
+                [
+                    kf.ingress_principal,
+                    *(f"{trust_domain}/ns/{ns}/sa/{PROFILE_SERVICE_ACCOUNT}" for ns in kf.profiles),
+                    *kf.allowed_principals,
+                ]
             )
         )
         self.url = f"https://{kf.external_host}{prefix}/" if kf.external_host else f"{prefix}/"
@@ -258,5 +259,3 @@ class KubeflowIntegration(pulumi.ComponentResource):
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=PROFILE_SERVICE_ACCOUNT, namespace=namespace)],
             opts=self._child,
         )
-
-

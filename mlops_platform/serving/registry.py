@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from mlops_platform.config import PROJECT, ConfigError, ModelSource, PlatformConfig, ServingConfig
@@ -56,8 +56,8 @@ class ResolvedModel:
 
     source: ModelSource
     storage_uri: str
-    version: Optional[str] = None
-    run_id: Optional[str] = None
+    version: str | None = None
+    run_id: str | None = None
 
 
 def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
@@ -72,7 +72,7 @@ def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
         return _in_order(lambda item: _resolve(client, serving, *item, root), list(enumerate(serving.models)))
 
 
-def physical_uri(uri: str, root: str) -> Optional[str]:
+def physical_uri(uri: str, root: str) -> str | None:
     """``uri`` as KServe must see it: on ``root``, normalised, with the trailing slash KServe expects.
 
     ``mlflow-artifacts:/<path>`` maps to ``<root>/<path>``; an ``s3://`` URI is
@@ -101,7 +101,7 @@ def _in_order(work: Callable, items: Sequence) -> list:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _resolve(client: Optional[MlflowClient], serving: ServingConfig, index: int, model: ModelSource, root: str) -> ResolvedModel:
+def _resolve(client: MlflowClient | None, serving: ServingConfig, index: int, model: ModelSource, root: str) -> ResolvedModel:
     if model.storage_uri is not None:
         return ResolvedModel(model, _on_bucket(model.storage_uri, root, index, model))
     from mlflow.exceptions import MlflowException
@@ -115,14 +115,20 @@ def _resolve(client: Optional[MlflowClient], serving: ServingConfig, index: int,
     except MlflowException as exc:
         raise ConfigError(f"{_entry(index, model)}: {_explain(exc, client, serving, model)}") from None
     if version.status != "READY":
-        raise ConfigError(f"{_entry(index, model)}: version {version.version} of registered model {model.registered_model!r} is {version.status}, not READY")
+        raise ConfigError(
+            f"{_entry(index, model)}: version {version.version} of registered model {model.registered_model!r} "
+            f"is {version.status}, not READY"
+        )
     return ResolvedModel(model, _on_bucket(location, root, index, model), version=str(version.version), run_id=version.run_id or None)
 
 
 def _on_bucket(uri: str, root: str, index: int, model: ModelSource) -> str:
     physical = physical_uri(uri, root)
     if physical is None:
-        raise ConfigError(f"{_entry(index, model)}: source {_without_userinfo(uri)} is not under {root}/, the only prefix KServe's storage credentials can read")
+        raise ConfigError(
+            f"{_entry(index, model)}: source {_without_userinfo(uri)} is not under {root}/, "
+            "the only prefix KServe's storage credentials can read"
+        )
     return physical
 
 
@@ -136,10 +142,15 @@ def _explain(exc: MlflowException, client: MlflowClient, serving: ServingConfig,
         wanted = f"alias {model.alias!r}" if model.alias is not None else f"version {model.version}"
         return f"registered model {model.registered_model!r} has no {wanted}"
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-        return f"the registry at {registry} refused access ({code}); provide MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or secret serving.registryToken"
+        return (
+            f"the registry at {registry} refused access ({code}); provide MLFLOW_TRACKING_TOKEN "
+            "(or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or secret serving.registryToken"
+        )
     if code == "ENDPOINT_NOT_FOUND":
         return f"no MLflow API at {registry} (HTTP 404); check serving.mlflowTrackingUri, including the server's --static-prefix"
-    return f"the registry at {registry} is unreachable or failing ({_reason(exc)}); preview and deploy need it to resolve aliases and versions"
+    return (
+        f"the registry at {registry} is unreachable or failing ({_reason(exc)}); preview and deploy need it to resolve aliases and versions"
+    )
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:
@@ -161,7 +172,7 @@ def _reason(exc: MlflowException) -> str:
     return exc.error_code
 
 
-def _registry_token(serving: ServingConfig) -> Optional[str]:
+def _registry_token(serving: ServingConfig) -> str | None:
     """The secret config token, refused when the stack file holds it in plain text."""
     if serving.registry_token is None:
         return None
@@ -169,12 +180,15 @@ def _registry_token(serving: ServingConfig) -> Optional[str]:
 
     key = f"{PROJECT}:serving"
     if key not in runtime_config.get_config_secret_keys_env() and not runtime_config.is_config_secret(key):
-        raise ConfigError(f"{key}.registryToken: is stored in plain text; allowed: a secret, set with `pulumi config set --secret --path serving.registryToken`")
+        raise ConfigError(
+            f"{key}.registryToken: is stored in plain text; "
+            "allowed: a secret, set with `pulumi config set --secret --path serving.registryToken`"
+        )
     return serving.registry_token.get_secret_value()
 
 
 @contextlib.contextmanager
-def _registry(serving: ServingConfig, token: Optional[str]) -> Iterator[MlflowClient]:
+def _registry(serving: ServingConfig, token: str | None) -> Iterator[MlflowClient]:
     """The run's one MlflowClient, with bounded HTTP retries and the token visible only while it works."""
     from mlflow import MlflowClient
 

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.storage.store import ClientAccess, Grant
-
-from mlops_platform.k8s import naming
 from mlops_platform.config import ServingConfig
+from mlops_platform.k8s import naming
 from mlops_platform.serving.registry import ResolvedModel
+from mlops_platform.storage.store import ClientAccess, Grant
 from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "model-server"
@@ -61,7 +59,7 @@ class ServingStack(pulumi.ComponentResource):
     service_account: str
     models: dict[str, dict[str, str]]
 
-    def __init__(self, name: str, args: ServingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ServingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:ServingStack", name, None, opts)
         cfg = args.serving
         self.service_account = f"{name}-model-reader"
@@ -70,7 +68,10 @@ class ServingStack(pulumi.ComponentResource):
         for model in args.models:
             self._inference_service(
                 # KServe copies the InferenceService's labels to its pods (the storage initializer's way through MinIO's NetworkPolicy).
-                name, model, cfg.deployment_mode, access[model.source.namespace].pod_labels,
+                name,
+                model,
+                cfg.deployment_mode,
+                access[model.source.namespace].pod_labels,
                 depends_on=[*kserve_ready, *access[model.source.namespace].ready],
             )
         self.models = {f"{m.source.namespace}/{m.source.name}": served(m) for m in args.models}
@@ -92,13 +93,22 @@ class ServingStack(pulumi.ComponentResource):
         }
         access = store.grant(
             name,
-            {ns: Grant(tracking.artifact_prefix, "read", identity=f"kserve-{ns}", service_account=self.service_account) for ns in namespaces},
-            secret_metadata=lambda ns: naming.metadata(f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=secret_annotations),
+            {
+                ns: Grant(tracking.artifact_prefix, "read", identity=f"kserve-{ns}", service_account=self.service_account)
+                for ns in namespaces
+            },
+            secret_metadata=lambda ns: naming.metadata(
+                f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=secret_annotations
+            ),
             job_name=f"{name}-minio-users",
             opts=pulumi.ResourceOptions(parent=self),
         )
         for ns, client in access.items():
-            annotations = {**client.service_account_annotations(), "serving.kserve.io/s3-region": client.region} if client.role_arn is not None else None
+            annotations = (
+                {**client.service_account_annotations(), "serving.kserve.io/s3-region": client.region}
+                if client.role_arn is not None
+                else None
+            )
             account = k8s.core.v1.ServiceAccount(
                 f"{name}-{ns}-sa",
                 metadata=naming.metadata(self.service_account, ns, component=COMPONENT, instance=name, annotations=annotations),
@@ -236,5 +246,3 @@ def describe(annotations: Mapping[str, str]) -> str:
         return "pinned storageUri"
     note = f"{annotations.get(REGISTERED_MODEL)} v{annotations[MODEL_VERSION]}"
     return f"{note} @{annotations[MODEL_ALIAS]}" if MODEL_ALIAS in annotations else note
-
-

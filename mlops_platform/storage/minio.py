@@ -11,16 +11,16 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform.k8s import naming
 from mlops_platform.config import MinioConfig, Resources
+from mlops_platform.k8s import naming, options
 from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.storage.policy import Access, s3_access_policy
-from mlops_platform.k8s import options
 
 COMPONENT = "minio"
 API_PORT = 9000
@@ -76,7 +76,10 @@ def deploy_server(
 ) -> tuple[str, k8s.apps.v1.Deployment]:
     """MinIO with a PVC and a Service; returns the name of its root credentials Secret, and the server."""
     instance = name
-    meta = lambda suffix, **kw: naming.metadata(f"{name}-{suffix}" if suffix else name, namespace, component=COMPONENT, instance=instance, **kw)  # noqa: E731
+
+    def meta(suffix: str | None, **kw: Any) -> k8s.meta.v1.ObjectMetaArgs:
+        return naming.metadata(f"{name}-{suffix}" if suffix else name, namespace, component=COMPONENT, instance=instance, **kw)
+
     stateful = options.stateful(opts, protect)
 
     root = k8s.core.v1.Secret(
@@ -104,7 +107,10 @@ def deploy_server(
         command=["minio"],
         # Read-only root filesystem: MinIO keeps its certs directory on the scratch volume.
         args=["server", "/data", "--address", f":{API_PORT}", "--console-address", ":9001", "--certs-dir", "/tmp/certs"],
-        env=[secret_env("MINIO_ROOT_USER", root.metadata.name, "rootUser"), secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "rootPassword")],
+        env=[
+            secret_env("MINIO_ROOT_USER", root.metadata.name, "rootUser"),
+            secret_env("MINIO_ROOT_PASSWORD", root.metadata.name, "rootPassword"),
+        ],
         ports={"api": API_PORT},
         probe=HttpProbe("/minio/health/live", "api"),
         scratch=scratch,
@@ -123,7 +129,12 @@ def deploy_server(
                 spec=pod_spec(
                     [server],
                     volumes=scratch_volumes([scratch])
-                    + [k8s.core.v1.VolumeArgs(name="data", persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=pvc.metadata.name))],
+                    + [
+                        k8s.core.v1.VolumeArgs(
+                            name="data",
+                            persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=pvc.metadata.name),
+                        )
+                    ],
                 ),
             ),
         ),
@@ -159,7 +170,9 @@ def provision_users(
     never keeps a key the clients no longer have.
     """
     meta = lambda suffix: naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)  # noqa: E731
-    policies = {f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users}
+    policies = {
+        f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users
+    }
     policy_map = k8s.core.v1.ConfigMap(f"{name}-policies", metadata=meta("policies"), data=policies, opts=opts)
     keys = k8s.core.v1.Secret(
         f"{name}-keys",
@@ -189,8 +202,12 @@ def provision_users(
     return k8s.batch.v1.Job(
         name,
         metadata=naming.metadata(
-            f"{name}-{digest}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance,
-            extra_labels={CLIENT_LABEL: "true"}, annotations=scanner_exceptions(job_container),
+            f"{name}-{digest}",
+            endpoint.namespace,
+            component=f"{COMPONENT}-provisioner",
+            instance=instance,
+            extra_labels={CLIENT_LABEL: "true"},
+            annotations=scanner_exceptions(job_container),
         ),
         spec=k8s.batch.v1.JobSpecArgs(
             backoff_limit=6,
@@ -201,7 +218,11 @@ def provision_users(
                     [job_container],
                     restart_policy="OnFailure",
                     volumes=scratch_volumes([scratch])
-                    + [k8s.core.v1.VolumeArgs(name="policies", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=policy_map.metadata.name))],
+                    + [
+                        k8s.core.v1.VolumeArgs(
+                            name="policies", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=policy_map.metadata.name)
+                        )
+                    ],
                 ),
             ),
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import pulumi
@@ -42,9 +42,9 @@ class ClientAccess:
     env: list[k8s.core.v1.EnvVarArgs]
     region: str
     # dev: the Secret holding the key (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
-    secret: Optional[k8s.core.v1.Secret] = None
+    secret: k8s.core.v1.Secret | None = None
     # eks: the role the grant's ServiceAccount must be annotated with.
-    role_arn: Optional[pulumi.Output[str]] = None
+    role_arn: pulumi.Output[str] | None = None
     pod_labels: dict[str, str] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
 
@@ -55,7 +55,7 @@ class ClientAccess:
 class ArtifactStore(Protocol):
     bucket: str
     # Where clients send S3 requests (host:port), or None for AWS's own endpoints; the region they sign for.
-    endpoint_host: Optional[str]
+    endpoint_host: str | None
     region: str
 
     def grant(
@@ -84,7 +84,7 @@ class MinioStore:
         return self.endpoint.bucket
 
     @property
-    def endpoint_host(self) -> Optional[str]:
+    def endpoint_host(self) -> str | None:
         return urlsplit(self.endpoint.url).netloc
 
     @property
@@ -135,7 +135,7 @@ class S3Store:
 
     bucket: str
     aws: AwsConfig
-    endpoint_host: Optional[str] = None
+    endpoint_host: str | None = None
 
     @property
     def region(self) -> str:
@@ -155,8 +155,14 @@ class S3Store:
         access = {}
         for ns, g in grants.items():
             role_arn = s3.irsa_role(
-                f"{consumer}-{ns}", aws_config=self.aws, namespace=ns, service_account=g.service_account,
-                bucket=self.bucket, prefix=g.prefix, access=g.access, opts=opts,
+                f"{consumer}-{ns}",
+                aws_config=self.aws,
+                namespace=ns,
+                service_account=g.service_account,
+                bucket=self.bucket,
+                prefix=g.prefix,
+                access=g.access,
+                opts=opts,
             )
             access[ns] = ClientAccess(
                 env=plain_env({"AWS_DEFAULT_REGION": self.aws.region, "AWS_REGION": self.aws.region}),

@@ -12,23 +12,26 @@ are ``mlflow-artifacts:/`` URIs that map onto ``artifact_root``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform.k8s import mesh
-from mlops_platform.k8s import options
-
+from mlops_platform.config import PlatformConfig
+from mlops_platform.database import postgres
+from mlops_platform.k8s import mesh, naming, options
+from mlops_platform.k8s.containers import (
+    HttpProbe,
+    ScratchDir,
+    container,
+    plain_env,
+    pod_spec,
+    scanner_exceptions,
+    scratch_volumes,
+    secret_env,
+)
 from mlops_platform.storage import minio
 from mlops_platform.storage.store import ArtifactStore, MinioStore, S3Store
-
-from mlops_platform.k8s import naming
-
-from mlops_platform.database import postgres
-from mlops_platform.config import PlatformConfig
-from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -40,8 +43,7 @@ MLFLOW_MINIO_USER = "mlflow"
 MIGRATE_COMMAND = [
     "python",
     "-c",
-    "import os; from mlflow.db import upgrade; "
-    "upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
+    "import os; from mlflow.db import upgrade; upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
 ]
 
 
@@ -73,10 +75,10 @@ class TrackingStack(pulumi.ComponentResource):
     """Everything MLflow needs to run, declared once for both targets."""
 
     endpoint: TrackingEndpoint
-    external_url: Optional[str]
+    external_url: str | None
     database_password: pulumi.Output[str]
 
-    def __init__(self, name: str, args: TrackingStackArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
         cfg = args.config
         self._cfg = cfg
@@ -115,17 +117,34 @@ class TrackingStack(pulumi.ComponentResource):
             from mlops_platform.database import rds
 
             instance = rds.rds_postgres(
-                f"{name}-db", config=cfg.database.rds, database=cfg.database.name, user=cfg.database.user,
-                password=db_password.result, protect=protect, opts=pulumi.ResourceOptions(parent=self),
+                f"{name}-db",
+                config=cfg.database.rds,
+                database=cfg.database.name,
+                user=cfg.database.user,
+                password=db_password.result,
+                protect=protect,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             db_host: pulumi.Input[str] = instance.address
         else:
             db_host = postgres.deploy(
-                f"{name}-postgresql", namespace=cfg.namespace, config=cfg.database, storage_class=cfg.storage_class,
-                credentials_secret=db_secret_name, protect=protect, opts=child,
+                f"{name}-postgresql",
+                namespace=cfg.namespace,
+                config=cfg.database,
+                storage_class=cfg.storage_class,
+                credentials_secret=db_secret_name,
+                protect=protect,
+                opts=child,
             )
         backend_uri = pulumi.Output.concat(
-            "postgresql+psycopg2://", cfg.database.user, ":", db_password.result, "@", db_host, f":{postgres.PORT}/", cfg.database.name,
+            "postgresql+psycopg2://",
+            cfg.database.user,
+            ":",
+            db_password.result,
+            "@",
+            db_host,
+            f":{postgres.PORT}/",
+            cfg.database.name,
         )
         db_secret = k8s.core.v1.Secret(
             f"{name}-db",
@@ -150,7 +169,9 @@ class TrackingStack(pulumi.ComponentResource):
             secret_env("MLFLOW_BACKEND_STORE_URI", db_secret.metadata.name, "uri"),
             *plain_env({"HOME": "/tmp", **telemetry}),
         ]
-        migrate = container("migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch)
+        migrate = container(
+            "migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch
+        )
         server = container(
             "mlflow",
             cfg.tracking.image,
@@ -170,13 +191,17 @@ class TrackingStack(pulumi.ComponentResource):
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         k8s.apps.v1.Deployment(
             name,
-            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)),
+            metadata=naming.metadata(
+                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)
+            ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
-                    spec=pod_spec([server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name),
+                    spec=pod_spec(
+                        [server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name
+                    ),
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage_ready]),
@@ -204,10 +229,17 @@ class TrackingStack(pulumi.ComponentResource):
 
         self.database_password = db_password.result
         self.endpoint = TrackingEndpoint(
-            uri=self._tracking_uri, service_name=self._service_name, namespace=self._namespace,
-            namespace_resource=self._namespace_resource, port=self._port, path_prefix=self._path_prefix,
-            server_labels=self._server_labels, client_env=self._client_env, artifact_store=self._artifact_store,
-            artifact_prefix=self._artifact_prefix, artifact_root=self._artifact_root,
+            uri=self._tracking_uri,
+            service_name=self._service_name,
+            namespace=self._namespace,
+            namespace_resource=self._namespace_resource,
+            port=self._port,
+            path_prefix=self._path_prefix,
+            server_labels=self._server_labels,
+            client_env=self._client_env,
+            artifact_store=self._artifact_store,
+            artifact_prefix=self._artifact_prefix,
+            artifact_root=self._artifact_root,
         )
         self.register_outputs(
             {
@@ -223,18 +255,32 @@ class TrackingStack(pulumi.ComponentResource):
     def allowed_hosts(self) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
         svc, ns = self._service_name, self._namespace
-        names = [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", *self._cfg.external_hosts, "localhost", "127.0.0.1"]
+        names = [
+            svc,
+            f"{svc}.{ns}",
+            f"{svc}.{ns}.svc",
+            f"{svc}.{ns}.svc.cluster.local",
+            *self._cfg.external_hosts,
+            "localhost",
+            "127.0.0.1",
+        ]
         return [h for n in names for h in (n, f"{n}:*")]
 
     def server_args(self) -> list[str]:
         return [
-            "--host", "0.0.0.0",
-            "--port", str(PORT),
-            "--workers", str(self._cfg.tracking.workers),
-            "--static-prefix", self._path_prefix,
-            "--allowed-hosts", ",".join(self.allowed_hosts()),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(self._cfg.tracking.workers),
+            "--static-prefix",
+            self._path_prefix,
+            "--allowed-hosts",
+            ",".join(self.allowed_hosts()),
             "--serve-artifacts",
-            "--artifacts-destination", self._artifact_root,
+            "--artifacts-destination",
+            self._artifact_root,
         ]
 
     def _artifact_storage(
@@ -246,26 +292,46 @@ class TrackingStack(pulumi.ComponentResource):
 
             bucket = s3.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
             self._role_arn = s3.irsa_role(
-                f"{name}-irsa", aws_config=cfg.aws, namespace=cfg.namespace, service_account=self._service_account,
-                bucket=cfg.artifacts.bucket, prefix=cfg.artifacts.prefix, access="write", opts=pulumi.ResourceOptions(parent=self),
+                f"{name}-irsa",
+                aws_config=cfg.aws,
+                namespace=cfg.namespace,
+                service_account=self._service_account,
+                bucket=cfg.artifacts.bucket,
+                prefix=cfg.artifacts.prefix,
+                access="write",
+                opts=pulumi.ResourceOptions(parent=self),
             )
             self._artifact_store = S3Store(cfg.artifacts.bucket, cfg.aws)
             return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
 
-        root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+        root_password = random.RandomPassword(
+            f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
         mlflow_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
         minio_name = f"{name}-minio"
         root_secret, server = minio.deploy_server(
-            minio_name, namespace=cfg.namespace, config=cfg.artifacts.minio, storage_class=cfg.storage_class,
-            root_user=MINIO_ADMIN_USER, root_password=root_password.result, protect=protect, opts=child,
+            minio_name,
+            namespace=cfg.namespace,
+            config=cfg.artifacts.minio,
+            storage_class=cfg.storage_class,
+            root_user=MINIO_ADMIN_USER,
+            root_password=root_password.result,
+            protect=protect,
+            opts=child,
         )
         self._minio = minio.MinioEndpoint(
-            namespace=cfg.namespace, service=minio_name, root_secret=root_secret,
-            client_image=cfg.artifacts.minio.client_image, bucket=cfg.artifacts.bucket,
+            namespace=cfg.namespace,
+            service=minio_name,
+            root_secret=root_secret,
+            client_image=cfg.artifacts.minio.client_image,
+            bucket=cfg.artifacts.bucket,
         )
         self._s3_endpoint = self._minio.url
         job = minio.provision_users(
-            f"{name}-bootstrap", endpoint=self._minio, create_bucket=True, instance=name,
+            f"{name}-bootstrap",
+            endpoint=self._minio,
+            create_bucket=True,
+            instance=name,
             users=[minio.MinioUser(MLFLOW_MINIO_USER, mlflow_key.result, cfg.artifacts.prefix, "write")],
             opts=child,
         )

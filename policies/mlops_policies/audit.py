@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FilePath
-from typing import Any, Optional
+from typing import Any
 
 from .checks import POLICIES
 from .config import ConfigError, Settings, enforcement
@@ -45,8 +45,8 @@ class Violation:
 def audit_resources(
     resources: Iterable[Mapping[str, Any]],
     *,
-    stack: Optional[str] = None,
-    config: Optional[Mapping[str, Any]] = None,
+    stack: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> list[Violation]:
     """Run every enabled policy over ``resources`` (the ``build/<stack>/resources.json`` shape).
 
@@ -114,7 +114,7 @@ def _strings(urn: str, record: Mapping[str, Any], key: str) -> list[str]:
     return value
 
 
-def _stack_of(resources: list[Resource]) -> Optional[str]:
+def _stack_of(resources: list[Resource]) -> str | None:
     """``urn:pulumi:<stack>::<project>::...``"""
     for r in resources:
         head = r.urn.split("::", 1)[0].split(":")
@@ -132,7 +132,7 @@ def records_from_export(document: Any) -> list[dict[str, Any]]:
     Works the same with ``--show-secrets``: a plaintext secret is still a secret.
     """
     if not isinstance(document, dict) or document.get("version") != 3:
-        raise AuditError("not a version 3 stack export (expected {\"version\": 3, \"deployment\": ...})")
+        raise AuditError('not a version 3 stack export (expected {"version": 3, "deployment": ...})')
     deployment = document.get("deployment")
     if not isinstance(deployment, dict):
         raise AuditError("'deployment' must be an object")
@@ -186,7 +186,7 @@ def _load_json(source: str, error: type[ValueError]) -> Any:
         raise error(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def _load_config(source: Optional[str]) -> Optional[dict[str, Any]]:
+def _load_config(source: str | None) -> dict[str, Any] | None:
     if source is None:
         return None
     config = _load_json(source, ConfigError)
@@ -195,7 +195,7 @@ def _load_config(source: Optional[str]) -> Optional[dict[str, Any]]:
     return config
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="audit",
         description="Run the policy pack over a `pulumi stack export` (with or without --show-secrets). "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from . import detectors
 from .model import RESOURCE, Context, Finding, Hit, PolicySpec, PropsView, Resource
@@ -26,7 +26,7 @@ class Holder:
     prefix: Path
     must_be_secret: bool = True
     base64: bool = False
-    when: Optional[Callable[[Mapping[str, Any]], bool]] = None
+    when: Callable[[Mapping[str, Any]], bool] | None = None
 
     def holds(self, path: Path, props: Mapping[str, Any]) -> bool:
         return path[: len(self.prefix)] == self.prefix and (self.when is None or self.when(props))
@@ -216,7 +216,7 @@ LATEST_TAG = "image uses the latest tag"
 NO_TAG = "image has no tag or digest"
 
 
-def _image_problem(reference: str, partial: bool) -> Optional[str]:
+def _image_problem(reference: str, partial: bool) -> str | None:
     """``partial``: Helm values often give the repository alone and the tag in a sibling key."""
     if not reference or "@" in reference or not detectors.is_literal(reference):
         return None

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .paths import glob
 
@@ -71,12 +71,12 @@ class Settings:
 
     allowed_paths: tuple[AllowedPath, ...] = ()
     allowed_values: frozenset[str] = frozenset()
-    prod: Optional[bool] = None
+    prod: bool | None = None
     prod_stacks: tuple[str, ...] = tuple(SCHEMA["prodStacks"]["default"])
     apps: tuple[str, ...] = tuple(SCHEMA["apps"]["default"])
 
     @classmethod
-    def parse(cls, policy: str, raw: Optional[Mapping[str, Any]], keys: Sequence[str]) -> "Settings":
+    def parse(cls, policy: str, raw: Mapping[str, Any] | None, keys: Sequence[str]) -> Settings:
         raw = dict(raw or {})
         raw.pop("enforcementLevel", None)
         unknown = sorted(set(raw) - set(keys))
@@ -102,7 +102,7 @@ class Settings:
             return False
         return value in self.allowed_values or f"sha256:{hashlib.sha256(value.encode()).hexdigest()}" in self.allowed_values
 
-    def is_prod(self, stack: Optional[str]) -> bool:
+    def is_prod(self, stack: str | None) -> bool:
         return self.prod if self.prod is not None else stack in self.prod_stacks
 
 
@@ -117,14 +117,14 @@ def _list(policy: str, raw: Mapping[str, Any], key: str, item: type, default: Se
 def _allowed_path(policy: str, index: int, entry: Mapping[str, Any]) -> AllowedPath:
     resource, path = entry.get("resource", "*"), entry.get("path")
     if not isinstance(resource, str) or not isinstance(path, str) or set(entry) - {"resource", "path"}:
-        raise ConfigError(f"{policy}.allowedPaths[{index}]: expected {{\"resource\": glob, \"path\": glob}}")
+        raise ConfigError(f'{policy}.allowedPaths[{index}]: expected {{"resource": glob, "path": glob}}')
     return AllowedPath(glob(resource), glob(path))
 
 
-def enforcement(config: Optional[Mapping[str, Any]], policy: str, default: str) -> tuple[str, Optional[Mapping[str, Any]]]:
+def enforcement(config: Mapping[str, Any] | None, policy: str, default: str) -> tuple[str, Mapping[str, Any] | None]:
     """The level and raw settings of ``policy`` in a pack config, as the Pulumi engine resolves them."""
     level = default
-    settings: Optional[Mapping[str, Any]] = None
+    settings: Mapping[str, Any] | None = None
     for name in ("all", policy):
         entry = (config or {}).get(name)
         if isinstance(entry, str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -80,7 +80,7 @@ def _stack_policy(spec: PolicySpec, **common: object) -> StackValidationPolicy:
     return StackValidationPolicy(validate=validate, **common)  # type: ignore[arg-type]
 
 
-def crossguard_policy(spec: PolicySpec) -> Union[ResourceValidationPolicy, StackValidationPolicy]:
+def crossguard_policy(spec: PolicySpec) -> ResourceValidationPolicy | StackValidationPolicy:
     common = dict(
         name=spec.name,
         description=spec.description,
@@ -92,5 +92,5 @@ def crossguard_policy(spec: PolicySpec) -> Union[ResourceValidationPolicy, Stack
     return _stack_policy(spec, **common) if spec.stack_check else _resource_policy(spec, **common)
 
 
-def crossguard_policies() -> list[Union[ResourceValidationPolicy, StackValidationPolicy]]:
+def crossguard_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     return [crossguard_policy(spec) for spec in POLICIES]

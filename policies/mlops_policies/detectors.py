@@ -11,8 +11,7 @@ import binascii
 import functools
 import re
 import shlex
-from collections.abc import Callable, Sequence
-from typing import Iterator, Optional
+from collections.abc import Callable, Iterator, Sequence
 
 AWS_ACCESS_KEY_ID = "AWS access key ID"
 AWS_SECRET_ACCESS_KEY = "AWS secret access key"
@@ -40,9 +39,7 @@ WELL_KNOWN_DEFAULTS = (
     "changeme",  # the placeholder many charts ship as a working default
 )
 
-_DEFAULTS = re.compile(
-    r"(?<![A-Za-z0-9_])(?:" + "|".join(re.escape(d) for d in WELL_KNOWN_DEFAULTS) + r")(?![A-Za-z0-9_])"
-)
+_DEFAULTS = re.compile(r"(?<![A-Za-z0-9_])(?:" + "|".join(re.escape(d) for d in WELL_KNOWN_DEFAULTS) + r")(?![A-Za-z0-9_])")
 # Only AKIA (long-lived) and ASIA (STS) are secret-bearing: AIDA/AROA user and role ids are not.
 _AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
 _FORTY = re.compile(r"(?<![A-Za-z0-9/+.$_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=._-])")
@@ -52,9 +49,7 @@ _URI_USERINFO = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/?#@\[\]'\"]*:(?P<pa
 _PEM = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _PEM_BASE64 = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]+")  # base64 of "-----BEGIN"
 _JWT = re.compile(r"(?<![\w-])eyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*")
-_API_TOKEN = re.compile(
-    r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{40,}|hf_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,})"
-)
+_API_TOKEN = re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{40,}|hf_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,})")
 
 # A value made of references is not a literal: Kubernetes $(VAR), shell ${VAR} / $VAR / $(cmd),
 # templates {{ .x }}, format fields {x} and %(x)s, <placeholders>, masks.
@@ -78,12 +73,45 @@ _EXACT_CREDENTIAL_WORDS = frozenset({"pwd", "secretkey", "accesskey", "privateke
 _TRAILING_NOISE = frozenset({"value", "string", "text", "plain", "plaintext"})
 # camelCase keys end in "Key" for many non-secret things (hashKey, kmsKeyId); only these qualifiers make it a secret.
 _SECRET_KEY_QUALIFIERS = frozenset(
-    {"api", "access", "secret", "private", "signing", "encryption", "master", "client", "auth", "session",
-     "account", "service", "webhook", "license", "ssh", "root"}
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "signing",
+        "encryption",
+        "master",
+        "client",
+        "auth",
+        "session",
+        "account",
+        "service",
+        "webhook",
+        "license",
+        "ssh",
+        "root",
+    }
 )
 _PUBLIC_KEY_QUALIFIERS = frozenset(
-    {"public", "kms", "hash", "sort", "partition", "range", "primary", "foreign", "cache", "routing", "object",
-     "label", "selector", "topology", "config", "idempotency", "host"}
+    {
+        "public",
+        "kms",
+        "hash",
+        "sort",
+        "partition",
+        "range",
+        "primary",
+        "foreign",
+        "cache",
+        "routing",
+        "object",
+        "label",
+        "selector",
+        "topology",
+        "config",
+        "idempotency",
+        "host",
+    }
 )
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # What a key of a Secret's data looks like when someone names it: password, db-password, AWS_SECRET_ACCESS_KEY, tls.key.
@@ -178,7 +206,7 @@ def _is_aws_secret_shape(candidate: str) -> bool:
     )
 
 
-def pattern_kinds(text: str, key: Optional[str] = None) -> set[str]:
+def pattern_kinds(text: str, key: str | None = None) -> set[str]:
     """Credentials recognisable by their shape, wherever they appear in ``text``."""
     kinds: set[str] = set()
     if _AWS_KEY_ID.search(text):
@@ -207,13 +235,13 @@ def embedded_pairs(text: str) -> Iterator[tuple[str, str]]:
     for pattern in _EMBEDDED_PAIRS:
         for match in pattern.finditer(text):
             bare = match.group("bare")
-            if bare is not None and (bare.startswith("-") or text[match.end():match.end() + 1] in ("(", "[", "{")):
+            if bare is not None and (bare.startswith("-") or text[match.end() : match.end() + 1] in ("(", "[", "{")):
                 continue
             value = next(v for v in (match.group("dq"), match.group("sq"), bare) if v is not None)
             yield match.group("key"), value
 
 
-def _bound_kinds(key: Optional[str], value: str) -> set[str]:
+def _bound_kinds(key: str | None, value: str) -> set[str]:
     """Shapes first; the credential-named rule only for values no shape explains."""
     kinds = pattern_kinds(value, key)
     if not kinds and key is not None and is_credential_key(key) and is_literal(value) and not names_a_secret_key(key, value):
@@ -221,7 +249,7 @@ def _bound_kinds(key: Optional[str], value: str) -> set[str]:
     return kinds
 
 
-def detect(key: Optional[str], value: str) -> set[str]:
+def detect(key: str | None, value: str) -> set[str]:
     """Every kind of credential in ``value``, which is bound to ``key`` (a map key, env name or flag)."""
     kinds = _bound_kinds(key, value)
     for embedded_key, embedded_value in embedded_pairs(value):
@@ -312,7 +340,7 @@ def _credential_arguments(argv: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
     rule = _TOOLS.get(argv[start].rsplit("/", 1)[-1])
     if rule is None:
         return ()
-    return tuple((start + 1 + offset, secret) for offset, secret in rule(list(argv[start + 1:])) if secret)
+    return tuple((start + 1 + offset, secret) for offset, secret in rule(list(argv[start + 1 :])) if secret)
 
 
 def _option_values(args: list[str], shorts: str, longs: tuple[str, ...], value_shorts: str) -> Found:
@@ -333,7 +361,7 @@ def _option_values(args: list[str], shorts: str, longs: tuple[str, ...], value_s
                 if letter in value_shorts:
                     if letter in shorts:
                         if j + 1 < len(arg):
-                            yield i, arg[j + 1:]
+                            yield i, arg[j + 1 :]
                         elif i + 1 < len(args):
                             yield i + 1, args[i + 1]
                     break
@@ -361,8 +389,16 @@ def _after(separator: str, found: Found) -> Found:
             yield i, secret
 
 
-_MC_VALUE_OPTIONS = frozenset({"--config-dir", "-C", "--api", "--path", "--limit-upload", "--limit-download", "--custom-header", "-H", "--resolve"})
-_MC_SECRET_POSITIONS = {("alias", "set"): 5, ("alias", "s"): 5, ("alias", "add"): 5, ("config", "host", "add"): 6, ("admin", "user", "add"): 5}
+_MC_VALUE_OPTIONS = frozenset(
+    {"--config-dir", "-C", "--api", "--path", "--limit-upload", "--limit-download", "--custom-header", "-H", "--resolve"}
+)
+_MC_SECRET_POSITIONS = {
+    ("alias", "set"): 5,
+    ("alias", "s"): 5,
+    ("alias", "add"): 5,
+    ("config", "host", "add"): 6,
+    ("admin", "user", "add"): 5,
+}
 
 
 def _mc(args: list[str]) -> Found:
@@ -461,8 +497,25 @@ _TOOLS: dict[str, Callable[[list[str]], Found]] = {
     "sshpass": _sshpass,
     **{tool: _login for tool in ("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "crane", "regctl")},
     "htpasswd": _htpasswd,
-    **{tool: _libpq for tool in ("psql", "pg_dump", "pg_dumpall", "pg_restore", "pg_isready", "pg_basebackup", "pgbench",
-                                 "createdb", "dropdb", "createuser", "dropuser", "vacuumdb", "reindexdb", "clusterdb")},
+    **{
+        tool: _libpq
+        for tool in (
+            "psql",
+            "pg_dump",
+            "pg_dumpall",
+            "pg_restore",
+            "pg_isready",
+            "pg_basebackup",
+            "pgbench",
+            "createdb",
+            "dropdb",
+            "createuser",
+            "dropuser",
+            "vacuumdb",
+            "reindexdb",
+            "clusterdb",
+        )
+    },
     "kubectl": _kubectl,
 }
 _TOOL_WORD = re.compile(r"(?<![\w.-])(?:" + "|".join(re.escape(tool) for tool in _TOOLS) + r")(?=\s)")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 from .config import Settings
 from .paths import Key, PathSet
@@ -64,7 +64,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class Context:
-    stack: Optional[str]
+    stack: str | None
     settings: Settings
 
     @property
@@ -87,8 +87,8 @@ class PolicySpec:
     severity: str
     remediation: str
     config_keys: tuple[str, ...] = ("allowedPaths",)
-    resource_check: Optional[ResourceCheck] = None
-    stack_check: Optional[StackCheck] = None
+    resource_check: ResourceCheck | None = None
+    stack_check: StackCheck | None = None
 
     def run(self, resources: Sequence[Resource], ctx: Context) -> Iterator[Hit]:
         """Every hit not accepted by the allowlist, once."""

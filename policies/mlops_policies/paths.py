@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable, Union
+from collections.abc import Iterable
 
-Key = Union[str, int]
+Key = str | int
 Path = tuple[Key, ...]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*\Z")
@@ -60,9 +60,7 @@ class PathSet:
     def covers(self, path: Path) -> bool:
         forms = {render(path), _naive(path)}
         return any(
-            not text or form == text or form.startswith(text + ".") or form.startswith(text + "[")
-            for text in self._texts
-            for form in forms
+            not text or form == text or form.startswith(text + ".") or form.startswith(text + "[") for text in self._texts for form in forms
         )
 
     def __bool__(self) -> bool:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import yaml
 from pulumi_policy.proxy import UnknownValueError
@@ -31,7 +31,7 @@ UNKNOWN: Any = object()
 @dataclass(frozen=True)
 class Leaf:
     path: Path
-    key: Optional[str]
+    key: str | None
     value: str
     # The command line this value is an argument of, and its index there.
     argv: tuple[str, ...] = ()
@@ -73,8 +73,17 @@ def leaves(props: Mapping[str, Any], *, documents: bool = True) -> Iterator[Leaf
     yield from _walk(props, (), None, documents, 0, False)
 
 
-def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int, base64_text: bool,
-          argv: tuple[str, ...] = (), position: int = 0, argv_prefix: tuple[str, ...] = ()) -> Iterator[Leaf]:
+def _walk(
+    node: Any,
+    path: Path,
+    key: str | None,
+    documents: bool,
+    depth: int,
+    base64_text: bool,
+    argv: tuple[str, ...] = (),
+    position: int = 0,
+    argv_prefix: tuple[str, ...] = (),
+) -> Iterator[Leaf]:
     if isinstance(node, str):
         text = decode_base64(node) if base64_text else node
         if text is None:
@@ -98,8 +107,15 @@ def _walk(node: Any, path: Path, key: Optional[str], documents: bool, depth: int
                 continue
             name = str(child_key)
             binding = bound if name == "value" and bound is not None else name
-            yield from _walk(child, path + (name,), binding, documents, depth, name == "binaryData" or base64_text,
-                             argv_prefix=command if name == "args" else ())
+            yield from _walk(
+                child,
+                path + (name,),
+                binding,
+                documents,
+                depth,
+                name == "binaryData" or base64_text,
+                argv_prefix=command if name == "args" else (),
+            )
     elif isinstance(node, Sequence):
         words = _strings(node)
         line = argv_prefix + words if words else ()
@@ -127,7 +143,7 @@ def _strings(node: Any) -> tuple[str, ...]:
     return tuple("" if w is UNKNOWN else w for w in words)
 
 
-def _bound_name(node: Mapping[Any, Any], keys: list[Any]) -> Optional[str]:
+def _bound_name(node: Mapping[Any, Any], keys: list[Any]) -> str | None:
     """The name a ``value`` is set under in ``{name: X, value: Y}`` / ``{key: X, value: Y}`` pairs."""
     if "value" not in keys:
         return None
@@ -139,7 +155,7 @@ def _bound_name(node: Mapping[Any, Any], keys: list[Any]) -> Optional[str]:
     return None
 
 
-def decode_base64(value: str) -> Optional[str]:
+def decode_base64(value: str) -> str | None:
     try:
         return base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):

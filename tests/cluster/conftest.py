@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -44,7 +44,7 @@ class Deployment:
 
     def __init__(self, engine: LocalEngine) -> None:
         self.engine = engine
-        self.last_up: Optional[EngineRun] = None
+        self.last_up: EngineRun | None = None
 
     def ensure_up(self) -> EngineRun:
         """The stack as configured in the repository, deployed (`up` runs only when it may not be)."""
@@ -56,7 +56,6 @@ class Deployment:
     def changed(self) -> None:
         """A test changed or destroyed the stack: the next ensure_up converges it again."""
         self.last_up = None
-
 
 
 @pytest.fixture(scope="session")

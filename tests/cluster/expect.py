@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from tools.engine import EngineRun
 from tools.harness import MASK, DeclaredResource, Plan
@@ -18,7 +18,7 @@ def type_and_name(urn: str) -> tuple[str, str]:
     return qualified.split("$")[-1], name
 
 
-def policy_violations(run: EngineRun, *, mandatory: Optional[bool] = None) -> list[str]:
+def policy_violations(run: EngineRun, *, mandatory: bool | None = None) -> list[str]:
     found = []
     for event in run.events:
         policy = getattr(event, "policy_event", None)
@@ -57,7 +57,7 @@ def _compare(engine: Any, offline: Any, secrets: set[str], path: str, problems: 
         if len(offline) != len(engine):
             problems.append(f"{path}: {len(engine)} items, declared {len(offline)}")
             return
-        for index, (a, b) in enumerate(zip(engine, offline)):
+        for index, (a, b) in enumerate(zip(engine, offline, strict=True)):
             _compare(a, b, secrets, f"{path}[{index}]", problems)
         return
     if engine != offline:
@@ -110,5 +110,5 @@ def changed_paths(old: Any, new: Any, path: str = "") -> set[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         return {p for key in set(old) | set(new) for p in changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else key)}
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return {p for i, (a, b) in enumerate(zip(old, new)) for p in changed_paths(a, b, f"{path}[{i}]")}
+        return {p for i, (a, b) in enumerate(zip(old, new, strict=True)) for p in changed_paths(a, b, f"{path}[{i}]")}
     return set() if old == new else {path}

@@ -26,7 +26,11 @@ def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster,
         registry.promote("2")
         preview = deployment.engine.preview()
         changes = expect.engine_changes(preview)
-        assert changes == {"create": set(), "delete": set(), "change": {("kubernetes:serving.kserve.io/v1beta1:InferenceService", f"serving-{NAMESPACE}-{MODEL}")}}, changes
+        assert changes == {
+            "create": set(),
+            "delete": set(),
+            "change": {("kubernetes:serving.kserve.io/v1beta1:InferenceService", f"serving-{NAMESPACE}-{MODEL}")},
+        }, changes
         (step,) = [s for s in preview.steps() if s["op"] == "update"]
         assert expect.changed_paths(step["old_inputs"], step["inputs"]) == {
             "spec.predictor.model.storageUri",

@@ -55,5 +55,7 @@ def test_invalid_stack_config_fails_preview_with_one_line_before_any_resource(sc
     messages = {e.removeprefix("an unhandled error occurred: ") for e in errors}
     assert len(messages) == 1 and next(iter(messages)).startswith(line), text[-2000:]
     assert "Traceback" not in text
-    registered = [e for e in events if getattr(e, "resource_pre_event", None) and not e.resource_pre_event.metadata.type.startswith("pulumi:")]
+    registered = [
+        e for e in events if getattr(e, "resource_pre_event", None) and not e.resource_pre_event.metadata.type.startswith("pulumi:")
+    ]
     assert registered == []

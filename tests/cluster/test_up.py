@@ -33,7 +33,7 @@ def _contains(live: Any, declared: Any, path: str = "") -> list[str]:
     if isinstance(declared, list):
         if not isinstance(live, list) or len(live) != len(declared):
             return [f"{path}: stored {live!r:.80}"]
-        return [p for i, (a, b) in enumerate(zip(live, declared)) for p in _contains(a, b, f"{path}[{i}]")]
+        return [p for i, (a, b) in enumerate(zip(live, declared, strict=True)) for p in _contains(a, b, f"{path}[{i}]")]
     if live != declared and not (isinstance(declared, (int, float)) and str(live) == str(declared)):
         return [f"{path}: stored {live!r:.60} declared {declared!r:.60}"]
     return []
@@ -61,7 +61,9 @@ def test_up_makes_every_workload_ready_and_stores_every_object_as_declared(clust
     for kind in ("VirtualService", "AuthorizationPolicy", "Sidecar", "PodDefault", "NetworkPolicy", "Service", "ConfigMap"):
         for resource, manifest in plan.manifests():
             if resource.kind == kind:
-                problems = _contains(_live(api, manifest).get("spec" if "spec" in manifest else "data"), manifest.get("spec", manifest.get("data")))
+                problems = _contains(
+                    _live(api, manifest).get("spec" if "spec" in manifest else "data"), manifest.get("spec", manifest.get("data"))
+                )
                 assert not problems, f"{kind} {resource.k8s_name}: {problems}"
                 checked += 1
     assert checked >= 12
