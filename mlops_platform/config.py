@@ -139,6 +139,13 @@ class DatabaseConfig(_Model):
             raise _KeyError("rds", "is required when database.mode is rds; allowed: an object with subnetGroupName and securityGroupIds")
         return self
 
+    @property
+    def managed(self) -> RdsConfig:
+        """The rds block, which validation requires in rds mode: the typed way for RDS code to read it."""
+        if self.rds is None:
+            raise ConfigError("mlops-platform:database.rds: is required when database.mode is rds")
+        return self.rds
+
 
 class MinioConfig(_Model):
     image: Image = MINIO_IMAGE
@@ -351,6 +358,13 @@ class PlatformConfig(_Model):
     @property
     def is_eks(self) -> bool:
         return self.target == "eks"
+
+    @property
+    def eks(self) -> AwsConfig:
+        """The aws block, which validation requires on eks: the typed way for eks-only code to read it."""
+        if self.aws is None:
+            raise ConfigError("mlops-platform:aws: is required for target eks")
+        return self.aws
 
     @property
     def protect_data(self) -> bool:

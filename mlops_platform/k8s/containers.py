@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -54,7 +55,7 @@ def plain_env(values: Mapping[str, pulumi.Input[str]]) -> list[k8s.core.v1.EnvVa
 
 
 def _probe(probe: Probe, *, initial_delay: int, period: int, failure_threshold: int) -> k8s.core.v1.ProbeArgs:
-    common = dict(
+    common: dict[str, Any] = dict(
         # 0 is the API's default, and the kubernetes provider drops it: left out, the render equals what is applied.
         initial_delay_seconds=initial_delay or None,
         period_seconds=period,
@@ -82,7 +83,7 @@ def container(
     read_only_root: bool = True,
 ) -> k8s.core.v1.ContainerArgs:
     """A hardened container. ``probe`` drives startup, liveness and readiness alike."""
-    probes = {}
+    probes: dict[str, Any] = {}
     if probe is not None:
         probes = dict(
             startup_probe=_probe(probe, initial_delay=5, period=5, failure_threshold=max(1, startup_seconds // 5)),
@@ -116,6 +117,16 @@ def container(
     )
 
 
+def _pinned(c: k8s.core.v1.ContainerArgs) -> bool:
+    return isinstance(c.image, str) and "@sha256:" in c.image
+
+
+def _reads_secret(c: k8s.core.v1.ContainerArgs) -> bool:
+    env = c.env if isinstance(c.env, list) else []
+    sources = [e.value_from for e in env if isinstance(e, k8s.core.v1.EnvVarArgs)]
+    return any(isinstance(s, k8s.core.v1.EnvVarSourceArgs) and s.secret_key_ref is not None for s in sources)
+
+
 def scanner_exceptions(*containers: k8s.core.v1.ContainerArgs) -> dict[str, str]:
     """checkov suppressions for a workload, each present only while its reason holds.
 
@@ -124,12 +135,12 @@ def scanner_exceptions(*containers: k8s.core.v1.ContainerArgs) -> dict[str, str]
     makes the corresponding exception disappear.
     """
     reasons: dict[str, str] = {}
-    if any("@sha256:" not in c.image for c in containers):
+    if not all(_pinned(c) for c in containers):
         reasons["CKV_K8S_43"] = (
             "images are pinned to exact release tags matching the tested packages; "
             "set the image config keys to name@sha256:digest to pin by digest"
         )
-    if any(e.value_from is not None and e.value_from.secret_key_ref is not None for c in containers for e in (c.env or [])):
+    if any(_reads_secret(c) for c in containers):
         reasons["CKV_K8S_35"] = (
             "this image reads the credential only from its environment; the value comes from a Secret via secretKeyRef, never a literal"
         )

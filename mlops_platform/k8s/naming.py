@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -29,7 +31,7 @@ def metadata(
     *,
     component: str,
     instance: str,
-    annotations: dict[str, str] | None = None,
+    annotations: Mapping[str, pulumi.Input[str]] | None = None,
     extra_labels: dict[str, str] | None = None,
 ) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(

@@ -154,6 +154,8 @@ class KubernetesConfigMaps:
             if exc.status == 404:
                 return None
             raise
+        if found.metadata is None or not found.metadata.resource_version:
+            raise DashboardConfigError(f"{namespace}/{name} came back without a resourceVersion; nothing was changed")
         return ConfigMapData(dict(found.data or {}), found.metadata.resource_version)
 
     def write(self, namespace: str, name: str, key: str, value: str, resource_version: str) -> None:
@@ -254,7 +256,7 @@ class DashboardLinkProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("namespace", "configMap", "text", "link", "icon")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        replaces = [k for k in ("namespace", "configMap") if k in changed]
+        replaces: list[str] = [k for k in ("namespace", "configMap") if k in changed]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:

@@ -69,7 +69,7 @@ def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
     root = config.artifacts.root
     needs_registry = any(m.storage_uri is None for m in serving.models)
     with _registry(serving, token) if needs_registry else contextlib.nullcontext() as client:
-        return _in_order(lambda item: _resolve(client, serving, *item, root), list(enumerate(serving.models)))
+        return _in_order(lambda item: _resolve(client, serving, item[0], item[1], root), list(enumerate(serving.models)))
 
 
 def physical_uri(uri: str, root: str) -> str | None:
@@ -106,14 +106,18 @@ def _resolve(client: MlflowClient | None, serving: ServingConfig, index: int, mo
         return ResolvedModel(model, _on_bucket(model.storage_uri, root, index, model))
     from mlflow.exceptions import MlflowException
 
+    name = model.registered_model
+    if client is None or name is None:
+        # Validation pairs every entry without storageUri with registeredModel, and resolve_models opens a client for it.
+        raise ConfigError(f"{_entry(index, model)}: needs registeredModel and serving.mlflowTrackingUri")
     try:
         if model.alias is not None:
-            version = client.get_model_version_by_alias(model.registered_model, model.alias)
+            version = client.get_model_version_by_alias(name, model.alias)
         else:
-            version = client.get_model_version(model.registered_model, str(model.version))
-        location = client.get_model_version_download_uri(model.registered_model, version.version)
+            version = client.get_model_version(name, str(model.version))
+        location = client.get_model_version_download_uri(name, version.version)
     except MlflowException as exc:
-        raise ConfigError(f"{_entry(index, model)}: {_explain(exc, client, serving, model)}") from None
+        raise ConfigError(f"{_entry(index, model)}: {_explain(exc, client, serving, model, name)}") from None
     if version.status != "READY":
         raise ConfigError(
             f"{_entry(index, model)}: version {version.version} of registered model {model.registered_model!r} "
@@ -132,12 +136,12 @@ def _on_bucket(uri: str, root: str, index: int, model: ModelSource) -> str:
     return physical
 
 
-def _explain(exc: MlflowException, client: MlflowClient, serving: ServingConfig, model: ModelSource) -> str:
+def _explain(exc: MlflowException, client: MlflowClient, serving: ServingConfig, model: ModelSource, name: str) -> str:
     """One line for a failed lookup, from MLflow's error code, never from response bodies."""
     registry = serving.mlflow_tracking_uri
     code = exc.error_code
     if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-        if not _model_exists(client, model.registered_model):
+        if not _model_exists(client, name):
             return f"registered model {model.registered_model!r} not found in the registry at {registry}"
         wanted = f"alias {model.alias!r}" if model.alias is not None else f"version {model.version}"
         return f"registered model {model.registered_model!r} has no {wanted}"

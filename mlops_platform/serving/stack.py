@@ -84,13 +84,18 @@ class ServingStack(pulumi.ComponentResource):
         on eks it is annotated with its IAM role and the bucket's region.
         """
         store = tracking.artifact_store
-        secret_annotations = {
-            "serving.kserve.io/s3-endpoint": store.endpoint_host,
-            "serving.kserve.io/s3-usehttps": "0",
-            "serving.kserve.io/s3-verifyssl": "0",
-            # The S3 client only needs the region to sign requests.
-            "serving.kserve.io/s3-region": store.region,
-        }
+        # Only an in-cluster store hands out a Secret; KServe reads its address from these annotations.
+        secret_annotations = (
+            {}
+            if store.endpoint_host is None
+            else {
+                "serving.kserve.io/s3-endpoint": store.endpoint_host,
+                "serving.kserve.io/s3-usehttps": "0",
+                "serving.kserve.io/s3-verifyssl": "0",
+                # The S3 client only needs the region to sign requests.
+                "serving.kserve.io/s3-region": store.region,
+            }
+        )
         access = store.grant(
             name,
             {

@@ -53,10 +53,18 @@ class ClientAccess:
 
 
 class ArtifactStore(Protocol):
-    bucket: str
-    # Where clients send S3 requests (host:port), or None for AWS's own endpoints; the region they sign for.
-    endpoint_host: str | None
-    region: str
+    @property
+    def bucket(self) -> str: ...
+
+    @property
+    def endpoint_host(self) -> str | None:
+        """Where clients send S3 requests (host:port), or None for AWS's own endpoints."""
+        ...
+
+    @property
+    def region(self) -> str:
+        """The region S3 clients sign requests for."""
+        ...
 
     def grant(
         self,

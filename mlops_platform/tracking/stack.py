@@ -96,9 +96,10 @@ class TrackingStack(pulumi.ComponentResource):
         telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
         self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry}
         self._service_account = name
-        self._minio = None
-        self._s3_endpoint = None
-        self._role_arn = None
+        self._minio: minio.MinioEndpoint | None = None
+        self._s3_endpoint: str | None = None
+        self._role_arn: pulumi.Output[str] | None = None
+        self._artifact_store: ArtifactStore
         protect = cfg.protect_data
 
         ns = k8s.core.v1.Namespace(
@@ -118,7 +119,7 @@ class TrackingStack(pulumi.ComponentResource):
 
             instance = rds.rds_postgres(
                 f"{name}-db",
-                config=cfg.database.rds,
+                config=cfg.database.managed,
                 database=cfg.database.name,
                 user=cfg.database.user,
                 password=db_password.result,
@@ -293,7 +294,7 @@ class TrackingStack(pulumi.ComponentResource):
             bucket = s3.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
             self._role_arn = s3.irsa_role(
                 f"{name}-irsa",
-                aws_config=cfg.aws,
+                aws_config=cfg.eks,
                 namespace=cfg.namespace,
                 service_account=self._service_account,
                 bucket=cfg.artifacts.bucket,
@@ -301,8 +302,8 @@ class TrackingStack(pulumi.ComponentResource):
                 access="write",
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self._artifact_store = S3Store(cfg.artifacts.bucket, cfg.aws)
-            return plain_env({"AWS_DEFAULT_REGION": cfg.aws.region}), [bucket]
+            self._artifact_store = S3Store(cfg.artifacts.bucket, cfg.eks)
+            return plain_env({"AWS_DEFAULT_REGION": cfg.eks.region}), [bucket]
 
         root_password = random.RandomPassword(
             f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
