@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from mlops_platform.config import ConfigError
 from tools.harness import DeclaredResource, Plan, run_program, stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

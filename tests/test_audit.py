@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from mlops_policies import AuditError, ConfigError, Violation, audit_resources
 from mlops_policies.audit import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 P = "urn:pulumi:prod::mlops-platform::"
@@ -42,14 +42,17 @@ LEAKY_LINES = [
     f"images-pinned {P}kubernetes:batch/v1:CronJob::minio-bucket-setup spec.jobTemplate.spec.template.spec.containers[0].image: "
     "image has no tag or digest",
     f"no-plaintext-credentials {P}kubernetes:serving.kserve.io/v1beta1:InferenceService::wine spec.predictor.model.env[0].value: API token",
-    f"no-plaintext-credentials {P}kubernetes:helm.sh/v3:Release::postgres values.auth.postgresPassword: literal value of a credential-named key",
+    f"no-plaintext-credentials {P}kubernetes:helm.sh/v3:Release::postgres values.auth.postgresPassword: literal "
+    "value of a credential-named key",
     f"no-static-iam-access-keys {P}aws:iam/accessKey:AccessKey::ci-user-key (resource): long-lived IAM access key",
     f"s3-bucket-public-access-block {P}aws:s3/bucket:Bucket::artifacts (resource): bucket without a public access block",
     f"s3-bucket-encryption {P}aws:s3/bucket:Bucket::artifacts (resource): bucket without default encryption",
     f"s3-bucket-versioning {P}aws:s3/bucket:Bucket::artifacts (resource): bucket without versioning",
     f"stateful-resources-protected {P}aws:s3/bucket:Bucket::artifacts protect: stateful resource not protected in prod",
-    f"stateful-resources-protected {P}kubernetes:core/v1:PersistentVolumeClaim::postgres-data protect: stateful resource not protected in prod",
-    f"mlflow-minio-not-exposed {P}kubernetes:core/v1:Service::mlflow-public spec.type: mlflow exposed outside the cluster by a LoadBalancer Service",
+    f"stateful-resources-protected {P}kubernetes:core/v1:PersistentVolumeClaim::postgres-data protect: stateful "
+    "resource not protected in prod",
+    f"mlflow-minio-not-exposed {P}kubernetes:core/v1:Service::mlflow-public spec.type: mlflow exposed outside the "
+    "cluster by a LoadBalancer Service",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[0].args[5]: "
     "credential passed to a command-line tool",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[1].command[2]: "
@@ -114,8 +117,14 @@ def test_the_stack_name_decides_prod_only_policies(capsys: pytest.CaptureFixture
 
 
 def test_the_script_reads_stdin_and_runs_from_anywhere(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "audit.py"), "-"], input=(FIXTURES / "clean-export.json").read_text(),
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "audit.py"), "-"],
+        input=(FIXTURES / "clean-export.json").read_text(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert (result.returncode, result.stdout) == (0, "")
 
 
@@ -126,16 +135,21 @@ UNREADABLE = {
     "version-2": ({"version": 2, "deployment": {}}, 'not a version 3 stack export (expected {"version": 3, "deployment": ...})'),
     "no-deployment": ({"version": 3}, "'deployment' must be an object"),
     "resources-not-a-list": ({"version": 3, "deployment": {"resources": {"urn": "x"}}}, "'deployment.resources' must be a list"),
-    "resource-without-urn": ({"version": 3, "deployment": {"resources": [{"type": "aws:s3/bucket:Bucket", "inputs": {"password": "hunter2x"}}]}},
-                             "resource 0: 'urn' and 'type' must be strings"),
-    "inputs-not-an-object": ({"version": 3, "deployment": {"resources": [{"urn": "urn:pulumi:dev::p::t::n", "type": "t", "inputs": ["hunter2x"]}]}},
-                             "urn:pulumi:dev::p::t::n: 'inputs' must be an object"),
+    "resource-without-urn": (
+        {"version": 3, "deployment": {"resources": [{"type": "aws:s3/bucket:Bucket", "inputs": {"password": "hunter2x"}}]}},
+        "resource 0: 'urn' and 'type' must be strings",
+    ),
+    "inputs-not-an-object": (
+        {"version": 3, "deployment": {"resources": [{"urn": "urn:pulumi:dev::p::t::n", "type": "t", "inputs": ["hunter2x"]}]}},
+        "urn:pulumi:dev::p::t::n: 'inputs' must be an object",
+    ),
 }
 
 
 @pytest.mark.parametrize("content, problem", UNREADABLE.values(), ids=list(UNREADABLE))
-def test_an_unreadable_or_malformed_file_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, content: Any,
-                                                               problem: str) -> None:
+def test_an_unreadable_or_malformed_file_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: Any, problem: str
+) -> None:
     path = tmp_path / "state.json"
     if isinstance(content, bytes):
         path.write_bytes(content)
@@ -152,8 +166,11 @@ def test_a_bad_policy_config_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_p
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"no-plaintext-credentials": {"enforcementLevel": "strict"}}))
     code, out, err = audit(capsys, fixture("clean-export.json"), "--config", str(config))
-    assert (code, out, err) == (2, "", f"audit: {config}: no-plaintext-credentials.enforcementLevel: 'strict' is not one of "
-                                       "advisory, mandatory, remediate, disabled\n")
+    assert (code, out, err) == (
+        2,
+        "",
+        f"audit: {config}: no-plaintext-credentials.enforcementLevel: 'strict' is not one of advisory, mandatory, remediate, disabled\n",
+    )
 
 
 # -- audit_resources: the API `make plan` calls on build/<stack>/resources.json ---------------------
@@ -164,24 +181,46 @@ ENV_VALUE = "spec.template.spec.containers[0].env[0].value"
 
 def record(type_: str, name: str, inputs: dict[str, Any], secret_paths: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     """A resource as tools/harness.py records it (secret values masked as "[secret]")."""
-    return {"urn": f"{DEV}{type_}::{name}", "type": type_, "name": name, "parent": None, "custom": True, "protect": False,
-            "retainOnDelete": False, "dependencies": [], "inputs": inputs, "secretPaths": list(secret_paths), **extra}
+    return {
+        "urn": f"{DEV}{type_}::{name}",
+        "type": type_,
+        "name": name,
+        "parent": None,
+        "custom": True,
+        "protect": False,
+        "retainOnDelete": False,
+        "dependencies": [],
+        "inputs": inputs,
+        "secretPaths": list(secret_paths),
+        **extra,
+    }
 
 
 def deployment_with_env_value(value: str) -> dict[str, Any]:
-    return {"spec": {"template": {"spec": {"containers": [{"name": "mlflow", "image": "mlflow:3.17.2",
-                                                          "env": [{"name": "DB_PASSWORD", "value": value}]}]}}}}
+    return {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "mlflow", "image": "mlflow:3.17.2", "env": [{"name": "DB_PASSWORD", "value": value}]}]}
+            }
+        }
+    }
 
 
 def test_a_value_at_or_under_a_secret_path_is_protected() -> None:
     deployment = "kubernetes:apps/v1:Deployment"
-    assert audit_resources([
-        record(deployment, "masked", deployment_with_env_value("[secret]"), (ENV_VALUE,)),
-        record(deployment, "unmasked", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"), (ENV_VALUE,)),
-        record(deployment, "whole-spec", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"), ("spec",)),
-    ]) == []
+    assert (
+        audit_resources(
+            [
+                record(deployment, "masked", deployment_with_env_value("[secret]"), (ENV_VALUE,)),
+                record(deployment, "unmasked", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"), (ENV_VALUE,)),
+                record(deployment, "whole-spec", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"), ("spec",)),
+            ]
+        )
+        == []
+    )
     assert audit_resources([record(deployment, "plain", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"))]) == [
-        Violation("no-plaintext-credentials", f"{DEV}{deployment}::plain", ENV_VALUE, "literal value of a credential-named key", True)]
+        Violation("no-plaintext-credentials", f"{DEV}{deployment}::plain", ENV_VALUE, "literal value of a credential-named key", True)
+    ]
 
 
 def test_a_credential_holder_must_hold_a_secret() -> None:
@@ -189,7 +228,8 @@ def test_a_credential_holder_must_hold_a_secret() -> None:
     generated = {"stringData": {"password": "Hq4rTz8Lm2vXp9Kd7Wn3"}}
     assert audit_resources([record(secret, "sealed", {"stringData": "[secret]"}, ("stringData",))]) == []
     assert [v.line() for v in audit_resources([record(secret, "open", generated)])] == [
-        f"no-plaintext-credentials {DEV}{secret}::open stringData.password: credential not stored as a Pulumi secret"]
+        f"no-plaintext-credentials {DEV}{secret}::open stringData.password: credential not stored as a Pulumi secret"
+    ]
 
 
 def test_a_random_password_result_outside_a_secret_is_a_leak() -> None:
@@ -197,7 +237,8 @@ def test_a_random_password_result_outside_a_secret_is_a_leak() -> None:
     outputs = {"length": 20, "result": "Hq4rTz8Lm2vXp9Kd7Wn3"}
     assert audit_resources([record(password, "p", {"length": 20}, outputs=outputs, outputSecretPaths=["result"])]) == []
     assert [(v.path, v.kind) for v in audit_resources([record(password, "p", {"length": 20}, outputs=outputs)])] == [
-        ("result", "credential not stored as a Pulumi secret")]
+        ("result", "credential not stored as a Pulumi secret")
+    ]
 
 
 def test_secret_paths_in_the_recorders_plain_dotted_form_match_quoted_keys() -> None:
@@ -219,15 +260,20 @@ def test_prod_comes_from_the_urns_unless_given() -> None:
 def test_enforcement_levels_from_the_pack_config_set_mandatory() -> None:
     pod = record("kubernetes:core/v1:Pod", "p", {"spec": {"containers": [{"name": "a", "image": "busybox"}]}})
     assert audit_resources([pod]) == [
-        Violation("images-pinned", pod["urn"], "spec.containers[0].image", "image has no tag or digest", True)]
+        Violation("images-pinned", pod["urn"], "spec.containers[0].image", "image has no tag or digest", True)
+    ]
     assert [v.mandatory for v in audit_resources([pod], config={"images-pinned": "advisory"})] == [False]
     assert audit_resources([pod], config={"images-pinned": {"enforcementLevel": "disabled"}}) == []
 
 
 def test_violation_line_format() -> None:
-    violation = Violation("images-pinned", "urn:pulumi:dev::p::kubernetes:core/v1:Pod::p", "spec.containers[0].image",
-                          "image has no tag or digest", False)
-    assert violation.line() == "images-pinned urn:pulumi:dev::p::kubernetes:core/v1:Pod::p spec.containers[0].image: image has no tag or digest"
+    violation = Violation(
+        "images-pinned", "urn:pulumi:dev::p::kubernetes:core/v1:Pod::p", "spec.containers[0].image", "image has no tag or digest", False
+    )
+    assert (
+        violation.line()
+        == "images-pinned urn:pulumi:dev::p::kubernetes:core/v1:Pod::p spec.containers[0].image: image has no tag or digest"
+    )
 
 
 def test_bad_input_to_the_api_raises() -> None:
@@ -241,11 +287,17 @@ def test_bad_input_to_the_api_raises() -> None:
 
 def test_the_documented_example_config_is_valid_and_does_what_it_says() -> None:
     example = json.loads((ROOT / "policies" / "config.example.json").read_text())
-    config_map = record("kubernetes:core/v1:ConfigMap", "kfp", {"data": {"KFP_PUBLIC_DEMO_TOKEN": "Zq8vT2mR5nK9wX3b",
-                                                                        "DEMO_TOKEN": "kfp-public-demo-token"}})
+    config_map = record(
+        "kubernetes:core/v1:ConfigMap",
+        "kfp",
+        {"data": {"KFP_PUBLIC_DEMO_TOKEN": "Zq8vT2mR5nK9wX3b", "DEMO_TOKEN": "kfp-public-demo-token"}},
+    )
     bucket = record("aws:s3/bucket:Bucket", "artifacts", {"bucket": "artifacts"})
     assert [(v.policy, v.mandatory) for v in audit_resources([config_map, bucket], config=example)] == [
-        ("s3-bucket-public-access-block", True), ("s3-bucket-encryption", True), ("s3-bucket-versioning", True)]
+        ("s3-bucket-public-access-block", True),
+        ("s3-bucket-encryption", True),
+        ("s3-bucket-versioning", True),
+    ]
 
 
 def test_the_tool_also_reads_the_plan_that_make_plan_writes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

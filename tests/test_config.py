@@ -66,19 +66,42 @@ def test_eks_protects_data_by_default_and_uses_ebs():
             {"target": "microk8s", "database": {"storageSize": "20Gigs"}},
             "mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi",
         ),
-        ({"target": "eks"}, "mlops-platform:aws: is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl"),
+        (
+            {"target": "eks"},
+            "mlops-platform:aws: is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl",
+        ),
         ({"target": "eks", "aws": {"region": "eu-west-1"}}, "mlops-platform:aws.oidcProviderArn: is required"),
-        ({"target": "microk8s", "colour": "blue"}, "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, kubernetesVersion, namespace, serving, target, tracking"),
-        ({"target": "microk8s", "tracking": {"imagee": "x"}}, "mlops-platform:tracking.imagee: is not a known key; allowed: externalHost, image, pathPrefix, replicas, resources, telemetry, workers"),
-        ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow:latest"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow:latest' is not pinned"),
-        ({"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow"}}, "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow' is not pinned"),
+        (
+            {"target": "microk8s", "colour": "blue"},
+            "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, "
+            "kubernetesVersion, namespace, serving, target, tracking",
+        ),
+        (
+            {"target": "microk8s", "tracking": {"imagee": "x"}},
+            "mlops-platform:tracking.imagee: is not a known key; allowed: externalHost, image, pathPrefix, replicas, "
+            "resources, telemetry, workers",
+        ),
+        (
+            {"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow:latest"}},
+            "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow:latest' is not pinned",
+        ),
+        (
+            {"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow"}},
+            "mlops-platform:tracking.image: 'ghcr.io/mlflow/mlflow' is not pinned",
+        ),
         ({"target": "microk8s", "tracking": {"pathPrefix": "/mlflow/"}}, "mlops-platform:tracking.pathPrefix: '/mlflow/' is not valid"),
-        ({"target": "microk8s", "tracking": {"replicas": 0}}, "mlops-platform:tracking.replicas: 0 is not allowed; allowed: greater than or equal to 1"),
+        (
+            {"target": "microk8s", "tracking": {"replicas": 0}},
+            "mlops-platform:tracking.replicas: 0 is not allowed; allowed: greater than or equal to 1",
+        ),
         ({"target": "microk8s", "artifacts": {"bucket": "Bad_Bucket"}}, "mlops-platform:artifacts.bucket: 'Bad_Bucket' is not valid"),
         ({"target": "microk8s", "artifacts": {"prefix": "/dev/"}}, "mlops-platform:artifacts.prefix: '/dev/' is not valid"),
         ({"target": "microk8s", "namespace": "ML_Flow"}, "mlops-platform:namespace: 'ML_Flow' is not valid; allowed: a DNS-1123 label"),
         ({"target": "microk8s", "kubernetesVersion": "v1.30"}, "mlops-platform:kubernetesVersion: 'v1.30' is not valid"),
-        ({"target": "eks", "aws": json.loads(EKS_AWS), "database": {"mode": "rds"}}, "mlops-platform:database.rds: is required when database.mode is rds"),
+        (
+            {"target": "eks", "aws": json.loads(EKS_AWS), "database": {"mode": "rds"}},
+            "mlops-platform:database.rds: is required when database.mode is rds",
+        ),
     ],
 )
 def test_invalid_config_names_the_key_and_what_is_allowed(values, expected):
@@ -87,7 +110,10 @@ def test_invalid_config_names_the_key_and_what_is_allowed(values, expected):
 
 def test_rds_is_only_for_eks():
     rds = {"subnetGroupName": "db", "securityGroupIds": ["sg-1"]}
-    assert error(target="microk8s", database={"mode": "rds", "rds": rds}) == "mlops-platform:database.mode: 'rds' needs target eks; allowed: 'inCluster'"
+    assert (
+        error(target="microk8s", database={"mode": "rds", "rds": rds})
+        == "mlops-platform:database.mode: 'rds' needs target eks; allowed: 'inCluster'"
+    )
 
 
 def test_secret_values_are_never_echoed():
@@ -98,7 +124,10 @@ def test_secret_values_are_never_echoed():
 
 
 def test_keys_of_other_namespaces_are_left_to_their_providers():
-    assert parse_config("test", {"mlops-platform:target": "microk8s", "aws:region": "eu-west-1", "kubernetes:context": "microk8s"}).target == "microk8s"
+    assert (
+        parse_config("test", {"mlops-platform:target": "microk8s", "aws:region": "eu-west-1", "kubernetes:context": "microk8s"}).target
+        == "microk8s"
+    )
 
 
 def test_invalid_config_declares_no_resource():
@@ -116,33 +145,57 @@ def test_the_list_a_failed_run_is_judged_by_is_the_one_the_harness_fills():
 
 def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-    (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n")
+    (tmp_path / "Pulumi.broken.yaml").write_text(
+        "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == "error: mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi\n"
+    assert (
+        result.stderr
+        == "error: mlops-platform:database.storageSize: '20Gigs' is not valid; allowed: a whole number with Mi, Gi or Ti, e.g. 20Gi\n"
+    )
     assert not (tmp_path / "build").exists()
 
 
 BROKEN_STACK_FILES = {
     "indentation": (
         "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gi\n   password: Hunter2-SECRET\n",
-        "line 5, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a block mapping at line 2, column 3)",
+        "line 5, column 4: invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a "
+        "block mapping at line 2, column 3)",
     ),
     "unterminated-quote": (
         "config:\n  mlops-platform:token: 'Hunter2-SECRET\n",
         "line 3, column 1: invalid YAML: found unexpected end of stream (while scanning a quoted scalar at line 2, column 25)",
     ),
-    "colon-in-a-plain-value": ("config:\n  mlops-platform:token: Hunter2: SECRET\n", "line 2, column 32: invalid YAML: mapping values are not allowed here"),
-    "tab": ("config:\n\tmlops-platform:target: microk8s\n", "line 2, column 1: invalid YAML: found character '\\t' that cannot start any token"),
-    "value-its-tag-cannot-read": ("config:\n  mlops-platform:token: !!int Hunter2-SECRET\n", "line 2, column 25: invalid YAML: not a valid int"),
-    "control-character": ("config:\n  mlops-platform:token: Hunter2\x00SECRET\n", "line 2, column 32: invalid YAML: special characters are not allowed (#x0000)"),
+    "colon-in-a-plain-value": (
+        "config:\n  mlops-platform:token: Hunter2: SECRET\n",
+        "line 2, column 32: invalid YAML: mapping values are not allowed here",
+    ),
+    "tab": (
+        "config:\n\tmlops-platform:target: microk8s\n",
+        "line 2, column 1: invalid YAML: found character '\\t' that cannot start any token",
+    ),
+    "value-its-tag-cannot-read": (
+        "config:\n  mlops-platform:token: !!int Hunter2-SECRET\n",
+        "line 2, column 25: invalid YAML: not a valid int",
+    ),
+    "control-character": (
+        "config:\n  mlops-platform:token: Hunter2\x00SECRET\n",
+        "line 2, column 32: invalid YAML: special characters are not allowed (#x0000)",
+    ),
     "not-utf8": (b"config:\n  mlops-platform:token: Hunter2\xff\n", "line 2, column 32: not UTF-8 text"),
     "not-a-mapping": ("- mlops-platform:target: microk8s\n", "line 1, column 1: expected a mapping with a config key, found a list"),
-    "config-not-a-mapping": ("config:\n  - Hunter2-SECRET\n", "line 2, column 3: config: expected a mapping of keys to values, found a list"),
+    "config-not-a-mapping": (
+        "config:\n  - Hunter2-SECRET\n",
+        "line 2, column 3: config: expected a mapping of keys to values, found a list",
+    ),
 }
 
 
@@ -175,7 +228,10 @@ def test_make_plan_on_a_malformed_stack_file_prints_no_traceback(tmp_path):
     (tmp_path / "Pulumi.broken.yaml").write_text(BROKEN_STACK_FILES["indentation"][0])
     result = subprocess.run(
         [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: Pulumi.broken.yaml: {BROKEN_STACK_FILES['indentation'][1]}\n"
@@ -213,19 +269,21 @@ def test_every_key_of_a_switched_block_is_covered():
         assert keys == set(SET_ONLY_WHEN_ENABLED[block]), block
 
 
-@pytest.mark.parametrize(
-    "block, key", [(block, key) for block, keys in SET_ONLY_WHEN_ENABLED.items() for key in keys], ids=lambda v: v
-)
+@pytest.mark.parametrize("block, key", [(block, key) for block, keys in SET_ONLY_WHEN_ENABLED.items() for key in keys], ids=lambda v: v)
 def test_a_setting_of_a_disabled_block_is_refused_before_any_resource(block, key):
     """Nothing of a disabled block is declared, so the setting would be dropped without a word."""
     message, declared = refused("dev", **{block: json.dumps({"enabled": False, key: SET_ONLY_WHEN_ENABLED[block][key]})})
-    assert message == f"mlops-platform:{block}.{key}: set, but {block}.enabled is false; allowed: {block}.enabled true, or {block}.{key} left out"
+    assert (
+        message
+        == f"mlops-platform:{block}.{key}: set, but {block}.enabled is false; allowed: {block}.enabled true, or {block}.{key} left out"
+    )
     assert declared == []
 
 
 def test_a_block_without_its_switch_is_disabled_too():
     assert error(target="microk8s", serving={"namespaces": ["team-a"]}).startswith(
-        "mlops-platform:serving.namespaces: set, but serving.enabled is false")
+        "mlops-platform:serving.namespaces: set, but serving.enabled is false"
+    )
 
 
 def test_defaults_spelled_out_in_a_disabled_block_are_not_settings():
@@ -240,8 +298,11 @@ def test_defaults_spelled_out_in_a_disabled_block_are_not_settings():
 def test_the_switch_is_named_even_when_the_block_is_a_secret_key():
     """A secure registryToken makes the whole serving key secret; this message quotes no value, so it is not hidden."""
     with pytest.raises(ConfigError) as caught:
-        parse_config("test", {"mlops-platform:target": "microk8s",
-                              "mlops-platform:serving": json.dumps({"registryToken": "Hunter2-SECRET-token"})}, frozenset({"serving"}))
+        parse_config(
+            "test",
+            {"mlops-platform:target": "microk8s", "mlops-platform:serving": json.dumps({"registryToken": "Hunter2-SECRET-token"})},
+            frozenset({"serving"}),
+        )
     assert str(caught.value).startswith("mlops-platform:serving.registryToken: set, but serving.enabled is false")
     assert "Hunter2" not in str(caught.value)
 
@@ -257,5 +318,8 @@ def test_make_plan_refuses_models_of_disabled_serving_with_exit_2(tmp_path, monk
     code = plan_tool.main(["--stack", "off", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")])
     captured = capsys.readouterr()
     assert (code, captured.out) == (2, "")
-    assert captured.err == "error: mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or serving.models left out\n"
+    assert captured.err == (
+        "error: mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or "
+        "serving.models left out\n"
+    )
     assert declared == []

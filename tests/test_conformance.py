@@ -68,7 +68,10 @@ def _deployment(out: Path) -> dict:
 @pytest.mark.parametrize(
     "break_it, expected",
     [
-        (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagee="x"), "spec.template.spec.containers[0]: Additional properties are not allowed ('imagee' was unexpected)"),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagee="x"),
+            "spec.template.spec.containers[0]: Additional properties are not allowed ('imagee' was unexpected)",
+        ),
         (lambda d: d["spec"].update(replicas="two"), "spec.replicas: 'two' is not of type 'integer', 'null'"),
         (lambda d: d["spec"].pop("selector"), "spec: 'selector' is a required property"),
     ],
@@ -105,7 +108,9 @@ INFERENCE_SERVICE = {
     "apiVersion": "serving.kserve.io/v1beta1",
     "kind": "InferenceService",
     "metadata": {"name": "diabetes", "namespace": "models"},
-    "spec": {"predictor": {"minReplicas": 1, "model": {"modelFormat": {"name": "mlflow"}, "protocolVersion": "v2", "storageUri": "s3://b/p/"}}},
+    "spec": {
+        "predictor": {"minReplicas": 1, "model": {"modelFormat": {"name": "mlflow"}, "protocolVersion": "v2", "storageUri": "s3://b/p/"}}
+    },
 }
 
 
@@ -125,7 +130,13 @@ def test_istio_and_kubeflow_resources_are_checked_structurally():
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": {"name": "mlflow", "namespace": "mlflow"},
-        "spec": {"hosts": ["*"], "gateways": ["kubeflow/kubeflow-gateway"], "http": [{"match": [{"uri": {"prefix": "/mlflow/"}}], "route": [{"destination": {"host": "mlflow", "port": {"number": 5000}}}]}]},
+        "spec": {
+            "hosts": ["*"],
+            "gateways": ["kubeflow/kubeflow-gateway"],
+            "http": [
+                {"match": [{"uri": {"prefix": "/mlflow/"}}], "route": [{"destination": {"host": "mlflow", "port": {"number": 5000}}}]}
+            ],
+        },
     }
     assert conformance.validate_manifest(route, "1.34") == ("structural", [])
     route["spec"]["http"][0]["route"][0]["destination"]["port"] = 5000
@@ -138,7 +149,14 @@ def test_declared_inference_services_pass_the_kserve_models(format_):
     serving = {
         "enabled": True,
         "namespaces": ["kubeflow-user-example-com"],
-        "models": [{"name": "diabetes", "namespace": "kubeflow-user-example-com", "storageUri": "s3://mlflow-artifacts/dev/1/models/m-1/artifacts/", "format": format_}],
+        "models": [
+            {
+                "name": "diabetes",
+                "namespace": "kubeflow-user-example-com",
+                "storageUri": "s3://mlflow-artifacts/dev/1/models/m-1/artifacts/",
+                "format": format_,
+            }
+        ],
     }
     plan = run_with("dev", serving=json.dumps(serving))
     (isvc,) = plan.kinds("InferenceService")

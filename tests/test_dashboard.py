@@ -6,7 +6,6 @@ import copy
 import json
 import subprocess
 import sys
-from typing import Optional
 
 import pytest
 
@@ -111,7 +110,10 @@ def test_text_other_than_ours_survives_byte_for_byte_when_nothing_changes():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('{"menuLinks": [', "data.links is not valid JSON (Expecting value at line 1 column 16); nothing was changed, fix the ConfigMap first"),
+        (
+            '{"menuLinks": [',
+            "data.links is not valid JSON (Expecting value at line 1 column 16); nothing was changed, fix the ConfigMap first",
+        ),
         ("[]", "data.links must be a JSON object, found list; nothing was changed"),
         ('{"menuLinks": {"link": "/jupyter/"}}', "data.links.menuLinks must be a list, found dict; nothing was changed"),
     ],
@@ -129,13 +131,13 @@ def test_malformed_links_give_one_clear_line_and_no_result(text, message):
 class FakeConfigMaps:
     """ConfigMaps with resourceVersion semantics; ``writers`` simulate other tools writing between our read and write."""
 
-    def __init__(self, data: Optional[dict[str, str]]):
+    def __init__(self, data: dict[str, str] | None):
         self.data = data
         self.version = 1
         self.writes = 0
         self.writers: list = []
 
-    def read(self, namespace: str, name: str) -> Optional[ConfigMapData]:
+    def read(self, namespace: str, name: str) -> ConfigMapData | None:
         assert (namespace, name) == ("kubeflow", "centraldashboard-config")
         return None if self.data is None else ConfigMapData(dict(self.data), str(self.version))
 
@@ -149,7 +151,7 @@ class FakeConfigMaps:
         self.writes += 1
 
     def other_tool_adds(self, entry: dict):
-        def write(cm: "FakeConfigMaps") -> None:
+        def write(cm: FakeConfigMaps) -> None:
             document = json.loads(cm.data[LINKS_KEY])
             document["menuLinks"].append(entry)
             cm.data = {**cm.data, LINKS_KEY: json.dumps(document)}
@@ -158,7 +160,14 @@ class FakeConfigMaps:
         return write
 
 
-PROPS = {"namespace": "kubeflow", "configMap": "centraldashboard-config", "text": "MLflow", "link": "/mlflow/", "icon": "timeline", "__provider": "..."}
+PROPS = {
+    "namespace": "kubeflow",
+    "configMap": "centraldashboard-config",
+    "text": "MLflow",
+    "link": "/mlflow/",
+    "icon": "timeline",
+    "__provider": "...",
+}
 KATIB = {"type": "item", "link": "/katib/", "text": "Katib", "icon": "kubeflow:katib"}
 
 
@@ -208,7 +217,10 @@ def test_retries_are_bounded_and_end_in_one_line():
     cm.writers = [cm.other_tool_adds({"link": f"/tool-{i}/"}) for i in range(DashboardLinkProvider.attempts)]
     with pytest.raises(DashboardConfigError) as caught:
         provider(cm).create(dict(PROPS))
-    assert str(caught.value) == "kubeflow/centraldashboard-config kept changing during 5 attempts to edit it; nothing was written, run `pulumi up` again"
+    assert (
+        str(caught.value)
+        == "kubeflow/centraldashboard-config kept changing during 5 attempts to edit it; nothing was written, run `pulumi up` again"
+    )
     assert cm.writes == 0 and not cm.writers
 
 
@@ -265,7 +277,7 @@ def test_refresh_sees_a_removed_or_edited_entry():
 
 
 class FakeCoreV1:
-    def __init__(self, status: Optional[int] = None):
+    def __init__(self, status: int | None = None):
         self.status = status
         self.patches: list[tuple] = []
 

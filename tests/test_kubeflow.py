@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_platform.kubeflow import integration as kubeflow
 from mlops_platform.config import ConfigError, parse_config
+from mlops_platform.kubeflow import integration as kubeflow
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 
 NS = "mlflow"
@@ -59,7 +59,9 @@ def test_route_sends_the_prefix_to_the_mlflow_service_unchanged(dev):
     assert route["gateways"] == ["kubeflow/kubeflow-gateway"] and route["hosts"] == ["*"]
     (rule,) = [r for r in route["http"] if "route" in r]
     assert rule["match"] == [{"uri": {"prefix": "/mlflow/"}}]
-    assert rule["route"] == [{"destination": {"host": "mlflow.mlflow.svc.cluster.local", "port": {"number": service["spec"]["ports"][0]["port"]}}}]
+    assert rule["route"] == [
+        {"destination": {"host": "mlflow.mlflow.svc.cluster.local", "port": {"number": service["spec"]["ports"][0]["port"]}}}
+    ]
     # MLflow serves UI, static files, REST API and artifact proxy under its static prefix: nothing may strip it.
     assert not [r for r in route["http"] if "rewrite" in r]
     assert _arg(container(mlflow(dev), "mlflow")["args"], "--static-prefix") + "/" == "/mlflow/"
@@ -109,7 +111,11 @@ def test_policy_selects_exactly_the_mlflow_server_pods(dev):
     selector = spec(dev, "AuthorizationPolicy", "mlflow", NS)["selector"]["matchLabels"]
     assert selector == deployment["selector"]["matchLabels"]
     assert selector.items() <= deployment["template"]["metadata"]["labels"].items()
-    assert not [d for d in dev.kinds("Deployment") + dev.kinds("StatefulSet") if d is not mlflow(dev) and selector.items() <= d.inputs["spec"]["template"]["metadata"]["labels"].items()]
+    assert not [
+        d
+        for d in dev.kinds("Deployment") + dev.kinds("StatefulSet")
+        if d is not mlflow(dev) and selector.items() <= d.inputs["spec"]["template"]["metadata"]["labels"].items()
+    ]
 
 
 def test_configured_clients_are_admitted_too(teams):
@@ -210,7 +216,9 @@ def test_one_distinct_credential_set_per_profile_and_never_the_root_key(teams):
     own = teams.k8s("Secret", "mlflow-s3", NS).inputs["stringData"]
     sets = [_profile_secret(teams, ns) for ns in TEAMS]
     assert [s["AWS_ACCESS_KEY_ID"] for s in sets] == ["profile-team-a", "profile-team-b"]
-    keys = {r.name: r.outputs["result"] for r in teams.of_type("random:index/randomPassword:RandomPassword") if r.name.startswith("kubeflow-")}
+    keys = {
+        r.name: r.outputs["result"] for r in teams.of_type("random:index/randomPassword:RandomPassword") if r.name.startswith("kubeflow-")
+    }
     assert [s["AWS_SECRET_ACCESS_KEY"] for s in sets] == [keys["kubeflow-team-a-s3-key"], keys["kubeflow-team-b-s3-key"]]
     assert len(set(keys.values())) == len(keys) == len(TEAMS)
     for s in sets:
@@ -223,7 +231,10 @@ def test_each_profile_user_may_touch_only_its_own_prefix(teams):
     assert set(policies) == {"profile-team-a-write.json", "profile-team-b-write.json"}
     for ns in TEAMS:
         statements = json.loads(policies[f"profile-{ns}-write.json"])["Statement"]
-        assert {r for st in statements for r in st["Resource"]} == {"arn:aws:s3:::mlflow-artifacts", f"arn:aws:s3:::mlflow-artifacts/profiles/{ns}/*"}
+        assert {r for st in statements for r in st["Resource"]} == {
+            "arn:aws:s3:::mlflow-artifacts",
+            f"arn:aws:s3:::mlflow-artifacts/profiles/{ns}/*",
+        }
         listing = next(st for st in statements if st["Action"] == ["s3:ListBucket"])
         assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"profiles/{ns}", f"profiles/{ns}/*"]}}
     # MLflow's own prefix stays out of reach: profiles cannot tamper with logged models.
@@ -269,7 +280,9 @@ def test_kfp_access_injects_a_pipelines_token_and_binds_its_right(dev):
     pd = spec(dev, "PodDefault", "access-ml-pipeline", PROFILE)
     assert pd["selector"] == {"matchLabels": {"access-ml-pipeline": "true"}}
     (volume,) = pd["volumes"]
-    assert volume["projected"]["sources"] == [{"serviceAccountToken": {"path": "token", "expirationSeconds": 7200, "audience": "pipelines.kubeflow.org"}}]
+    assert volume["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 7200, "audience": "pipelines.kubeflow.org"}}
+    ]
     (mount,) = pd["volumeMounts"]
     assert mount == {"name": volume["name"], "mountPath": "/var/run/secrets/kubeflow/pipelines", "readOnly": True}
     assert pd["env"] == [{"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": f"{mount['mountPath']}/token"}]
@@ -377,14 +390,35 @@ def parse(kubeflow: dict):
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"gateway": "kubeflow-gateway"}, "mlops-platform:kubeflow.gateway: 'kubeflow-gateway' is not valid; allowed: namespace/name of an Istio Gateway, e.g. kubeflow/kubeflow-gateway"),
+        (
+            {"gateway": "kubeflow-gateway"},
+            "mlops-platform:kubeflow.gateway: 'kubeflow-gateway' is not valid; allowed: namespace/name of an Istio "
+            "Gateway, e.g. kubeflow/kubeflow-gateway",
+        ),
         ({"profiles": ["team-a", "Team_B"]}, "mlops-platform:kubeflow.profiles[1]: 'Team_B' is not valid; allowed: a DNS-1123 label"),
-        ({"profiles": ["team-a", "team-b", "team-a"]}, "mlops-platform:kubeflow.profiles[2]: 'team-a' is listed twice; allowed: each profile namespace once"),
-        ({"allowedPrincipals": ["cluster.local/ns/ci/sa/*"]}, "mlops-platform:kubeflow.allowedPrincipals[0]: 'cluster.local/ns/ci/sa/*' is not valid; allowed: an Istio principal without wildcards"),
-        ({"ingressPrincipal": "*"}, "mlops-platform:kubeflow.ingressPrincipal: '*' is not valid; allowed: an Istio principal without wildcards"),
-        ({"externalHost": "https://kubeflow.example.com"}, "mlops-platform:kubeflow.externalHost: 'https://kubeflow.example.com' is not valid; allowed: a lowercase DNS name"),
+        (
+            {"profiles": ["team-a", "team-b", "team-a"]},
+            "mlops-platform:kubeflow.profiles[2]: 'team-a' is listed twice; allowed: each profile namespace once",
+        ),
+        (
+            {"allowedPrincipals": ["cluster.local/ns/ci/sa/*"]},
+            "mlops-platform:kubeflow.allowedPrincipals[0]: 'cluster.local/ns/ci/sa/*' is not valid; allowed: an Istio "
+            "principal without wildcards",
+        ),
+        (
+            {"ingressPrincipal": "*"},
+            "mlops-platform:kubeflow.ingressPrincipal: '*' is not valid; allowed: an Istio principal without wildcards",
+        ),
+        (
+            {"externalHost": "https://kubeflow.example.com"},
+            "mlops-platform:kubeflow.externalHost: 'https://kubeflow.example.com' is not valid; allowed: a lowercase DNS name",
+        ),
         ({"kfpAccess": "sometimes"}, "mlops-platform:kubeflow.kfpAccess: 'sometimes' is not allowed; allowed: a valid boolean"),
-        ({"cookies": False}, "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, dashboardTab, enabled, externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles"),
+        (
+            {"cookies": False},
+            "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, dashboardTab, enabled, "
+            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles",
+        ),
     ],
 )
 def test_invalid_kubeflow_config_is_one_line_naming_the_key(values, message):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import yaml
 
+from mlops_policies import audit_resources
 from tests.conftest import ROOT, generated_secrets
 from tools import plan as plan_tool
 from tools.harness import MASK
-from mlops_policies import audit_resources
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -37,7 +36,18 @@ def test_resources_json_lists_every_resource_with_its_options(rendered):
     assert document["stack"] == plan.stack
     assert [r["urn"] for r in document["resources"]] == [r.urn for r in plan.resources]
     for record in document["resources"]:
-        assert set(record) == {"urn", "type", "name", "parent", "custom", "protect", "retainOnDelete", "dependencies", "inputs", "secretPaths"}
+        assert set(record) == {
+            "urn",
+            "type",
+            "name",
+            "parent",
+            "custom",
+            "protect",
+            "retainOnDelete",
+            "dependencies",
+            "inputs",
+            "secretPaths",
+        }
     assert document["outputs"]["databasePassword"] == MASK
 
 

@@ -10,10 +10,10 @@ import base64
 import json
 import re
 import runpy
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
@@ -27,10 +27,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-ROOT = Path(__file__).resolve().parent.parent
+from mlops_policies import POLICIES, ConfigError, checks, crossguard_policies
+from mlops_policies import detectors as d
 
-from mlops_policies import POLICIES, ConfigError, crossguard_policies
-from mlops_policies import checks, detectors as d
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- fake credentials ---------------------------------------------------------------
 
@@ -70,11 +70,13 @@ def urn(type_: str, name: str) -> str:
     return f"urn:pulumi:dev::mlops-platform::{type_}::{name}"
 
 
-def messages(policy: str, type_: str, props: dict[str, Any], *, name: str = "subject", protect: bool = False,
-             config: Optional[dict[str, Any]] = None) -> list[str]:
+def messages(
+    policy: str, type_: str, props: dict[str, Any], *, name: str = "subject", protect: bool = False, config: dict[str, Any] | None = None
+) -> list[str]:
     """Run one resource policy on ``props``, wrapped in the engine's unknown-checking proxy."""
-    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), urn(type_, name), name, _options(protect), None,
-                                  config=config or {})
+    args = ResourceValidationArgs(
+        type_, unknown_checking_proxy(props), urn(type_, name), name, _options(protect), None, config=config or {}
+    )
     reported: list[str] = []
     POLICY[policy].validate(args, lambda message, _urn=None: reported.append(message))
     return reported
@@ -128,23 +130,68 @@ POD_SPEC_AT = {
 SAFE_ENV = {"name": "DB_PASSWORD_FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "mlflow-db", "key": "password"}}}
 CONTAINER_LEAKS = [
     # (location, container, init container, path below the pod spec, kind, secret)
-    ("env", {"name": "app", "image": "app:1.0", "env": [SAFE_ENV, {"name": "DB_PASSWORD", "value": DB_PASSWORD}]}, None,
-     "containers[0].env[1].value", d.NAMED_CREDENTIAL, DB_PASSWORD),
-    ("args", {"name": "app", "image": "app:1.0", "args": ["server", f"--backend-store-uri=postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow"]},
-     None, "containers[0].args[1]", d.URI_PASSWORD, DB_PASSWORD),
-    ("flag-pair", {"name": "app", "image": "app:1.0", "args": ["login", "--token", TOKEN]}, None,
-     "containers[0].args[2]", d.NAMED_CREDENTIAL, TOKEN),
-    ("sh-c", {"name": "app", "image": "app:1.0", "command": ["sh", "-c", f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET} && aws s3 ls"]},
-     None, "containers[0].command[2]", d.AWS_SECRET_ACCESS_KEY, AWS_SECRET),
-    ("init-env", {"name": "app", "image": "app:1.0"},
-     {"name": "setup", "image": "setup:1.0", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": AWS_KEY_ID}]},
-     "initContainers[0].env[0].value", d.AWS_ACCESS_KEY_ID, AWS_KEY_ID),
+    (
+        "env",
+        {"name": "app", "image": "app:1.0", "env": [SAFE_ENV, {"name": "DB_PASSWORD", "value": DB_PASSWORD}]},
+        None,
+        "containers[0].env[1].value",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
+    (
+        "args",
+        {"name": "app", "image": "app:1.0", "args": ["server", f"--backend-store-uri=postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow"]},
+        None,
+        "containers[0].args[1]",
+        d.URI_PASSWORD,
+        DB_PASSWORD,
+    ),
+    (
+        "flag-pair",
+        {"name": "app", "image": "app:1.0", "args": ["login", "--token", TOKEN]},
+        None,
+        "containers[0].args[2]",
+        d.NAMED_CREDENTIAL,
+        TOKEN,
+    ),
+    (
+        "sh-c",
+        {"name": "app", "image": "app:1.0", "command": ["sh", "-c", f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET} && aws s3 ls"]},
+        None,
+        "containers[0].command[2]",
+        d.AWS_SECRET_ACCESS_KEY,
+        AWS_SECRET,
+    ),
+    (
+        "init-env",
+        {"name": "app", "image": "app:1.0"},
+        {"name": "setup", "image": "setup:1.0", "env": [{"name": "AWS_ACCESS_KEY_ID", "value": AWS_KEY_ID}]},
+        "initContainers[0].env[0].value",
+        d.AWS_ACCESS_KEY_ID,
+        AWS_KEY_ID,
+    ),
     # the container's args follow its command: `mc alias set ALIAS URL ACCESSKEY SECRETKEY`
-    ("positional", {"name": "mc", "image": "mc:1.0", "command": ["mc"],
-                    "args": ["alias", "set", "local", "http://minio:9000", "mlops-admin", DB_PASSWORD]}, None,
-     "containers[0].args[5]", d.COMMAND_LINE, DB_PASSWORD),
-    ("positional-in-sh-c", {"name": "mc", "image": "mc:1.0", "command": ["sh", "-c", f"mc admin user add local mlflow {TOKEN} >/dev/null"]},
-     None, "containers[0].command[2]", d.COMMAND_LINE, TOKEN),
+    (
+        "positional",
+        {
+            "name": "mc",
+            "image": "mc:1.0",
+            "command": ["mc"],
+            "args": ["alias", "set", "local", "http://minio:9000", "mlops-admin", DB_PASSWORD],
+        },
+        None,
+        "containers[0].args[5]",
+        d.COMMAND_LINE,
+        DB_PASSWORD,
+    ),
+    (
+        "positional-in-sh-c",
+        {"name": "mc", "image": "mc:1.0", "command": ["sh", "-c", f"mc admin user add local mlflow {TOKEN} >/dev/null"]},
+        None,
+        "containers[0].command[2]",
+        d.COMMAND_LINE,
+        TOKEN,
+    ),
 ]
 
 
@@ -176,14 +223,38 @@ LEAKS: list[Leak] = [
     *_workload_leaks(),
     # every detector, in a ConfigMap
     Leak("aws-key-id", CONFIG_MAP, {"data": {"S3_ID": AWS_KEY_ID}}, "data.S3_ID", d.AWS_ACCESS_KEY_ID, AWS_KEY_ID),
-    Leak("aws-secret-key", CONFIG_MAP, {"data": {"AWS_SECRET_ACCESS_KEY": AWS_SECRET}}, "data.AWS_SECRET_ACCESS_KEY",
-         d.AWS_SECRET_ACCESS_KEY, AWS_SECRET),
-    Leak("postgres-uri", CONFIG_MAP, {"data": {"DB_URI": f"postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow"}}, "data.DB_URI",
-         d.URI_PASSWORD, DB_PASSWORD),
-    Leak("mysql-uri", CONFIG_MAP, {"data": {"KFP_DB": f"mysql://root:{DB_PASSWORD}@mysql:3306/mlpipeline"}}, "data.KFP_DB",
-         d.URI_PASSWORD, DB_PASSWORD),
-    Leak("https-uri", CONFIG_MAP, {"data": {"REPO": f"https://bot:{TOKEN}@git.example.com/ml/models.git"}}, "data.REPO",
-         d.URI_PASSWORD, TOKEN),
+    Leak(
+        "aws-secret-key",
+        CONFIG_MAP,
+        {"data": {"AWS_SECRET_ACCESS_KEY": AWS_SECRET}},
+        "data.AWS_SECRET_ACCESS_KEY",
+        d.AWS_SECRET_ACCESS_KEY,
+        AWS_SECRET,
+    ),
+    Leak(
+        "postgres-uri",
+        CONFIG_MAP,
+        {"data": {"DB_URI": f"postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow"}},
+        "data.DB_URI",
+        d.URI_PASSWORD,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "mysql-uri",
+        CONFIG_MAP,
+        {"data": {"KFP_DB": f"mysql://root:{DB_PASSWORD}@mysql:3306/mlpipeline"}},
+        "data.KFP_DB",
+        d.URI_PASSWORD,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "https-uri",
+        CONFIG_MAP,
+        {"data": {"REPO": f"https://bot:{TOKEN}@git.example.com/ml/models.git"}},
+        "data.REPO",
+        d.URI_PASSWORD,
+        TOKEN,
+    ),
     Leak("pem", CONFIG_MAP, {"data": {"tls.key": PEM}}, 'data["tls.key"]', d.PRIVATE_KEY, PEM_BODY),
     Leak("pem-base64", CONFIG_MAP, {"data": {"client-key-data": b64(PEM)}}, "data.client-key-data", d.PRIVATE_KEY, b64(PEM)[:40]),
     Leak("jwt", CONFIG_MAP, {"data": {"KFP_BEARER": JWT}}, "data.KFP_BEARER", d.JWT, JWT),
@@ -191,92 +262,264 @@ LEAKS: list[Leak] = [
     Leak("github-token", CONFIG_MAP, {"data": {"GH": GITHUB_TOKEN}}, "data.GH", d.API_TOKEN, GITHUB_TOKEN),
     Leak("named-password", CONFIG_MAP, {"data": {"password": DB_PASSWORD}}, "data.password", d.NAMED_CREDENTIAL, DB_PASSWORD),
     Leak("named-api-key", CONFIG_MAP, {"data": {"apiKey": TOKEN}}, "data.apiKey", d.NAMED_CREDENTIAL, TOKEN),
-    Leak("named-star-key", CONFIG_MAP, {"data": {"MINIO_ACCESS_KEY": "mlflow-svc"}}, "data.MINIO_ACCESS_KEY", d.NAMED_CREDENTIAL,
-         "mlflow-svc"),
-    Leak("named-client-secret", CONFIG_MAP, {"data": {"OIDC_CLIENT_SECRET": TOKEN}}, "data.OIDC_CLIENT_SECRET",
-         d.NAMED_CREDENTIAL, TOKEN),
-    Leak("default-minio123", CONFIG_MAP, {"data": {"MINIO_ROOT_PASSWORD": "minio123"}}, "data.MINIO_ROOT_PASSWORD",
-         d.DEFAULT_CREDENTIAL, "minio123"),
-    Leak("default-minioadmin", CONFIG_MAP, {"data": {"MINIO_ROOT_USER": "minioadmin"}}, "data.MINIO_ROOT_USER",
-         d.DEFAULT_CREDENTIAL, "minioadmin"),
-    Leak("default-kubeflow-user", CONFIG_MAP, {"data": {"DEFAULT_LOGIN": "user@example.com:12341234"}}, "data.DEFAULT_LOGIN",
-         d.DEFAULT_CREDENTIAL, "12341234"),
-    Leak("default-mlflow-password", CONFIG_MAP, {"data": {"POSTGRES": "mlflow_password"}}, "data.POSTGRES",
-         d.DEFAULT_CREDENTIAL, "mlflow_password"),
+    Leak(
+        "named-star-key",
+        CONFIG_MAP,
+        {"data": {"MINIO_ACCESS_KEY": "mlflow-svc"}},
+        "data.MINIO_ACCESS_KEY",
+        d.NAMED_CREDENTIAL,
+        "mlflow-svc",
+    ),
+    Leak("named-client-secret", CONFIG_MAP, {"data": {"OIDC_CLIENT_SECRET": TOKEN}}, "data.OIDC_CLIENT_SECRET", d.NAMED_CREDENTIAL, TOKEN),
+    Leak(
+        "default-minio123",
+        CONFIG_MAP,
+        {"data": {"MINIO_ROOT_PASSWORD": "minio123"}},
+        "data.MINIO_ROOT_PASSWORD",
+        d.DEFAULT_CREDENTIAL,
+        "minio123",
+    ),
+    Leak(
+        "default-minioadmin",
+        CONFIG_MAP,
+        {"data": {"MINIO_ROOT_USER": "minioadmin"}},
+        "data.MINIO_ROOT_USER",
+        d.DEFAULT_CREDENTIAL,
+        "minioadmin",
+    ),
+    Leak(
+        "default-kubeflow-user",
+        CONFIG_MAP,
+        {"data": {"DEFAULT_LOGIN": "user@example.com:12341234"}},
+        "data.DEFAULT_LOGIN",
+        d.DEFAULT_CREDENTIAL,
+        "12341234",
+    ),
+    Leak(
+        "default-mlflow-password",
+        CONFIG_MAP,
+        {"data": {"POSTGRES": "mlflow_password"}},
+        "data.POSTGRES",
+        d.DEFAULT_CREDENTIAL,
+        "mlflow_password",
+    ),
     Leak("default-password1234", CONFIG_MAP, {"data": {"PG": "password1234"}}, "data.PG", d.DEFAULT_CREDENTIAL, "password1234"),
     # credentials inside documents and text
-    Leak("dex-config-yaml", CONFIG_MAP, {"data": {"config.yaml": DEX_CONFIG}}, 'data["config.yaml"].staticPasswords[0].hash',
-         d.DEFAULT_CREDENTIAL, DEX_DEFAULT_HASH),
-    Leak("properties-file", CONFIG_MAP, {"data": {"app.properties": f"db.host=db\ndb.password={DB_PASSWORD}\n"}},
-         'data["app.properties"]', d.NAMED_CREDENTIAL, DB_PASSWORD),
-    Leak("binary-data", CONFIG_MAP, {"binaryData": {"env": b64(f"PGPASSWORD={DB_PASSWORD}\n")}}, "binaryData.env",
-         d.NAMED_CREDENTIAL, DB_PASSWORD),
-    Leak("mc-alias-script", CONFIG_MAP, {"data": {"setup.sh": "mc alias set local http://minio:9000 minioadmin minio123"}},
-         'data["setup.sh"]', d.DEFAULT_CREDENTIAL, "minio123"),
+    Leak(
+        "dex-config-yaml",
+        CONFIG_MAP,
+        {"data": {"config.yaml": DEX_CONFIG}},
+        'data["config.yaml"].staticPasswords[0].hash',
+        d.DEFAULT_CREDENTIAL,
+        DEX_DEFAULT_HASH,
+    ),
+    Leak(
+        "properties-file",
+        CONFIG_MAP,
+        {"data": {"app.properties": f"db.host=db\ndb.password={DB_PASSWORD}\n"}},
+        'data["app.properties"]',
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "binary-data",
+        CONFIG_MAP,
+        {"binaryData": {"env": b64(f"PGPASSWORD={DB_PASSWORD}\n")}},
+        "binaryData.env",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "mc-alias-script",
+        CONFIG_MAP,
+        {"data": {"setup.sh": "mc alias set local http://minio:9000 minioadmin minio123"}},
+        'data["setup.sh"]',
+        d.DEFAULT_CREDENTIAL,
+        "minio123",
+    ),
     # credentials a command-line tool takes by position or in a short option, inside scripts
-    *(Leak(f"command-line-{tool}", CONFIG_MAP, {"data": {"run.sh": f"set -e\n{line}\necho done\n"}}, 'data["run.sh"]', kind, secret)
-      for tool, line, kind, secret in (
-          ("mc-alias-set", f"mc alias set local http://minio.mlflow.svc:9000 mlops-admin {DB_PASSWORD} --api S3v4", d.COMMAND_LINE, DB_PASSWORD),
-          ("mc-config-host-add", f"/usr/bin/mc --quiet config host add local http://minio:9000 mlops-admin '{DB_PASSWORD}'", d.COMMAND_LINE,
-           DB_PASSWORD),
-          ("mc-admin-user-add", f"mc admin user add local mlflow {TOKEN}", d.COMMAND_LINE, TOKEN),
-          ("commented-out", f"#mc alias set local http://minio:9000 mlops-admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
-          ("curl-user", f"curl -fsSu mlflow:{DB_PASSWORD} http://mlflow.mlflow.svc:5000/mlflow/health", d.COMMAND_LINE, DB_PASSWORD),
-          ("curl-user-long", f'curl --user="mlflow:{DB_PASSWORD}" https://mlflow.example.com/mlflow', d.COMMAND_LINE, DB_PASSWORD),
-          ("curl-authorization", f"curl -H 'Authorization: Bearer {TOKEN}' https://mlflow.example.com/api", d.COMMAND_LINE, TOKEN),
-          ("psql-uri", f"psql postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow -c 'select 1'", d.URI_PASSWORD, DB_PASSWORD),
-          ("psql-uri-unsafe-characters", f"psql 'postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db:5432/mlflow' -c 'select 1'", d.COMMAND_LINE,
-           URI_UNSAFE_PASSWORD),
-          ("pg-dump-dbname", f"pg_dump --dbname=postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db/mlflow > /backup/db.sql", d.COMMAND_LINE,
-           URI_UNSAFE_PASSWORD),
-          ("mysql", f"mysql -uroot -p{DB_PASSWORD} mlpipeline < schema.sql", d.COMMAND_LINE, DB_PASSWORD),
-          ("redis-cli", f"redis-cli -h redis -a {TOKEN} ping", d.COMMAND_LINE, TOKEN),
-          ("sshpass", f"sshpass -p {DB_PASSWORD} scp model.pkl host:/models/", d.COMMAND_LINE, DB_PASSWORD),
-          ("docker-login", f"docker login -u bot -p {TOKEN} ghcr.io", d.COMMAND_LINE, TOKEN),
-          ("htpasswd", f"htpasswd -bc /etc/nginx/htpasswd admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
-          ("kubectl-from-literal", f"kubectl create secret generic db --from-literal=username=mlflow --from-literal=password={DB_PASSWORD}",
-           d.COMMAND_LINE, DB_PASSWORD),
-      )),
-    Leak("curl-in-an-argument-list", "kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "probe", "image": "curl:8.10.1", "command": [
-        "curl", "-fsS", "-u", f"mlflow:{DB_PASSWORD}", "http://mlflow.mlflow.svc:5000/mlflow/health"]}]}},
-         "spec.containers[0].command[3]", d.COMMAND_LINE, DB_PASSWORD),
+    *(
+        Leak(f"command-line-{tool}", CONFIG_MAP, {"data": {"run.sh": f"set -e\n{line}\necho done\n"}}, 'data["run.sh"]', kind, secret)
+        for tool, line, kind, secret in (
+            (
+                "mc-alias-set",
+                f"mc alias set local http://minio.mlflow.svc:9000 mlops-admin {DB_PASSWORD} --api S3v4",
+                d.COMMAND_LINE,
+                DB_PASSWORD,
+            ),
+            (
+                "mc-config-host-add",
+                f"/usr/bin/mc --quiet config host add local http://minio:9000 mlops-admin '{DB_PASSWORD}'",
+                d.COMMAND_LINE,
+                DB_PASSWORD,
+            ),
+            ("mc-admin-user-add", f"mc admin user add local mlflow {TOKEN}", d.COMMAND_LINE, TOKEN),
+            ("commented-out", f"#mc alias set local http://minio:9000 mlops-admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
+            ("curl-user", f"curl -fsSu mlflow:{DB_PASSWORD} http://mlflow.mlflow.svc:5000/mlflow/health", d.COMMAND_LINE, DB_PASSWORD),
+            ("curl-user-long", f'curl --user="mlflow:{DB_PASSWORD}" https://mlflow.example.com/mlflow', d.COMMAND_LINE, DB_PASSWORD),
+            ("curl-authorization", f"curl -H 'Authorization: Bearer {TOKEN}' https://mlflow.example.com/api", d.COMMAND_LINE, TOKEN),
+            ("psql-uri", f"psql postgresql://mlflow:{DB_PASSWORD}@db:5432/mlflow -c 'select 1'", d.URI_PASSWORD, DB_PASSWORD),
+            (
+                "psql-uri-unsafe-characters",
+                f"psql 'postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db:5432/mlflow' -c 'select 1'",
+                d.COMMAND_LINE,
+                URI_UNSAFE_PASSWORD,
+            ),
+            (
+                "pg-dump-dbname",
+                f"pg_dump --dbname=postgresql://mlflow:{URI_UNSAFE_PASSWORD}@db/mlflow > /backup/db.sql",
+                d.COMMAND_LINE,
+                URI_UNSAFE_PASSWORD,
+            ),
+            ("mysql", f"mysql -uroot -p{DB_PASSWORD} mlpipeline < schema.sql", d.COMMAND_LINE, DB_PASSWORD),
+            ("redis-cli", f"redis-cli -h redis -a {TOKEN} ping", d.COMMAND_LINE, TOKEN),
+            ("sshpass", f"sshpass -p {DB_PASSWORD} scp model.pkl host:/models/", d.COMMAND_LINE, DB_PASSWORD),
+            ("docker-login", f"docker login -u bot -p {TOKEN} ghcr.io", d.COMMAND_LINE, TOKEN),
+            ("htpasswd", f"htpasswd -bc /etc/nginx/htpasswd admin {DB_PASSWORD}", d.COMMAND_LINE, DB_PASSWORD),
+            (
+                "kubectl-from-literal",
+                f"kubectl create secret generic db --from-literal=username=mlflow --from-literal=password={DB_PASSWORD}",
+                d.COMMAND_LINE,
+                DB_PASSWORD,
+            ),
+        )
+    ),
+    Leak(
+        "curl-in-an-argument-list",
+        "kubernetes:core/v1:Pod",
+        {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": "curl:8.10.1",
+                        "command": ["curl", "-fsS", "-u", f"mlflow:{DB_PASSWORD}", "http://mlflow.mlflow.svc:5000/mlflow/health"],
+                    }
+                ]
+            }
+        },
+        "spec.containers[0].command[3]",
+        d.COMMAND_LINE,
+        DB_PASSWORD,
+    ),
     # a credential-named key is a credential unless it says which Secret key holds one and names such a key
-    Leak("secret-key-holding-a-value", CONFIG_MAP, {"data": {"DB_PASSWORD_SECRET_KEY": DB_PASSWORD}}, "data.DB_PASSWORD_SECRET_KEY",
-         d.NAMED_CREDENTIAL, DB_PASSWORD),
-    Leak("minio-secret-key", CONFIG_MAP, {"data": {"MINIO_SECRET_KEY": "mlflow-bucket-key"}}, "data.MINIO_SECRET_KEY",
-         d.NAMED_CREDENTIAL, "mlflow-bucket-key"),
+    Leak(
+        "secret-key-holding-a-value",
+        CONFIG_MAP,
+        {"data": {"DB_PASSWORD_SECRET_KEY": DB_PASSWORD}},
+        "data.DB_PASSWORD_SECRET_KEY",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "minio-secret-key",
+        CONFIG_MAP,
+        {"data": {"MINIO_SECRET_KEY": "mlflow-bucket-key"}},
+        "data.MINIO_SECRET_KEY",
+        d.NAMED_CREDENTIAL,
+        "mlflow-bucket-key",
+    ),
     # metadata
-    Leak("annotation", CONFIG_MAP, {"metadata": {"annotations": {"example.com/db": f"postgresql://u:{DB_PASSWORD}@db/x"}}},
-         'metadata.annotations["example.com/db"]', d.URI_PASSWORD, DB_PASSWORD),
-    Leak("label", CONFIG_MAP, {"metadata": {"labels": {"key-id": AWS_KEY_ID}}}, "metadata.labels.key-id", d.AWS_ACCESS_KEY_ID,
-         AWS_KEY_ID),
-    Leak("last-applied", CONFIG_MAP, {"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": LAST_APPLIED}}},
-         'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"].data.MINIO_SECRET_KEY', d.NAMED_CREDENTIAL,
-         DB_PASSWORD),
+    Leak(
+        "annotation",
+        CONFIG_MAP,
+        {"metadata": {"annotations": {"example.com/db": f"postgresql://u:{DB_PASSWORD}@db/x"}}},
+        'metadata.annotations["example.com/db"]',
+        d.URI_PASSWORD,
+        DB_PASSWORD,
+    ),
+    Leak("label", CONFIG_MAP, {"metadata": {"labels": {"key-id": AWS_KEY_ID}}}, "metadata.labels.key-id", d.AWS_ACCESS_KEY_ID, AWS_KEY_ID),
+    Leak(
+        "last-applied",
+        CONFIG_MAP,
+        {"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": LAST_APPLIED}}},
+        'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"].data.MINIO_SECRET_KEY',
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
     # custom resources, walked generically
-    Leak("inference-service", "kubernetes:serving.kserve.io/v1beta1:InferenceService",
-         {"spec": {"predictor": {"model": {"modelFormat": {"name": "mlflow"}, "storageUri": "s3://models/wine",
-                                           "env": [{"name": "HF_TOKEN", "value": HF_TOKEN}]}}}},
-         "spec.predictor.model.env[0].value", d.API_TOKEN, HF_TOKEN),
-    Leak("pod-default", "kubernetes:kubeflow.org/v1alpha1:PodDefault",
-         {"spec": {"selector": {"matchLabels": {"access-ml-pipeline": "true"}},
-                   "env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": AWS_SECRET}]}},
-         "spec.env[0].value", d.AWS_SECRET_ACCESS_KEY, AWS_SECRET),
-    Leak("any-custom-resource", "kubernetes:example.com/v1:Widget", {"spec": {"backend": {"connection": {"password": DB_PASSWORD}}}},
-         "spec.backend.connection.password", d.NAMED_CREDENTIAL, DB_PASSWORD),
+    Leak(
+        "inference-service",
+        "kubernetes:serving.kserve.io/v1beta1:InferenceService",
+        {
+            "spec": {
+                "predictor": {
+                    "model": {
+                        "modelFormat": {"name": "mlflow"},
+                        "storageUri": "s3://models/wine",
+                        "env": [{"name": "HF_TOKEN", "value": HF_TOKEN}],
+                    }
+                }
+            }
+        },
+        "spec.predictor.model.env[0].value",
+        d.API_TOKEN,
+        HF_TOKEN,
+    ),
+    Leak(
+        "pod-default",
+        "kubernetes:kubeflow.org/v1alpha1:PodDefault",
+        {
+            "spec": {
+                "selector": {"matchLabels": {"access-ml-pipeline": "true"}},
+                "env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": AWS_SECRET}],
+            }
+        },
+        "spec.env[0].value",
+        d.AWS_SECRET_ACCESS_KEY,
+        AWS_SECRET,
+    ),
+    Leak(
+        "any-custom-resource",
+        "kubernetes:example.com/v1:Widget",
+        {"spec": {"backend": {"connection": {"password": DB_PASSWORD}}}},
+        "spec.backend.connection.password",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
     # Helm values
-    Leak("helm-values", "kubernetes:helm.sh/v3:Release", {"chart": "postgresql", "values": {"auth": {"postgresPassword": DB_PASSWORD}}},
-         "values.auth.postgresPassword", d.NAMED_CREDENTIAL, DB_PASSWORD),
-    Leak("helm-v4-values", "kubernetes:helm.sh/v4:Chart", {"chart": "minio", "values": {"rootPassword": "minio123"}},
-         "values.rootPassword", d.DEFAULT_CREDENTIAL, "minio123"),
+    Leak(
+        "helm-values",
+        "kubernetes:helm.sh/v3:Release",
+        {"chart": "postgresql", "values": {"auth": {"postgresPassword": DB_PASSWORD}}},
+        "values.auth.postgresPassword",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
+    Leak(
+        "helm-v4-values",
+        "kubernetes:helm.sh/v4:Chart",
+        {"chart": "minio", "values": {"rootPassword": "minio123"}},
+        "values.rootPassword",
+        d.DEFAULT_CREDENTIAL,
+        "minio123",
+    ),
     # credential holders accept generated values, never published defaults
-    Leak("secret-default", "kubernetes:core/v1:Secret", {"stringData": {"MINIO_ROOT_PASSWORD": "minio123"}},
-         "stringData.MINIO_ROOT_PASSWORD", d.DEFAULT_CREDENTIAL, "minio123"),
-    Leak("secret-data-default", "kubernetes:core/v1:Secret", {"data": {"secretkey": b64("minio123")}}, "data.secretkey",
-         d.DEFAULT_CREDENTIAL, b64("minio123")),
+    Leak(
+        "secret-default",
+        "kubernetes:core/v1:Secret",
+        {"stringData": {"MINIO_ROOT_PASSWORD": "minio123"}},
+        "stringData.MINIO_ROOT_PASSWORD",
+        d.DEFAULT_CREDENTIAL,
+        "minio123",
+    ),
+    Leak(
+        "secret-data-default",
+        "kubernetes:core/v1:Secret",
+        {"data": {"secretkey": b64("minio123")}},
+        "data.secretkey",
+        d.DEFAULT_CREDENTIAL,
+        b64("minio123"),
+    ),
     # not only Kubernetes
-    Leak("lambda-environment", "aws:lambda/function:Function", {"environment": {"variables": {"DB_PASSWORD": DB_PASSWORD}}},
-         "environment.variables.DB_PASSWORD", d.NAMED_CREDENTIAL, DB_PASSWORD),
+    Leak(
+        "lambda-environment",
+        "aws:lambda/function:Function",
+        {"environment": {"variables": {"DB_PASSWORD": DB_PASSWORD}}},
+        "environment.variables.DB_PASSWORD",
+        d.NAMED_CREDENTIAL,
+        DB_PASSWORD,
+    ),
 ]
 
 
@@ -291,88 +534,261 @@ def test_leak_is_reported_at_its_path_with_its_kind_and_without_the_value(leak: 
 
 def test_the_corpus_covers_every_credential_kind_crossguard_can_see() -> None:
     assert {leak.kind for leak in LEAKS} == {
-        d.AWS_ACCESS_KEY_ID, d.AWS_SECRET_ACCESS_KEY, d.URI_PASSWORD, d.PRIVATE_KEY, d.JWT, d.API_TOKEN,
-        d.DEFAULT_CREDENTIAL, d.NAMED_CREDENTIAL, d.COMMAND_LINE,
+        d.AWS_ACCESS_KEY_ID,
+        d.AWS_SECRET_ACCESS_KEY,
+        d.URI_PASSWORD,
+        d.PRIVATE_KEY,
+        d.JWT,
+        d.API_TOKEN,
+        d.DEFAULT_CREDENTIAL,
+        d.NAMED_CREDENTIAL,
+        d.COMMAND_LINE,
     }
 
 
 def test_a_value_holding_several_credentials_reports_each_kind_once() -> None:
     assert findings(CREDENTIALS, CONFIG_MAP, {"data": {"DB": "postgresql://mlflow:mlflow_password@db/mlflow"}}) == {
-        ("data.DB", d.URI_PASSWORD), ("data.DB", d.DEFAULT_CREDENTIAL)}
+        ("data.DB", d.URI_PASSWORD),
+        ("data.DB", d.DEFAULT_CREDENTIAL),
+    }
 
 
 # -- what must not be flagged -------------------------------------------------------------
 
 CLEAN: dict[str, tuple[str, dict[str, Any]]] = {
-    "valueFrom-secretKeyRef": ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {"containers": [
-        {"name": "app", "image": "app:1.0", "env": [SAFE_ENV, {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {
-            "secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}}]}]})),
-    "envFrom": ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {"containers": [
-        {"name": "app", "image": "app:1.0", "envFrom": [{"secretRef": {"name": "mlflow-db"}}]}]})),
-    "k8s-var-reference": ("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "app", "image": "app:1.0", "env": [
-        {"name": "MLFLOW_BACKEND_STORE_URI", "value": "postgresql+psycopg2://mlflow:$(DB_PASSWORD)@db:5432/mlflow"},
-        {"name": "PASSWORD", "value": "$(DB_PASSWORD)"}]}]}}),
-    "shell-var-reference": ("kubernetes:batch/v1:Job", _workload("kubernetes:batch/v1:Job", {"containers": [
-        {"name": "mc", "image": "mc:1.0", "command": ["sh", "-c",
-         'mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "${MINIO_ROOT_PASSWORD}" && export PGPASSWORD=$(cat /run/pw)']}]})),
-    "flag-with-reference": ("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "a", "image": "a:1", "args": [
-        "--password", "$(DB_PASSWORD)", "--token-file", "/var/run/secrets/token"]}]}}),
-    "image-digest": ("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "a", "image": "ghcr.io/mlflow/mlflow@sha256:"
-                                                                         + "3f" * 32}]}}),
-    "git-sha-uuid-arn": (CONFIG_MAP, {"metadata": {"labels": {"app.kubernetes.io/version": "3f786850e387550fdab836ed7e6dc881de23001b"},
-                                                   "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mlflow"}},
-                                      "data": {"GIT_SHA": "3F786850E387550FDAB836ED7E6DC881DE23001B",
-                                               "CLIENT_SECRET_ID": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
-                                               "token": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
-                                               "SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-db-AbCdEf"}}),
-    "urls-without-credentials": (CONFIG_MAP, {"data": {
-        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc.cluster.local:5000/mlflow",
-        "MLFLOW_S3_ENDPOINT_URL": "http://minio.mlflow.svc:9000", "ARTIFACTS": "s3://mlflow-artifacts/mlflow",
-        "TOKEN_URL": "https://dex.example.com/dex/token", "CLONE": "https://git@github.com/org/repo.git"}}),
-    "settings-named-like-credentials": (CONFIG_MAP, {"data": {
-        "PASSWORD_MIN_LENGTH": "12", "TOKEN_TTL_SECONDS": "3600", "secretName": "mlflow-db", "existingSecret": "mlflow-db",
-        "PASSWORD_FILE": "/run/secrets/pw", "ALLOW_EMPTY_PASSWORD": "no", "max_tokens": "512", "hashKey": "id",
-        "kmsKeyId": "alias/mlflow", "SECRET_KEY_REF": "mlflow-db", "nginx.ingress.kubernetes.io/auth-secret": "basic-auth"}}),
-    "names-of-secret-keys": (CONFIG_MAP, {"data": {
-        "DB_PASSWORD_SECRET_KEY": "password", "DB_USERNAME_SECRET_KEY": "username", "DB_URI_SECRET_KEY": "uri",
-        "MINIO_ROOT_PASSWORD_SECRET_KEY": "rootPassword", "TOKEN_SECRET_KEY": "registry-token",
-        "passwordSecretKey": "postgres-password", "ADMIN_PASSWORD_KEY": "admin-password", "ACCESS_KEY_SECRET_KEY": "AWS_ACCESS_KEY_ID"}}),
-    "env-naming-a-secret-key": ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {"containers": [
-        {"name": "app", "image": "app:1.0", "env": [{"name": "MLFLOW_DB_PASSWORD_SECRET_KEY", "value": "password"},
-                                                    {"name": "DB_SECRET_NAME", "value": "mlflow-db"}],
-         "command": ["sh", "-c", "export DB_PASSWORD_SECRET_KEY=password && exec app"]}]})),
-    "command-line-references": ("kubernetes:batch/v1:Job", _workload("kubernetes:batch/v1:Job", {"containers": [
-        {"name": "mc", "image": "mc:1.0", "command": ["mc"], "args": ["alias", "set", "local", "$(MINIO_URL)", "$(MINIO_ROOT_USER)",
-                                                                      "$(MINIO_ROOT_PASSWORD)"]},
-        {"name": "sh", "image": "sh:1.0", "command": ["sh", "-c", "\n".join([
-            'mc alias set local "$MINIO_URL" "$MINIO_ROOT_USER" "${MINIO_ROOT_PASSWORD}" >/dev/null',
-            'mc admin user add local mlflow "$SECRET_KEY_MLFLOW"',
-            "curl -fsS -u \"mlflow:$(cat /run/secrets/mlflow/password)\" http://mlflow:5000/mlflow/health",
-            "curl -fsS -u mlflow:$(cat /run/secrets/mlflow/password) http://mlflow:5000/mlflow/health",
-            "mc admin user add local kserve `cat /run/secrets/kserve/key`",
-            'curl -u admin https://prompts.example.com  # no password: curl prompts',
-            'curl -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" https://mlflow.example.com/api',
-            'psql "$DATABASE_URL" -p 5432 -c "select 1"',
-            "mysql -u root -p mlpipeline",
-            "docker run -p 8080:80 registry.local/app:1.0 login",
-            "kubectl create secret generic db --from-literal=password=\"$(openssl rand -hex 16)\" --from-literal=username=mlflow",
-            "echo 'mc alias set local http://minio:9000 <user> <password>'",
-            'htpasswd -b /etc/nginx/htpasswd admin "$ADMIN_PASSWORD"  # rotated monthly',
-            "# usage: mc alias set local http://minio:9000 <accesskey> <secretkey>",
-        ])]}]})),
-    "placeholders": (CONFIG_MAP, {"data": {"password": "<your-password>", "DB_PASSWORD": "********", "TOKEN": "{{ .Values.token }}",
-                                           "API_KEY": "[secret]"}}),
-    "secret-holding-generated-values": ("kubernetes:core/v1:Secret", {"stringData": {"password": DB_PASSWORD, "AWS_ACCESS_KEY_ID": AWS_KEY_ID},
-                                                                      "data": {"token": b64(TOKEN)}}),
+    "valueFrom-secretKeyRef": (
+        "kubernetes:apps/v1:Deployment",
+        _workload(
+            "kubernetes:apps/v1:Deployment",
+            {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "app:1.0",
+                        "env": [
+                            SAFE_ENV,
+                            {
+                                "name": "AWS_SECRET_ACCESS_KEY",
+                                "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}},
+                            },
+                        ],
+                    }
+                ]
+            },
+        ),
+    ),
+    "envFrom": (
+        "kubernetes:apps/v1:Deployment",
+        _workload(
+            "kubernetes:apps/v1:Deployment",
+            {"containers": [{"name": "app", "image": "app:1.0", "envFrom": [{"secretRef": {"name": "mlflow-db"}}]}]},
+        ),
+    ),
+    "k8s-var-reference": (
+        "kubernetes:core/v1:Pod",
+        {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "app:1.0",
+                        "env": [
+                            {"name": "MLFLOW_BACKEND_STORE_URI", "value": "postgresql+psycopg2://mlflow:$(DB_PASSWORD)@db:5432/mlflow"},
+                            {"name": "PASSWORD", "value": "$(DB_PASSWORD)"},
+                        ],
+                    }
+                ]
+            }
+        },
+    ),
+    "shell-var-reference": (
+        "kubernetes:batch/v1:Job",
+        _workload(
+            "kubernetes:batch/v1:Job",
+            {
+                "containers": [
+                    {
+                        "name": "mc",
+                        "image": "mc:1.0",
+                        "command": [
+                            "sh",
+                            "-c",
+                            'mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "${MINIO_ROOT_PASSWORD}" && export PGPASSWORD=$(cat '
+                            "/run/pw)",
+                        ],
+                    }
+                ]
+            },
+        ),
+    ),
+    "flag-with-reference": (
+        "kubernetes:core/v1:Pod",
+        {
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "a:1", "args": ["--password", "$(DB_PASSWORD)", "--token-file", "/var/run/secrets/token"]}
+                ]
+            }
+        },
+    ),
+    "image-digest": (
+        "kubernetes:core/v1:Pod",
+        {"spec": {"containers": [{"name": "a", "image": "ghcr.io/mlflow/mlflow@sha256:" + "3f" * 32}]}},
+    ),
+    "git-sha-uuid-arn": (
+        CONFIG_MAP,
+        {
+            "metadata": {
+                "labels": {"app.kubernetes.io/version": "3f786850e387550fdab836ed7e6dc881de23001b"},
+                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mlflow"},
+            },
+            "data": {
+                "GIT_SHA": "3F786850E387550FDAB836ED7E6DC881DE23001B",
+                "CLIENT_SECRET_ID": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+                "token": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+                "SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-db-AbCdEf",
+            },
+        },
+    ),
+    "urls-without-credentials": (
+        CONFIG_MAP,
+        {
+            "data": {
+                "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc.cluster.local:5000/mlflow",
+                "MLFLOW_S3_ENDPOINT_URL": "http://minio.mlflow.svc:9000",
+                "ARTIFACTS": "s3://mlflow-artifacts/mlflow",
+                "TOKEN_URL": "https://dex.example.com/dex/token",
+                "CLONE": "https://git@github.com/org/repo.git",
+            }
+        },
+    ),
+    "settings-named-like-credentials": (
+        CONFIG_MAP,
+        {
+            "data": {
+                "PASSWORD_MIN_LENGTH": "12",
+                "TOKEN_TTL_SECONDS": "3600",
+                "secretName": "mlflow-db",
+                "existingSecret": "mlflow-db",
+                "PASSWORD_FILE": "/run/secrets/pw",
+                "ALLOW_EMPTY_PASSWORD": "no",
+                "max_tokens": "512",
+                "hashKey": "id",
+                "kmsKeyId": "alias/mlflow",
+                "SECRET_KEY_REF": "mlflow-db",
+                "nginx.ingress.kubernetes.io/auth-secret": "basic-auth",
+            }
+        },
+    ),
+    "names-of-secret-keys": (
+        CONFIG_MAP,
+        {
+            "data": {
+                "DB_PASSWORD_SECRET_KEY": "password",
+                "DB_USERNAME_SECRET_KEY": "username",
+                "DB_URI_SECRET_KEY": "uri",
+                "MINIO_ROOT_PASSWORD_SECRET_KEY": "rootPassword",
+                "TOKEN_SECRET_KEY": "registry-token",
+                "passwordSecretKey": "postgres-password",
+                "ADMIN_PASSWORD_KEY": "admin-password",
+                "ACCESS_KEY_SECRET_KEY": "AWS_ACCESS_KEY_ID",
+            }
+        },
+    ),
+    "env-naming-a-secret-key": (
+        "kubernetes:apps/v1:Deployment",
+        _workload(
+            "kubernetes:apps/v1:Deployment",
+            {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "app:1.0",
+                        "env": [
+                            {"name": "MLFLOW_DB_PASSWORD_SECRET_KEY", "value": "password"},
+                            {"name": "DB_SECRET_NAME", "value": "mlflow-db"},
+                        ],
+                        "command": ["sh", "-c", "export DB_PASSWORD_SECRET_KEY=password && exec app"],
+                    }
+                ]
+            },
+        ),
+    ),
+    "command-line-references": (
+        "kubernetes:batch/v1:Job",
+        _workload(
+            "kubernetes:batch/v1:Job",
+            {
+                "containers": [
+                    {
+                        "name": "mc",
+                        "image": "mc:1.0",
+                        "command": ["mc"],
+                        "args": ["alias", "set", "local", "$(MINIO_URL)", "$(MINIO_ROOT_USER)", "$(MINIO_ROOT_PASSWORD)"],
+                    },
+                    {
+                        "name": "sh",
+                        "image": "sh:1.0",
+                        "command": [
+                            "sh",
+                            "-c",
+                            "\n".join(
+                                [
+                                    'mc alias set local "$MINIO_URL" "$MINIO_ROOT_USER" "${MINIO_ROOT_PASSWORD}" >/dev/null',
+                                    'mc admin user add local mlflow "$SECRET_KEY_MLFLOW"',
+                                    'curl -fsS -u "mlflow:$(cat /run/secrets/mlflow/password)" http://mlflow:5000/mlflow/health',
+                                    "curl -fsS -u mlflow:$(cat /run/secrets/mlflow/password) http://mlflow:5000/mlflow/health",
+                                    "mc admin user add local kserve `cat /run/secrets/kserve/key`",
+                                    "curl -u admin https://prompts.example.com  # no password: curl prompts",
+                                    'curl -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" https://mlflow.example.com/api',
+                                    'psql "$DATABASE_URL" -p 5432 -c "select 1"',
+                                    "mysql -u root -p mlpipeline",
+                                    "docker run -p 8080:80 registry.local/app:1.0 login",
+                                    'kubectl create secret generic db --from-literal=password="$(openssl rand -hex 16)" '
+                                    "--from-literal=username=mlflow",
+                                    "echo 'mc alias set local http://minio:9000 <user> <password>'",
+                                    'htpasswd -b /etc/nginx/htpasswd admin "$ADMIN_PASSWORD"  # rotated monthly',
+                                    "# usage: mc alias set local http://minio:9000 <accesskey> <secretkey>",
+                                ]
+                            ),
+                        ],
+                    },
+                ]
+            },
+        ),
+    ),
+    "placeholders": (
+        CONFIG_MAP,
+        {"data": {"password": "<your-password>", "DB_PASSWORD": "********", "TOKEN": "{{ .Values.token }}", "API_KEY": "[secret]"}},
+    ),
+    "secret-holding-generated-values": (
+        "kubernetes:core/v1:Secret",
+        {"stringData": {"password": DB_PASSWORD, "AWS_ACCESS_KEY_ID": AWS_KEY_ID}, "data": {"token": b64(TOKEN)}},
+    ),
     "random-password-inputs": ("random:index/randomPassword:RandomPassword", {"length": 32, "special": False}),
     "rds-password-from-random": ("aws:rds/instance:Instance", {"password": DB_PASSWORD, "username": "mlflow"}),
-    "helm-existing-secret": ("kubernetes:helm.sh/v3:Release", {"values": {"auth": {"existingSecret": "pg", "secretKeys": {
-        "adminPasswordKey": "postgres-password"}}}}),
-    "inference-service-s3": ("kubernetes:serving.kserve.io/v1beta1:InferenceService", {"spec": {"predictor": {
-        "serviceAccountName": "kserve-s3", "model": {"modelFormat": {"name": "mlflow"}, "storageUri": "s3://models/wine/1"}}}}),
-    "serving-kserve-s3-annotations": ("kubernetes:core/v1:ServiceAccount", {"metadata": {"annotations": {
-        "serving.kserve.io/s3-endpoint": "minio.mlflow.svc:9000", "serving.kserve.io/s3-usehttps": "0"}},
-        "secrets": [{"name": "kserve-s3"}]}),
+    "helm-existing-secret": (
+        "kubernetes:helm.sh/v3:Release",
+        {"values": {"auth": {"existingSecret": "pg", "secretKeys": {"adminPasswordKey": "postgres-password"}}}},
+    ),
+    "inference-service-s3": (
+        "kubernetes:serving.kserve.io/v1beta1:InferenceService",
+        {
+            "spec": {
+                "predictor": {
+                    "serviceAccountName": "kserve-s3",
+                    "model": {"modelFormat": {"name": "mlflow"}, "storageUri": "s3://models/wine/1"},
+                }
+            }
+        },
+    ),
+    "serving-kserve-s3-annotations": (
+        "kubernetes:core/v1:ServiceAccount",
+        {
+            "metadata": {"annotations": {"serving.kserve.io/s3-endpoint": "minio.mlflow.svc:9000", "serving.kserve.io/s3-usehttps": "0"}},
+            "secrets": [{"name": "kserve-s3"}],
+        },
+    ),
 }
 
 
@@ -383,9 +799,18 @@ def test_clean_case_is_silent(case: tuple[str, dict[str, Any]]) -> None:
 
 
 def test_a_leak_is_still_found_next_to_values_unknown_during_preview() -> None:
-    props = {"spec": {"containers": [{"name": "a", "image": UNKNOWN_STRING_VALUE, "env": [
-        {"name": "ENDPOINT", "value": UNKNOWN_STRING_VALUE},
-        {"name": "DB_PASSWORD", "value": DB_PASSWORD}]}], "hostNetwork": UNKNOWN_BOOLEAN_VALUE}}
+    props = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "image": UNKNOWN_STRING_VALUE,
+                    "env": [{"name": "ENDPOINT", "value": UNKNOWN_STRING_VALUE}, {"name": "DB_PASSWORD", "value": DB_PASSWORD}],
+                }
+            ],
+            "hostNetwork": UNKNOWN_BOOLEAN_VALUE,
+        }
+    }
     assert findings(CREDENTIALS, "kubernetes:core/v1:Pod", props) == {("spec.containers[0].env[1].value", d.NAMED_CREDENTIAL)}
     assert messages("images-pinned", "kubernetes:core/v1:Pod", props) == []
 
@@ -420,56 +845,82 @@ def test_a_setting_the_policy_does_not_have_is_an_error() -> None:
 
 
 def test_an_iam_access_key_is_a_long_lived_credential() -> None:
-    assert findings("no-static-iam-access-keys", "aws:iam/accessKey:AccessKey", {"user": "ci"}) == {
-        ("(resource)", checks.STATIC_KEY)}
+    assert findings("no-static-iam-access-keys", "aws:iam/accessKey:AccessKey", {"user": "ci"}) == {("(resource)", checks.STATIC_KEY)}
     assert messages("no-static-iam-access-keys", "aws:iam/role:Role", {"name": "mlflow"}) == []
 
 
-@pytest.mark.parametrize(("type_", "props", "expected"), [
-    ("kubernetes:apps/v1:Deployment", _workload("kubernetes:apps/v1:Deployment", {
-        "containers": [{"name": "a", "image": "busybox"}], "initContainers": [{"name": "b", "image": "quay.io/minio/mc:latest"}]}),
-     {("spec.template.spec.containers[0].image", checks.NO_TAG), ("spec.template.spec.initContainers[0].image", checks.LATEST_TAG)}),
-    ("kubernetes:core/v1:Pod", {"spec": {"containers": [{"name": "a", "image": "registry.local:5000/team/app"}]}},
-     {("spec.containers[0].image", checks.NO_TAG)}),
-    ("kubernetes:serving.kserve.io/v1beta1:InferenceService", {"spec": {"predictor": {"containers": [
-        {"name": "kserve-container", "image": "ghcr.io/acme/model:latest"}]}}},
-     {("spec.predictor.containers[0].image", checks.LATEST_TAG)}),
-    ("kubernetes:helm.sh/v3:Release", {"values": {"image": {"repository": "bitnami/postgresql", "tag": "latest"},
-                                                  "metrics": {"image": "bitnami/postgres-exporter"}}},
-     {("values.image.tag", checks.LATEST_TAG)}),
-], ids=["deployment", "registry-port-is-not-a-tag", "inference-service", "helm-values"])
+@pytest.mark.parametrize(
+    ("type_", "props", "expected"),
+    [
+        (
+            "kubernetes:apps/v1:Deployment",
+            _workload(
+                "kubernetes:apps/v1:Deployment",
+                {"containers": [{"name": "a", "image": "busybox"}], "initContainers": [{"name": "b", "image": "quay.io/minio/mc:latest"}]},
+            ),
+            {("spec.template.spec.containers[0].image", checks.NO_TAG), ("spec.template.spec.initContainers[0].image", checks.LATEST_TAG)},
+        ),
+        (
+            "kubernetes:core/v1:Pod",
+            {"spec": {"containers": [{"name": "a", "image": "registry.local:5000/team/app"}]}},
+            {("spec.containers[0].image", checks.NO_TAG)},
+        ),
+        (
+            "kubernetes:serving.kserve.io/v1beta1:InferenceService",
+            {"spec": {"predictor": {"containers": [{"name": "kserve-container", "image": "ghcr.io/acme/model:latest"}]}}},
+            {("spec.predictor.containers[0].image", checks.LATEST_TAG)},
+        ),
+        (
+            "kubernetes:helm.sh/v3:Release",
+            {"values": {"image": {"repository": "bitnami/postgresql", "tag": "latest"}, "metrics": {"image": "bitnami/postgres-exporter"}}},
+            {("values.image.tag", checks.LATEST_TAG)},
+        ),
+    ],
+    ids=["deployment", "registry-port-is-not-a-tag", "inference-service", "helm-values"],
+)
 def test_unpinned_images_are_reported(type_: str, props: dict[str, Any], expected: set[tuple[str, str]]) -> None:
     assert findings("images-pinned", type_, props) == expected
 
 
 def test_pinned_images_are_accepted() -> None:
-    pod = {"spec": {"containers": [
-        {"name": "a", "image": "ghcr.io/mlflow/mlflow:v3.17.2-full"},
-        {"name": "b", "image": "docker.io/library/postgres@sha256:" + "ab" * 32},
-        {"name": "c", "image": "localhost:5000/app:1.0"}]}}
+    pod = {
+        "spec": {
+            "containers": [
+                {"name": "a", "image": "ghcr.io/mlflow/mlflow:v3.17.2-full"},
+                {"name": "b", "image": "docker.io/library/postgres@sha256:" + "ab" * 32},
+                {"name": "c", "image": "localhost:5000/app:1.0"},
+            ]
+        }
+    }
     assert messages("images-pinned", "kubernetes:core/v1:Pod", pod) == []
 
 
 def _service(name: str, type_: str, app: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlops"}},
-            "spec": {"type": type_, "selector": {"app.kubernetes.io/name": app}, "ports": [{"port": 80}]}}
+    return {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlops"}},
+        "spec": {"type": type_, "selector": {"app.kubernetes.io/name": app}, "ports": [{"port": 80}]},
+    }
 
 
 def test_mlflow_and_minio_services_stay_inside_the_cluster() -> None:
     service = "kubernetes:core/v1:Service"
     assert findings("mlflow-minio-not-exposed", service, _service("tracking", "LoadBalancer", "mlflow")) == {
-        ("spec.type", "mlflow exposed outside the cluster by a LoadBalancer Service")}
+        ("spec.type", "mlflow exposed outside the cluster by a LoadBalancer Service")
+    }
     assert findings("mlflow-minio-not-exposed", service, _service("minio-console", "NodePort", "object-store")) == {
-        ("spec.type", "minio exposed outside the cluster by a NodePort Service")}
+        ("spec.type", "minio exposed outside the cluster by a NodePort Service")
+    }
     assert messages("mlflow-minio-not-exposed", service, _service("mlflow", "ClusterIP", "mlflow")) == []
     assert messages("mlflow-minio-not-exposed", service, _service("istio-ingressgateway", "LoadBalancer", "istio")) == []
     assert findings("mlflow-minio-not-exposed", service, _service("gw", "LoadBalancer", "istio"), config={"apps": ["istio"]}) == {
-        ("spec.type", "istio exposed outside the cluster by a LoadBalancer Service")}
+        ("spec.type", "istio exposed outside the cluster by a LoadBalancer Service")
+    }
 
 
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
-STATEFUL_SET = {"spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}],
-                         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}}
+STATEFUL_SET = {
+    "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}], "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}
+}
 
 
 def test_stateful_resources_must_be_protected_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -478,7 +929,8 @@ def test_stateful_resources_must_be_protected_in_prod(monkeypatch: pytest.Monkey
     assert findings(policy, PVC, {}) == {("protect", checks.NOT_PROTECTED)}
     assert findings(policy, "aws:rds/instance:Instance", {}) == {("protect", checks.NOT_PROTECTED)}
     assert findings(policy, "kubernetes:apps/v1:StatefulSet", STATEFUL_SET, protect=True) == {
-        ("spec.persistentVolumeClaimRetentionPolicy.whenDeleted", checks.VOLUMES_DELETED)}
+        ("spec.persistentVolumeClaimRetentionPolicy.whenDeleted", checks.VOLUMES_DELETED)
+    }
     assert messages(policy, PVC, {}, protect=True) == []
     assert messages(policy, "kubernetes:apps/v1:StatefulSet", {"spec": {"replicas": 1}}) == []
     assert messages(policy, PVC, {}, config={"prod": False}) == []
@@ -497,12 +949,14 @@ def test_outside_prod_stateful_resources_may_be_unprotected(monkeypatch: pytest.
 BUCKET = "aws:s3/bucket:Bucket"
 
 
-def resource(type_: str, name: str, props: dict[str, Any], *, depends_on: tuple[PolicyResource, ...] = (),
-             protect: bool = False) -> PolicyResource:
+def resource(
+    type_: str, name: str, props: dict[str, Any], *, depends_on: tuple[PolicyResource, ...] = (), protect: bool = False
+) -> PolicyResource:
     """A resource as CrossGuard's stack analysis sees it; companions depend on their bucket."""
     deps = list(depends_on)
-    return PolicyResource(type_, unknown_checking_proxy(props), urn(type_, name), name, _options(protect), None, None, deps,
-                          {"bucket": deps} if deps else {})
+    return PolicyResource(
+        type_, unknown_checking_proxy(props), urn(type_, name), name, _options(protect), None, None, deps, {"bucket": deps} if deps else {}
+    )
 
 
 def _hardened_bucket(bucket_name: Any = "mlflow-artifacts") -> list[PolicyResource]:
@@ -511,13 +965,24 @@ def _hardened_bucket(bucket_name: Any = "mlflow-artifacts") -> list[PolicyResour
     ref = {"bucket": UNKNOWN_STRING_VALUE}
     return [
         bucket,
-        resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "artifacts-pab",
-                 {**ref, **{flag: True for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")}},
-                 depends_on=(bucket,)),
-        resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "artifacts-sse",
-                 {**ref, "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]}, depends_on=(bucket,)),
-        resource("aws:s3/bucketVersioning:BucketVersioning", "artifacts-versioning",
-                 {**ref, "versioningConfiguration": {"status": "Enabled"}}, depends_on=(bucket,)),
+        resource(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "artifacts-pab",
+            {**ref, **{flag: True for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")}},
+            depends_on=(bucket,),
+        ),
+        resource(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "artifacts-sse",
+            {**ref, "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]},
+            depends_on=(bucket,),
+        ),
+        resource(
+            "aws:s3/bucketVersioning:BucketVersioning",
+            "artifacts-versioning",
+            {**ref, "versioningConfiguration": {"status": "Enabled"}},
+            depends_on=(bucket,),
+        ),
     ]
 
 
@@ -542,16 +1007,24 @@ def test_a_companion_that_leaves_the_bucket_open_is_reported_on_the_companion() 
     bucket = resource(BUCKET, "artifacts", {"bucket": "mlflow-artifacts"})
     weak = [
         bucket,
-        resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "artifacts-pab",
-                 {"bucket": "mlflow-artifacts", "blockPublicAcls": True, "blockPublicPolicy": False, "ignorePublicAcls": True}),
-        resource("aws:s3/bucketVersioning:BucketVersioning", "artifacts-versioning",
-                 {"bucket": "mlflow-artifacts", "versioningConfiguration": {"status": "Suspended"}}),
+        resource(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "artifacts-pab",
+            {"bucket": "mlflow-artifacts", "blockPublicAcls": True, "blockPublicPolicy": False, "ignorePublicAcls": True},
+        ),
+        resource(
+            "aws:s3/bucketVersioning:BucketVersioning",
+            "artifacts-versioning",
+            {"bucket": "mlflow-artifacts", "versioningConfiguration": {"status": "Suspended"}},
+        ),
     ]
     assert stack_findings("s3-bucket-public-access-block", weak) == {
         ("artifacts-pab", "blockPublicPolicy", checks.PUBLIC_ACCESS_ALLOWED),
-        ("artifacts-pab", "restrictPublicBuckets", checks.PUBLIC_ACCESS_ALLOWED)}
+        ("artifacts-pab", "restrictPublicBuckets", checks.PUBLIC_ACCESS_ALLOWED),
+    }
     assert stack_findings("s3-bucket-versioning", weak) == {
-        ("artifacts-versioning", "versioningConfiguration.status", checks.VERSIONING_OFF)}
+        ("artifacts-versioning", "versioningConfiguration.status", checks.VERSIONING_OFF)
+    }
 
 
 def test_an_account_public_access_block_covers_every_bucket() -> None:
@@ -561,8 +1034,16 @@ def test_an_account_public_access_block_covers_every_bucket() -> None:
 
 
 def test_inline_bucket_settings_count() -> None:
-    inline = [resource(BUCKET, "legacy", {"versioning": {"enabled": True}, "serverSideEncryptionConfiguration": {
-        "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}}})]
+    inline = [
+        resource(
+            BUCKET,
+            "legacy",
+            {
+                "versioning": {"enabled": True},
+                "serverSideEncryptionConfiguration": {"rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}},
+            },
+        )
+    ]
     assert stack_findings("s3-bucket-encryption", inline) == set()
     assert stack_findings("s3-bucket-versioning", inline) == set()
 
@@ -590,16 +1071,31 @@ def crossguard_on_export(name: str) -> set[tuple[str, str, str, str]]:
     Resource policies get each resource's inputs, stack policies its outputs, as in a preview.
     """
     state = json.loads((FIXTURES / name).read_text())["deployment"]["resources"]
-    credentials = [c for group in json.loads((FIXTURES / "credentials.json").read_text()).values() if isinstance(group, list) for c in group]
+    credentials = [
+        c for group in json.loads((FIXTURES / "credentials.json").read_text()).values() if isinstance(group, list) for c in group
+    ]
     reported: list[tuple[str, str]] = []
     stack: dict[str, PolicyResource] = {}
     for r in state:
         logical = r["urn"].rsplit("::", 1)[1]
-        stack[r["urn"]] = PolicyResource(r["type"], unknown_checking_proxy(_unwrapped(r.get("outputs", {}))), r["urn"], logical,
-                                         _options(r.get("protect", False)), None, None, [], {})
+        stack[r["urn"]] = PolicyResource(
+            r["type"],
+            unknown_checking_proxy(_unwrapped(r.get("outputs", {}))),
+            r["urn"],
+            logical,
+            _options(r.get("protect", False)),
+            None,
+            None,
+            [],
+            {},
+        )
         if r.get("custom"):
-            reported += [(spec.name, m) for spec in POLICIES if spec.resource_check for m in messages(
-                spec.name, r["type"], _unwrapped(r["inputs"]), name=logical, protect=r.get("protect", False))]
+            reported += [
+                (spec.name, m)
+                for spec in POLICIES
+                if spec.resource_check
+                for m in messages(spec.name, r["type"], _unwrapped(r["inputs"]), name=logical, protect=r.get("protect", False))
+            ]
     for r in state:
         stack[r["urn"]].dependencies.extend(stack[d] for d in r.get("dependencies", []))
     reported += [(spec.name, m) for spec in POLICIES if spec.stack_check for m in stack_messages(spec.name, list(stack.values()))]
@@ -704,18 +1200,38 @@ def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
 def test_the_engine_path_unwraps_secrets_and_reports_without_the_value(analyzer: Any) -> None:
     secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": DB_PASSWORD}
     request = proto.AnalyzeRequest(
-        type="kubernetes:apps/v1:Deployment", name="mlflow", urn=urn("kubernetes:apps/v1:Deployment", "mlflow"),
-        properties=_struct(_workload("kubernetes:apps/v1:Deployment", {"containers": [
-            {"name": "mlflow", "image": "ghcr.io/mlflow/mlflow:v3.17.2", "env": [{"name": "DB_PASSWORD", "value": secret}]}]})),
-        options=proto.AnalyzerResourceOptions(protect=False))
+        type="kubernetes:apps/v1:Deployment",
+        name="mlflow",
+        urn=urn("kubernetes:apps/v1:Deployment", "mlflow"),
+        properties=_struct(
+            _workload(
+                "kubernetes:apps/v1:Deployment",
+                {
+                    "containers": [
+                        {"name": "mlflow", "image": "ghcr.io/mlflow/mlflow:v3.17.2", "env": [{"name": "DB_PASSWORD", "value": secret}]}
+                    ]
+                },
+            )
+        ),
+        options=proto.AnalyzerResourceOptions(protect=False),
+    )
     diagnostics = list(analyzer.Analyze(request, None).diagnostics)
     assert [(x.policyName, proto.EnforcementLevel.Name(x.enforcementLevel)) for x in diagnostics] == [
-        ("no-plaintext-credentials", "MANDATORY")]
+        ("no-plaintext-credentials", "MANDATORY")
+    ]
     assert "literal value of a credential-named key at spec.template.spec.containers[0].env[0].value" in diagnostics[0].message
     assert DB_PASSWORD not in diagnostics[0].message
 
-    analyzer.Configure(proto.ConfigureAnalyzerRequest(policyConfig={"no-plaintext-credentials": proto.PolicyConfig(
-        enforcementLevel=proto.ADVISORY, properties=_struct({"allowedPaths": [{"path": "spec.*.env[0].value"}]}))}), None)
+    analyzer.Configure(
+        proto.ConfigureAnalyzerRequest(
+            policyConfig={
+                "no-plaintext-credentials": proto.PolicyConfig(
+                    enforcementLevel=proto.ADVISORY, properties=_struct({"allowedPaths": [{"path": "spec.*.env[0].value"}]})
+                )
+            }
+        ),
+        None,
+    )
     try:
         assert list(analyzer.Analyze(request, None).diagnostics) == []
     finally:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -30,10 +29,10 @@ from mlflow import MlflowClient
 
 from mlops_platform.config import ConfigError
 from mlops_platform.serving.registry import physical_uri
-from tools.processes import HOST, free_port, running
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
 from tools.plan import table
+from tools.processes import HOST, free_port, running
 
 BIN = Path(sys.executable).parent
 BUCKET = "mlflow-artifacts"
@@ -70,17 +69,44 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
     uri = f"http://{HOST}:{port}"
     with contextlib.ExitStack() as services:
         services.enter_context(
-            running("moto-s3", [str(BIN / "moto_server"), "-H", HOST, "-p", s3_url.rsplit(":", 1)[1]], health_url=f"{s3_url}/moto-api/", log_dir=work, timeout=30)
+            running(
+                "moto-s3",
+                [str(BIN / "moto_server"), "-H", HOST, "-p", s3_url.rsplit(":", 1)[1]],
+                health_url=f"{s3_url}/moto-api/",
+                log_dir=work,
+                timeout=30,
+            )
         )
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name=AWS["AWS_DEFAULT_REGION"],
-                          aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"])
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name=AWS["AWS_DEFAULT_REGION"],
+            aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"],
+        )
         s3.create_bucket(Bucket=BUCKET)
         services.enter_context(
             running(
                 "mlflow",
-                [str(BIN / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
-                 "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", ROOT_URI],
-                health_url=f"{uri}/health", log_dir=work, timeout=90, cwd=work,
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{work / 'mlflow.db'}",
+                    "--serve-artifacts",
+                    "--artifacts-destination",
+                    ROOT_URI,
+                ],
+                health_url=f"{uri}/health",
+                log_dir=work,
+                timeout=90,
+                cwd=work,
                 env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         )
@@ -99,7 +125,9 @@ def _train_two_versions(uri: str, s3) -> dict[str, Logged]:
         assert mlflow.get_tracking_uri() == uri, "something in this process pinned MLflow's tracking URI"
         for alpha in (1.0, 0.1):
             with mlflow.start_run() as run:
-                info = mlflow.sklearn.log_model(Ridge(alpha=alpha).fit(features, target), name="model", registered_model_name=MODEL, serialization_format="pickle")
+                info = mlflow.sklearn.log_model(
+                    Ridge(alpha=alpha).fit(features, target), name="model", registered_model_name=MODEL, serialization_format="pickle"
+                )
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
             (mlmodel,) = [k for k in keys if k.endswith(f"/{info.model_id}/artifacts/MLmodel")]
             location = f"s3://{BUCKET}/{mlmodel.removesuffix('MLmodel')}"
@@ -170,7 +198,11 @@ def test_moving_the_alias_changes_the_storage_uri_annotations_and_plan(registry)
     annotations = isvc(after)["metadata"]["annotations"]
     assert (annotations["mlops-platform/model-version"], annotations["mlops-platform/run-id"]) == ("2", v2.run_id)
     assert after.outputs["servingModels"][f"{NAMESPACE}/{MODEL}"] == {
-        "storageUri": v2.location, "registeredModel": MODEL, "version": "2", "alias": "production", "runId": v2.run_id,
+        "storageUri": v2.location,
+        "registeredModel": MODEL,
+        "version": "2",
+        "alias": "production",
+        "runId": v2.run_id,
     }
     assert "diabetes v1 @production" in table(before)
     assert "diabetes v2 @production" in table(after)
@@ -195,14 +227,18 @@ def test_one_client_resolves_every_model(registry, monkeypatch):
 
     monkeypatch.setattr(mlflow, "MlflowClient", CountingClient)
     registry.promote("2")
-    plan = deploy(serving(registry.uri, entry(alias="production"), entry("diabetes-v1", version=1), entry(namespace="team-a", alias="production")))
+    plan = deploy(
+        serving(registry.uri, entry(alias="production"), entry("diabetes-v1", version=1), entry(namespace="team-a", alias="production"))
+    )
     assert len(plan.kinds("InferenceService")) == 3
     assert len(created) == 1
 
 
 def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
     monkeypatch.setattr(mlflow, "MlflowClient", None)
-    plan = deploy(serving(f"http://{HOST}:{free_port()}", {"name": MODEL, "namespace": NAMESPACE, "storageUri": f"{ROOT_URI}/1/models/m-1/artifacts"}))
+    plan = deploy(
+        serving(f"http://{HOST}:{free_port()}", {"name": MODEL, "namespace": NAMESPACE, "storageUri": f"{ROOT_URI}/1/models/m-1/artifacts"})
+    )
     assert isvc(plan)["spec"]["predictor"]["model"]["storageUri"] == f"{ROOT_URI}/1/models/m-1/artifacts/"
 
 
@@ -222,15 +258,23 @@ ENTRY = f"mlops-platform:serving.models[0] ({MODEL})"
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ({"registeredModel": "no-such-model", "alias": "production"}, f"{ENTRY}: registered model 'no-such-model' not found in the registry at {{uri}}"),
+        (
+            {"registeredModel": "no-such-model", "alias": "production"},
+            f"{ENTRY}: registered model 'no-such-model' not found in the registry at {{uri}}",
+        ),
         ({"alias": "champion"}, f"{ENTRY}: registered model 'diabetes' has no alias 'champion'"),
         ({"version": 99}, f"{ENTRY}: registered model 'diabetes' has no version 99"),
-        ({"registeredModel": "elsewhere", "version": 1},
-         f"{ENTRY}: source s3://another-bucket/team/model/artifacts is not under {ROOT_URI}/, the only prefix KServe's storage credentials can read"),
+        (
+            {"registeredModel": "elsewhere", "version": 1},
+            f"{ENTRY}: source s3://another-bucket/team/model/artifacts is not under {ROOT_URI}/, the only prefix KServe's "
+            "storage credentials can read",
+        ),
     ],
 )
 def test_an_unresolvable_model_stops_before_any_resource(registry, elsewhere, monkeypatch, source, expected):
-    message, declared = failure(monkeypatch, serving(registry.uri, {"name": MODEL, "namespace": NAMESPACE, "registeredModel": MODEL, **source}))
+    message, declared = failure(
+        monkeypatch, serving(registry.uri, {"name": MODEL, "namespace": NAMESPACE, "registeredModel": MODEL, **source})
+    )
     assert message == expected.format(uri=registry.uri)
     assert declared == []
 
@@ -244,7 +288,10 @@ def test_of_several_failures_the_first_entry_in_config_order_is_reported(registr
 
 def test_a_wrong_path_prefix_is_named_as_such(registry, monkeypatch):
     message, _ = failure(monkeypatch, serving(f"{registry.uri}/mlflow", entry(alias="production")))
-    assert message == f"{ENTRY}: no MLflow API at {registry.uri}/mlflow (HTTP 404); check serving.mlflowTrackingUri, including the server's --static-prefix"
+    assert message == (
+        f"{ENTRY}: no MLflow API at {registry.uri}/mlflow (HTTP 404); check serving.mlflowTrackingUri, including the "
+        "server's --static-prefix"
+    )
 
 
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
@@ -253,7 +300,10 @@ def test_an_unreachable_registry_fails_fast_in_preview_and_up(monkeypatch, previ
     start = time.monotonic()
     message, declared = failure(monkeypatch, serving(uri, entry(alias="production")), preview=preview)
     assert time.monotonic() - start < 15
-    assert message == f"{ENTRY}: the registry at {uri} is unreachable or failing (Connection refused); preview and deploy need it to resolve aliases and versions"
+    assert message == (
+        f"{ENTRY}: the registry at {uri} is unreachable or failing (Connection refused); preview and deploy need it to "
+        "resolve aliases and versions"
+    )
     assert declared == []
 
 
@@ -264,7 +314,7 @@ class _TokenRegistry(BaseHTTPRequestHandler):
     """The registry endpoints an alias resolution calls, answering only the bearer token it was given."""
 
     token = ""
-    seen: list[Optional[str]] = []
+    seen: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.seen.append(self.headers.get("Authorization"))
@@ -272,7 +322,18 @@ class _TokenRegistry(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(401, {"error_code": "UNAUTHENTICATED", "message": "credentials required"})
         if path == "/api/2.0/mlflow/registered-models/alias":
-            return self._send(200, {"model_version": {"name": query["name"][0], "version": "5", "status": "READY", "run_id": "0123abcd", "source": "models:/m-5"}})
+            return self._send(
+                200,
+                {
+                    "model_version": {
+                        "name": query["name"][0],
+                        "version": "5",
+                        "status": "READY",
+                        "run_id": "0123abcd",
+                        "source": "models:/m-5",
+                    }
+                },
+            )
         if path == "/api/2.0/mlflow/registered-models/get":
             return self._send(200, {"registered_model": {"name": query["name"][0]}})
         if path == "/api/2.0/mlflow/model-versions/get-download-uri":
@@ -356,4 +417,3 @@ def test_a_refused_token_is_reported_without_the_token(token_registry, monkeypat
 )
 def test_sources_map_onto_the_artifact_root_or_are_refused(source, expected):
     assert physical_uri(source, ROOT_URI) == expected
-

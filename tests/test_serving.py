@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from mlops_platform.serving import stack as serving
 from mlops_platform.config import ConfigError
+from mlops_platform.serving import stack as serving
 from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
 from tools.plan import table
@@ -33,8 +33,15 @@ def serving_config(stack: str, **extra: object) -> str:
             "enabled": True,
             "namespaces": [TEAM],
             "models": [
-                {"name": "diabetes", "namespace": PROFILE, "storageUri": f"{ROOTS[stack]}/{ARTIFACTS}", "format": "mlflow",
-                 "minReplicas": 1, "maxReplicas": 3, "resources": {"cpuRequest": "250m", "cpuLimit": "2", "memoryRequest": "768Mi", "memoryLimit": "2Gi"}},
+                {
+                    "name": "diabetes",
+                    "namespace": PROFILE,
+                    "storageUri": f"{ROOTS[stack]}/{ARTIFACTS}",
+                    "format": "mlflow",
+                    "minReplicas": 1,
+                    "maxReplicas": 3,
+                    "resources": {"cpuRequest": "250m", "cpuLimit": "2", "memoryRequest": "768Mi", "memoryLimit": "2Gi"},
+                },
                 {"name": "diabetes-sklearn", "namespace": PROFILE, "storageUri": f"{ROOTS[stack]}/{ARTIFACTS}/", "format": "sklearn"},
             ],
             **extra,
@@ -99,9 +106,14 @@ def test_dev_minio_users_can_only_read_the_artifact_prefix(dev_serving):
     assert "mc mb" not in script, "the bucket belongs to the TrackingStack"
     for namespace in (PROFILE, TEAM):
         assert f'mc admin user add local kserve-{namespace} "$SECRET_KEY_KSERVE_{namespace.upper().replace("-", "_")}"' in script
-        policy = json.loads(dev_serving.k8s("ConfigMap", "serving-minio-users-policies", "mlflow").inputs["data"][f"kserve-{namespace}-read.json"])
+        policy = json.loads(
+            dev_serving.k8s("ConfigMap", "serving-minio-users-policies", "mlflow").inputs["data"][f"kserve-{namespace}-read.json"]
+        )
         assert {a for st in policy["Statement"] for a in st["Action"]} == {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject"}
-        assert {r for st in policy["Statement"] for r in st["Resource"]} == {"arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/dev/*"}
+        assert {r for st in policy["Statement"] for r in st["Resource"]} == {
+            "arn:aws:s3:::mlflow-artifacts",
+            "arn:aws:s3:::mlflow-artifacts/dev/*",
+        }
 
 
 def test_dev_minio_users_are_provisioned_once_minio_and_its_namespace_exist(dev_serving):
@@ -123,7 +135,10 @@ def test_prod_service_account_assumes_a_read_only_role_and_holds_no_keys(prod_se
     (policy,) = [r for r in prod_serving.of_type("aws:iam/rolePolicy:RolePolicy") if r.parent == role.urn]
     statements = json.loads(policy.inputs["policy"])["Statement"]
     assert {a for st in statements for a in st["Action"]} == {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject"}
-    assert {r for st in statements for r in st["Resource"]} == {"arn:aws:s3:::example-mlops-mlflow-artifacts", "arn:aws:s3:::example-mlops-mlflow-artifacts/prod/*"}
+    assert {r for st in statements for r in st["Resource"]} == {
+        "arn:aws:s3:::example-mlops-mlflow-artifacts",
+        "arn:aws:s3:::example-mlops-mlflow-artifacts/prod/*",
+    }
 
     account = prod_serving.k8s("ServiceAccount", SA, namespace).inputs
     assert account["metadata"]["annotations"] == {
@@ -140,7 +155,10 @@ def test_prod_role_names_fit_iam_for_the_longest_namespace():
     (role,) = [r for r in plan.of_type("aws:iam/role:Role") if r.parent == component_urn(plan)]
     assert len(role.name) + 8 <= 64
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub"] == f"system:serviceaccount:{longest}:{SA}"
+    assert (
+        statement["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub"]
+        == f"system:serviceaccount:{longest}:{SA}"
+    )
 
 
 # -- InferenceServices ----------------------------------------------------------------------
@@ -226,7 +244,11 @@ def test_install_kserve_pins_cert_manager_and_kserve_in_raw_deployment_mode(prod
     releases = {r.inputs["name"]: r for r in prod_serving.of_type("kubernetes:helm.sh/v3:Release")}
     assert set(releases) == {"cert-manager", "kserve-crd", "kserve"}
     cert_manager, crds, controller = releases["cert-manager"].inputs, releases["kserve-crd"].inputs, releases["kserve"].inputs
-    assert (cert_manager["chart"], cert_manager["version"], cert_manager["repositoryOpts"]) == ("cert-manager", "v1.17.0", {"repo": "https://charts.jetstack.io"})
+    assert (cert_manager["chart"], cert_manager["version"], cert_manager["repositoryOpts"]) == (
+        "cert-manager",
+        "v1.17.0",
+        {"repo": "https://charts.jetstack.io"},
+    )
     assert cert_manager["values"] == {"crds": {"enabled": True}}
     assert (crds["chart"], crds["version"]) == ("oci://ghcr.io/kserve/charts/kserve-crd", "v0.16.0")
     assert (controller["chart"], controller["version"]) == ("oci://ghcr.io/kserve/charts/kserve", "v0.16.0")
@@ -278,8 +300,16 @@ def test_serving_disabled_declares_nothing():
 
 def test_models_while_serving_is_disabled_are_refused_before_any_resource():
     """They would render nothing and the plan would succeed: config that cannot take effect must not pass unnoticed."""
-    message, declared = refused("dev", serving=json.dumps({"enabled": False, "models": [{"name": "diabetes", "namespace": PROFILE, "storageUri": f"{ROOTS['dev']}/{ARTIFACTS}"}]}))
-    assert message == "mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or serving.models left out"
+    message, declared = refused(
+        "dev",
+        serving=json.dumps(
+            {"enabled": False, "models": [{"name": "diabetes", "namespace": PROFILE, "storageUri": f"{ROOTS['dev']}/{ARTIFACTS}"}]}
+        ),
+    )
+    assert (
+        message
+        == "mlops-platform:serving.models: set, but serving.enabled is false; allowed: serving.enabled true, or serving.models left out"
+    )
     assert declared == []
 
 
@@ -312,15 +342,35 @@ def model(**fields: object) -> dict:
             {"mlflowTrackingUri": "https://ci:hunter2@mlflow.example.com/mlflow"},
             "mlops-platform:serving.mlflowTrackingUri: must not contain credentials",
         ),
-        ({"models": [model(storageUri=f"{ROOTS['dev']}/{ARTIFACTS}", version=3)]}, "mlops-platform:serving.models[0]: set exactly one of alias, version or storageUri"),
-        ({"models": [model(storageUri="gs://bucket/model")]}, "mlops-platform:serving.models[0].storageUri: 'gs://bucket/model' is not valid"),
-        ({"models": [model(storageUri=f"{ROOTS['dev']}/{ARTIFACTS}", minReplicas=0)]}, "mlops-platform:serving.models[0].minReplicas: 0 (scale to zero) needs deploymentMode Serverless"),
-        ({"models": [model(storageUri=f"{ROOTS['dev']}/a"), model(storageUri=f"{ROOTS['dev']}/b")]}, "mlops-platform:serving.models[1].name: 'diabetes' is already used in namespace"),
-        ({"installKserve": True, "deploymentMode": "Serverless"}, "mlops-platform:serving.installKserve: installs KServe for RawDeployment only"),
-        ({"models": [model(storageUri="s3://another-bucket/dev/7/artifacts")]},
-         "mlops-platform:serving.models[0] (diabetes): source s3://another-bucket/dev/7/artifacts is not under s3://mlflow-artifacts/dev/, the only prefix KServe's storage credentials can read"),
-        ({"models": [model(storageUri="s3://mlflow-artifacts/dev/../prod/7/artifacts")]},
-         "mlops-platform:serving.models[0] (diabetes): source s3://mlflow-artifacts/dev/../prod/7/artifacts is not under s3://mlflow-artifacts/dev/"),
+        (
+            {"models": [model(storageUri=f"{ROOTS['dev']}/{ARTIFACTS}", version=3)]},
+            "mlops-platform:serving.models[0]: set exactly one of alias, version or storageUri",
+        ),
+        (
+            {"models": [model(storageUri="gs://bucket/model")]},
+            "mlops-platform:serving.models[0].storageUri: 'gs://bucket/model' is not valid",
+        ),
+        (
+            {"models": [model(storageUri=f"{ROOTS['dev']}/{ARTIFACTS}", minReplicas=0)]},
+            "mlops-platform:serving.models[0].minReplicas: 0 (scale to zero) needs deploymentMode Serverless",
+        ),
+        (
+            {"models": [model(storageUri=f"{ROOTS['dev']}/a"), model(storageUri=f"{ROOTS['dev']}/b")]},
+            "mlops-platform:serving.models[1].name: 'diabetes' is already used in namespace",
+        ),
+        (
+            {"installKserve": True, "deploymentMode": "Serverless"},
+            "mlops-platform:serving.installKserve: installs KServe for RawDeployment only",
+        ),
+        (
+            {"models": [model(storageUri="s3://another-bucket/dev/7/artifacts")]},
+            "mlops-platform:serving.models[0] (diabetes): source s3://another-bucket/dev/7/artifacts is not under "
+            "s3://mlflow-artifacts/dev/, the only prefix KServe's storage credentials can read",
+        ),
+        (
+            {"models": [model(storageUri="s3://mlflow-artifacts/dev/../prod/7/artifacts")]},
+            "mlops-platform:serving.models[0] (diabetes): source s3://mlflow-artifacts/dev/../prod/7/artifacts is not under s3://mlflow-artifacts/dev/",
+        ),
     ],
 )
 def test_invalid_serving_config_stops_with_one_line(config, expected):
@@ -335,7 +385,10 @@ def test_a_registry_token_in_plain_text_is_refused_without_echoing_it():
     token = "mlflow-token-0123456789abcdef"
     with pytest.raises(ConfigError) as caught:
         run_with("dev", serving=json.dumps({"enabled": True, "registryToken": token}))
-    assert str(caught.value) == "mlops-platform:serving.registryToken: is stored in plain text; allowed: a secret, set with `pulumi config set --secret --path serving.registryToken`"
+    assert str(caught.value) == (
+        "mlops-platform:serving.registryToken: is stored in plain text; allowed: a secret, set with `pulumi config set "
+        "--secret --path serving.registryToken`"
+    )
 
 
 def test_plan_notes_name_the_served_model_version():

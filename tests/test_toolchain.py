@@ -23,8 +23,14 @@ def _licences():
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed to build the toolchain; .ci/run machines have it")
 def test_random_stand_in_passes_its_go_tests():
-    result = subprocess.run(["go", "test", "./..."], cwd=TOOLCHAIN / "random-provider", capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
+    result = subprocess.run(
+        ["go", "test", "./..."],
+        cwd=TOOLCHAIN / "random-provider",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -55,4 +61,9 @@ def test_a_package_inside_a_module_is_classified_by_its_module(tmp_path):
 def test_every_version_is_pinned_once():
     pins = [line.split("=", 1)[0] for line in (TOOLCHAIN / "versions.env").read_text().splitlines() if line and not line.startswith("#")]
     assert len(pins) == len(set(pins)) >= 6
-    assert all(value for line in (TOOLCHAIN / "versions.env").read_text().splitlines() if "=" in line and not line.startswith("#") for value in [line.split("=", 1)[1]])
+    assert all(
+        value
+        for line in (TOOLCHAIN / "versions.env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+        for value in [line.split("=", 1)[1]]
+    )

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from mlops_platform.tracking import stack as tracking
 from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_VERSION
+from mlops_platform.tracking import stack as tracking
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"
@@ -305,7 +305,7 @@ def test_bootstrap_creates_bucket_and_a_user_limited_to_the_prefix(dev):
     (job,) = [r for r in dev.kinds("Job") if r.k8s_name.startswith("mlflow-bootstrap-")]
     script = container(job, "provision")["command"][-1]
     assert "mc mb --ignore-existing local/mlflow-artifacts" in script
-    assert "mc admin user add local mlflow \"$SECRET_KEY_MLFLOW\"" in script
+    assert 'mc admin user add local mlflow "$SECRET_KEY_MLFLOW"' in script
     policy = json.loads(dev.k8s("ConfigMap", "mlflow-bootstrap-policies", NS).inputs["data"]["mlflow-write.json"])
     resources = {res for st in policy["Statement"] for res in st["Resource"]}
     assert resources == {"arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/dev/*"}
@@ -348,7 +348,10 @@ def test_prod_role_is_assumable_only_by_mlflows_service_account(prod):
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     issuer = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
     assert statement["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{issuer}"}
-    assert statement["Condition"]["StringEquals"] == {f"{issuer}:sub": "system:serviceaccount:mlflow:mlflow", f"{issuer}:aud": "sts.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {
+        f"{issuer}:sub": "system:serviceaccount:mlflow:mlflow",
+        f"{issuer}:aud": "sts.amazonaws.com",
+    }
     sa = prod.k8s("ServiceAccount", "mlflow", NS).inputs
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mlflow-irsa"}
     assert mlflow(prod).inputs["spec"]["template"]["spec"]["serviceAccountName"] == "mlflow"
@@ -364,7 +367,11 @@ def test_prod_role_policy_is_limited_to_the_prefix(prod):
 # -- data safety -------------------------------------------------------------------
 
 
-STATEFUL = [("kubernetes:core/v1:Namespace", "mlflow-namespace"), ("kubernetes:apps/v1:StatefulSet", "mlflow-postgresql"), ("aws:s3/bucket:Bucket", "mlflow-artifacts")]
+STATEFUL = [
+    ("kubernetes:core/v1:Namespace", "mlflow-namespace"),
+    ("kubernetes:apps/v1:StatefulSet", "mlflow-postgresql"),
+    ("aws:s3/bucket:Bucket", "mlflow-artifacts"),
+]
 
 
 @pytest.mark.parametrize("type_, name", STATEFUL)
@@ -391,7 +398,9 @@ def test_dev_volumes_use_microk8s_hostpath(dev):
 
 
 def test_rds_has_deletion_protection_and_a_final_snapshot():
-    plan = run_with("prod", database=json.dumps({"mode": "rds", "rds": {"subnetGroupName": "mlflow-db", "securityGroupIds": ["sg-0123456789abcdef0"]}}))
+    plan = run_with(
+        "prod", database=json.dumps({"mode": "rds", "rds": {"subnetGroupName": "mlflow-db", "securityGroupIds": ["sg-0123456789abcdef0"]}})
+    )
     (db,) = plan.of_type("aws:rds/instance:Instance")
     assert db.protect and db.retain_on_delete
     i = db.inputs

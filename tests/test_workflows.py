@@ -6,8 +6,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -58,7 +59,10 @@ def walk(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
 def run_lint(workflow_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(LINT), str(workflow_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "LINT_VENV": str(LINT_VENV)},
     )
 
@@ -70,6 +74,7 @@ lint_tools = pytest.mark.skipif(
 
 
 # --- the linter ------------------------------------------------------------
+
 
 @lint_tools
 def test_workflows_lint_clean_offline():
@@ -124,6 +129,7 @@ def test_lint_fails_on_a_broken_workflow(tmp_path, name):
 
 # --- structure -------------------------------------------------------------
 
+
 def test_triggers():
     assert set(PREVIEW["on"]) == {"pull_request"}
     assert set(DEPLOY["on"]) == {"push"}
@@ -169,8 +175,7 @@ def test_actions_are_pinned_to_a_commit_with_its_version_named():
             assert re.fullmatch(r"v\d+\.\d+\.\d+", comment.strip()), f"{name}: {line.strip()} names no exact version"
             pins.setdefault(m["action"], set()).add(f"{m['ref']} {comment.strip()}")
     assert all(len(p) == 1 for p in pins.values()), f"one pin per action across both workflows: {pins}"
-    assert {"actions/checkout", "actions/setup-python", "aws-actions/configure-aws-credentials",
-            "pulumi/actions"} <= set(pins)
+    assert {"actions/checkout", "actions/setup-python", "aws-actions/configure-aws-credentials", "pulumi/actions"} <= set(pins)
 
 
 def test_checkout_never_persists_credentials():
@@ -195,13 +200,12 @@ def test_secrets_are_only_read_into_step_env():
 
 
 def test_aws_access_is_oidc_only():
-    aws = [(n, s) for n, wf in ALL.items() for _, s in steps(wf)
-           if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+    aws = [(n, s) for n, wf in ALL.items() for _, s in steps(wf) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
     assert len(aws) == 3
     for name, step in aws:
         assert set(step["with"]) == {"role-to-assume", "aws-region", "role-session-name"}, name
         assert re.fullmatch(r"\$\{\{ vars\.AWS_\w+_ROLE_ARN \}\}", step["with"]["role-to-assume"]), name
-    for name, wf in ALL.items():
+    for name in ALL:
         assert "AWS_SECRET_ACCESS_KEY" not in (WORKFLOWS / name).read_text(), name
     prod_role = [s for s in DEPLOY["jobs"]["up-prod"]["steps"] if "role-to-assume" in s.get("with", {})]
     assert prod_role[0]["with"]["role-to-assume"] == "${{ vars.AWS_PROD_ROLE_ARN }}"

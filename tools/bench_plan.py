@@ -21,12 +21,20 @@ def measure(stack: str) -> dict:
     resources = None
     for _ in range(RUNS):
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "tools.plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "tools.plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
         times.append(time.perf_counter() - start)
         if result.returncode != 0:
             raise SystemExit(f"plan for {stack} failed: {result.stderr.strip()}")
         resources = next(int(line.split()[0]) for line in result.stdout.splitlines() if " resources for stack " in line)
-    return {"stack": stack, "resources": resources, "median_s": round(statistics.median(times), 2), "max_s": round(max(times), 2), "runs": RUNS}
+    return {
+        "stack": stack,
+        "resources": resources,
+        "median_s": round(statistics.median(times), 2),
+        "max_s": round(max(times), 2),
+        "runs": RUNS,
+    }
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from mlops_platform.config import parse_config
-from tools.processes import HOST, free_port, running
 from tools.harness import stack_config
+from tools.processes import HOST, free_port, running
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SIZES = (1, 10, 100)
 RUNS = 3
@@ -68,7 +68,10 @@ def plan_seconds(work: Path, stack: str, config: dict) -> float:
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "tools.plan", "--stack", stack, "--stack-dir", str(work), "--out", str(work / "build")],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         times.append(time.perf_counter() - start)
         if result.returncode != 0:
@@ -114,12 +117,32 @@ def main() -> None:
     shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     port = free_port()
     uri = f"http://{HOST}:{port}"
-    argv = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", ROOT_URI]
+    argv = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{work / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        ROOT_URI,
+    ]
     figures = []
     try:
-        with running("mlflow", argv, health_url=f"{uri}/health", log_dir=work, timeout=120, cwd=work,
-                     env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}):
+        with running(
+            "mlflow",
+            argv,
+            health_url=f"{uri}/health",
+            log_dir=work,
+            timeout=120,
+            cwd=work,
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ):
             register(uri, SIZES[-1])
             for count in SIZES:
                 figures.append(
@@ -137,8 +160,14 @@ def main() -> None:
     (out / "serving.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"{'models':>6}  {'plan, pinned':>12}  {'plan, alias':>11}  {'resolution':>10}  {'requests':>8}  {'clients':>7}")
     for f in figures:
-        print(f"{f['models']:>6}  {f['plan_pinned_s']:>10.2f} s  {f['plan_alias_s']:>9.2f} s  {f['resolve_s']:>8.3f} s  {f['requests']:>8}  {f['clients']:>7}")
-    print(f"(median of {RUNS} fresh `python -m tools.plan` runs each; resolution in-process, warm; {sys.platform}, Python {sys.version.split()[0]})")
+        print(
+            f"{f['models']:>6}  {f['plan_pinned_s']:>10.2f} s  {f['plan_alias_s']:>9.2f} s  {f['resolve_s']:>8.3f} s  "
+            f"{f['requests']:>8}  {f['clients']:>7}"
+        )
+    print(
+        f"(median of {RUNS} fresh `python -m tools.plan` runs each; resolution in-process, warm; {sys.platform}, Python "
+        f"{sys.version.split()[0]})"
+    )
 
 
 if __name__ == "__main__":

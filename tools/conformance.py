@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import jsonschema
 import yaml
@@ -36,7 +36,7 @@ class Report:
 # -- built-in kinds ------------------------------------------------------------------
 
 
-def _schema_validator(manifest: dict, version: str) -> Optional[jsonschema.protocols.Validator]:
+def _schema_validator(manifest: dict, version: str) -> jsonschema.protocols.Validator | None:
     """kubernetes-validate's strict schema for the object's kind, or None when it has none.
 
     Built the way ``kubernetes_validate.validate`` builds it, so that every error
@@ -57,7 +57,7 @@ def _schema_validator(manifest: dict, version: str) -> Optional[jsonschema.proto
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
-def builtin_errors(manifest: dict, version: str, *, partial: bool = False) -> Optional[list[str]]:
+def builtin_errors(manifest: dict, version: str, *, partial: bool = False) -> list[str] | None:
     """Errors against the strict schema, or None when the kind is not built in.
 
     ``partial`` (server-side-apply patches) ignores missing required fields only.
@@ -164,8 +164,13 @@ def _cr(api_versions: list[str], kind: str, spec: dict) -> dict:
     }
 
 
-_STRING_MATCH = {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
-                 "properties": {"exact": {"type": "string"}, "prefix": {"type": "string"}, "regex": {"type": "string"}}}
+_STRING_MATCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+    "properties": {"exact": {"type": "string"}, "prefix": {"type": "string"}, "regex": {"type": "string"}},
+}
 
 VIRTUAL_SERVICE = _cr(
     ["networking.istio.io/v1", "networking.istio.io/v1beta1"],
@@ -185,8 +190,15 @@ VIRTUAL_SERVICE = _cr(
                     "additionalProperties": False,
                     "properties": {
                         "name": {"type": "string"},
-                        "match": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {"uri": _STRING_MATCH}}},
-                        "redirect": {"type": "object", "additionalProperties": False, "properties": {"uri": {"type": "string"}, "redirectCode": {"type": "integer"}}},
+                        "match": {
+                            "type": "array",
+                            "items": {"type": "object", "additionalProperties": False, "properties": {"uri": _STRING_MATCH}},
+                        },
+                        "redirect": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"uri": {"type": "string"}, "redirectCode": {"type": "integer"}},
+                        },
                         "rewrite": {"type": "object", "additionalProperties": False, "properties": {"uri": {"type": "string"}}},
                         "route": {
                             "type": "array",
@@ -202,7 +214,12 @@ VIRTUAL_SERVICE = _cr(
                                         "additionalProperties": False,
                                         "properties": {
                                             "host": {"type": "string"},
-                                            "port": {"type": "object", "required": ["number"], "additionalProperties": False, "properties": {"number": {"type": "integer"}}},
+                                            "port": {
+                                                "type": "object",
+                                                "required": ["number"],
+                                                "additionalProperties": False,
+                                                "properties": {"number": {"type": "integer"}},
+                                            },
                                         },
                                     },
                                 },
@@ -224,7 +241,12 @@ AUTHORIZATION_POLICY = _cr(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "selector": {"type": "object", "required": ["matchLabels"], "additionalProperties": False, "properties": {"matchLabels": _STR_MAP}},
+            "selector": {
+                "type": "object",
+                "required": ["matchLabels"],
+                "additionalProperties": False,
+                "properties": {"matchLabels": _STR_MAP},
+            },
             "action": {"enum": ["ALLOW", "DENY", "AUDIT", "CUSTOM"]},
             "rules": {
                 "type": "array",
@@ -232,14 +254,40 @@ AUTHORIZATION_POLICY = _cr(
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "from": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {"source": {
-                            "type": "object", "additionalProperties": False,
-                            "properties": {k: {"type": "array", "items": {"type": "string"}} for k in ("principals", "namespaces", "ipBlocks", "requestPrincipals")},
-                        }}}},
-                        "to": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {"operation": {
-                            "type": "object", "additionalProperties": False,
-                            "properties": {k: {"type": "array", "items": {"type": ["string", "integer"]}} for k in ("paths", "methods", "ports", "hosts", "notPaths")},
-                        }}}},
+                        "from": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "source": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            k: {"type": "array", "items": {"type": "string"}}
+                                            for k in ("principals", "namespaces", "ipBlocks", "requestPrincipals")
+                                        },
+                                    }
+                                },
+                            },
+                        },
+                        "to": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "operation": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            k: {"type": "array", "items": {"type": ["string", "integer"]}}
+                                            for k in ("paths", "methods", "ports", "hosts", "notPaths")
+                                        },
+                                    }
+                                },
+                            },
+                        },
                     },
                 },
             },
@@ -255,7 +303,12 @@ POD_DEFAULT = _cr(
         "required": ["selector", "desc"],
         "additionalProperties": False,
         "properties": {
-            "selector": {"type": "object", "required": ["matchLabels"], "additionalProperties": False, "properties": {"matchLabels": _STR_MAP}},
+            "selector": {
+                "type": "object",
+                "required": ["matchLabels"],
+                "additionalProperties": False,
+                "properties": {"matchLabels": _STR_MAP},
+            },
             "desc": {"type": "string"},
             "serviceAccountName": {"type": "string"},
             "automountServiceAccountToken": {"type": "boolean"},
@@ -279,7 +332,12 @@ SIDECAR = _cr(
         "required": ["egress"],
         "additionalProperties": False,
         "properties": {
-            "workloadSelector": {"type": "object", "required": ["labels"], "additionalProperties": False, "properties": {"labels": _STR_MAP}},
+            "workloadSelector": {
+                "type": "object",
+                "required": ["labels"],
+                "additionalProperties": False,
+                "properties": {"labels": _STR_MAP},
+            },
             "egress": {
                 "type": "array",
                 "minItems": 1,
@@ -288,7 +346,11 @@ SIDECAR = _cr(
                     "required": ["hosts"],
                     "additionalProperties": False,
                     "properties": {
-                        "hosts": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^(\*|\.|~|[a-z0-9]([-a-z0-9]*[a-z0-9])?)/\S+$"}}
+                        "hosts": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "pattern": r"^(\*|\.|~|[a-z0-9]([-a-z0-9]*[a-z0-9])?)/\S+$"},
+                        }
                     },
                 },
             },
@@ -323,7 +385,7 @@ def validate_manifest(manifest: dict, version: str, *, partial: bool = False) ->
     return f"kubernetes-{version}" + ("-patch" if partial else ""), errors
 
 
-def validate_directory(directory: Path, version: str, *, partial: bool = False, report: Optional[Report] = None) -> Report:
+def validate_directory(directory: Path, version: str, *, partial: bool = False, report: Report | None = None) -> Report:
     report = report or Report()
     for path in sorted(directory.glob("*.yaml")):
         for manifest in yaml.safe_load_all(path.read_text()):
@@ -344,7 +406,9 @@ def checkov(directory: Path, lint_venv: Path = ROOT / ".venv-lint") -> CheckovRe
     """checkov over a directory of manifests, offline (no Prisma Cloud download)."""
     result = subprocess.run(
         [str(lint_venv / "bin" / "checkov"), "-d", str(directory), "--framework", "kubernetes", "-o", "json", "--skip-download"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode not in (0, 1) or not result.stdout.strip():
         raise RuntimeError(f"checkov failed to run (exit {result.returncode}): {result.stderr.strip()[-500:]}")
@@ -372,7 +436,10 @@ def main(argv: list[str]) -> int:
         if (build / "patches").exists():
             validate_directory(build / "patches", version, partial=True, report=report)
         scan = checkov(build / "manifests")
-        print(f"{stack}: {sum(report.checked.values())} objects validated {report.checked}; checkov {scan.passed} passed, {len(scan.failed)} failed, {len(scan.skipped)} suppressed")
+        print(
+            f"{stack}: {sum(report.checked.values())} objects validated {report.checked}; checkov {scan.passed} passed, "
+            f"{len(scan.failed)} failed, {len(scan.skipped)} suppressed"
+        )
         for line in report.errors + scan.failed:
             print(f"  {line}")
         status |= bool(report.errors or scan.failed)

@@ -13,10 +13,10 @@ import hashlib
 import json
 import runpy
 import string
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import yaml
 
@@ -37,7 +37,7 @@ class DeclaredResource:
     urn: str
     type: str
     name: str
-    parent: Optional[str]
+    parent: str | None
     custom: bool
     protect: bool
     retain_on_delete: bool
@@ -54,18 +54,18 @@ class DeclaredResource:
         return self.type.startswith("kubernetes:") and "kind" in self.inputs
 
     @property
-    def kind(self) -> Optional[str]:
+    def kind(self) -> str | None:
         return self.inputs.get("kind")
 
     @property
-    def k8s_name(self) -> Optional[str]:
+    def k8s_name(self) -> str | None:
         return (self.inputs.get("metadata") or {}).get("name")
 
     @property
-    def k8s_namespace(self) -> Optional[str]:
+    def k8s_namespace(self) -> str | None:
         return (self.inputs.get("metadata") or {}).get("namespace")
 
-    def pod_spec(self) -> Optional[dict[str, Any]]:
+    def pod_spec(self) -> dict[str, Any] | None:
         """The pod template's spec of a workload (Deployment, StatefulSet, Job, CronJob, ...), else None."""
         spec = self.inputs.get("spec") or {}
         if "jobTemplate" in spec:
@@ -109,7 +109,7 @@ class Plan:
     def kinds(self, kind: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.is_kubernetes and r.kind == kind]
 
-    def k8s(self, kind: str, name: str, namespace: Optional[str] = None) -> DeclaredResource:
+    def k8s(self, kind: str, name: str, namespace: str | None = None) -> DeclaredResource:
         found = [r for r in self.kinds(kind) if r.k8s_name == name and (namespace is None or r.k8s_namespace == namespace)]
         if len(found) != 1:
             raise LookupError(f"expected one {kind} {namespace or '*'}/{name}, found {len(found)}")
@@ -189,7 +189,9 @@ def _mocks(stack: str):
             outputs = dict(args.inputs)
             t = args.typ
             if t == "random:index/randomPassword:RandomPassword":
-                outputs["result"] = _fake_password(f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True)))
+                outputs["result"] = _fake_password(
+                    f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True))
+                )
             elif t == "aws:s3/bucket:Bucket":
                 bucket = args.inputs.get("bucket", args.name)
                 outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
@@ -215,8 +217,8 @@ def _monitor(mocks, records: list[DeclaredResource]):
     from google.protobuf import json_format
     from pulumi.runtime import mocks as mocks_module
     from pulumi.runtime import rpc
-    from pulumi.runtime.sync_await import _sync_await
     from pulumi.runtime.proto import resource_pb2
+    from pulumi.runtime.sync_await import _sync_await
 
     class RecordingMonitor(mocks_module.MockMonitor):
         """Records each request, and marks additionalSecretOutputs as the real engine does."""
@@ -247,8 +249,12 @@ def _monitor(mocks, records: list[DeclaredResource]):
             records.append(record)
             mocks_module._ensure_event_loop()
             resource_args = mocks_module.MockResourceArgs(
-                typ=request.type, name=request.name, inputs=rpc.deserialize_properties(request.object),
-                provider=request.provider, resource_id=request.importId, custom=request.custom or False,
+                typ=request.type,
+                name=request.name,
+                inputs=rpc.deserialize_properties(request.object),
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(resource_args)
             record.outputs = dict(state)
@@ -272,7 +278,9 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[st
     """
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.name}; stacks here: " + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
+        raise FileNotFoundError(
+            f"no stack file {path.name}; stacks here: " + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml")))
+        )
     stack_values = _config_section(path)
     project_defaults = _config_section(root / "Pulumi.yaml")
     config: dict[str, str] = {}
@@ -334,7 +342,9 @@ def _config_section(path: Path) -> dict[str, Any]:
         return {}
     section_node = [v for k, v in root.value if k.value == "config"][-1]
     if not isinstance(section, dict):
-        raise ConfigError(f"{path.name}: {_line_column(section_node.start_mark)}: config: expected a mapping of keys to values, found {_kind(section)}")
+        raise ConfigError(
+            f"{path.name}: {_line_column(section_node.start_mark)}: config: expected a mapping of keys to values, found {_kind(section)}"
+        )
     for key_node, _ in section_node.value:
         if key_node.tag != "tag:yaml.org,2002:str":
             raise ConfigError(f"{path.name}: {_line_column(key_node.start_mark)}: config: expected a string key")
@@ -385,12 +395,12 @@ def _as_config_text(value: Any) -> str:
 
 def run_program(
     stack: str,
-    config: Optional[dict[str, str]] = None,
-    secret_keys: Optional[list[str]] = None,
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
     program: Path = ROOT / "__main__.py",
     preview: bool = False,
     stack_dir: Path = ROOT,
-    declared: Optional[list[DeclaredResource]] = None,
+    declared: list[DeclaredResource] | None = None,
 ) -> Plan:
     """Run ``program`` for ``stack`` under mocks and return everything it declared.
 
