@@ -231,8 +231,10 @@ def test_create_without_the_dashboard_fails_clearly():
         assert str(caught.value) == f"kubeflow/centraldashboard-config {what}; is Kubeflow's central dashboard installed?"
 
 
-def test_delete_after_kubeflow_is_gone_succeeds():
-    provider(FakeConfigMaps(None)).delete("id", dict(PROPS))
+def test_delete_after_kubeflow_is_gone_succeeds_and_writes_nothing():
+    gone = FakeConfigMaps(None)
+    provider(gone).delete("id", dict(PROPS))
+    assert (gone.data, gone.writes) == (None, 0)
 
 
 def test_malformed_links_in_the_cluster_are_reported_and_left_untouched():

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
 from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_VERSION
-from mlops_platform.tracking import stack as tracking
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"
@@ -53,7 +54,8 @@ DEV_OBJECTS = [
 
 @pytest.mark.parametrize("kind, name, namespace", DEV_OBJECTS)
 def test_dev_declares(dev, kind, name, namespace):
-    dev.k8s(kind, name, namespace)
+    found = [r for r in dev.kinds(kind) if r.k8s_name == name and r.k8s_namespace == namespace]
+    assert len(found) == 1, f"{kind} {namespace}/{name}: declared {len(found)} times"
 
 
 def test_dev_bootstraps_minio_with_one_job(dev):
@@ -182,10 +184,21 @@ def test_image_runs_the_mlflow_version_this_project_tests_with(dev, prod):
             assert container(mlflow(plan), name)["image"] == MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
 
 
-def test_schema_migration_runs_before_the_server(dev):
+def test_schema_migration_runs_before_the_server_and_really_migrates_from_the_env(dev, tmp_path):
     pod = mlflow(dev).inputs["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["migrate-db"]
-    assert pod["initContainers"][0]["command"] == tracking.MIGRATE_COMMAND
+    (migrate,) = pod["initContainers"]
+    uri_env = [e for e in migrate["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
+    assert uri_env and uri_env[0]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
+    # The declared command, run as the init container would (the URI only in its env), creates MLflow's schema.
+    database = tmp_path / "mlflow.db"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{database}"}
+    command = [sys.executable if migrate["command"][0] == "python" else migrate["command"][0], *migrate["command"][1:]]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tables = {row[0] for row in sqlite3.connect(database).execute("select name from sqlite_master where type='table'")}
+    assert {"alembic_version", "experiments", "runs", "registered_models", "model_versions"} <= tables
+    assert "sqlite" not in " ".join(migrate["command"]) and "mlflow-db" not in " ".join(migrate["command"])
 
 
 def _arg(args: list[str], flag: str) -> str:
