@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e import dataplane as dp  # noqa: E402
 from tools.harness import ROOT, run_program  # noqa: E402
+from tools.processes import memory_mb  # noqa: E402
 
 OUT = ROOT / "build" / "bench" / "e2e.json"
 
@@ -55,14 +56,14 @@ def measure(requests: int) -> dict:
         figures["tracking_bring_up_seconds"] = time.monotonic() - started
         figures["mlflow_migration_seconds"] = plane.timings["migrate-db"]
         figures["mlflow_seconds_to_healthy"] = tracking.seconds_to_ready
-        figures["mlflow_memory_idle"] = dp.memory_mb(tracking.service.process.pid)
+        figures["mlflow_memory_idle"] = memory_mb(tracking.service.process.pid)
 
         profile = plan.outputs["kubeflowProfiles"][0]
         started = time.monotonic()
         trained = plane.notebook(plan, profile, dp.E2E_REGISTERED_MODEL, dp.E2E_ALIAS, experiment="bench-diabetes")
         alias_set = time.monotonic()
         figures["notebook_seconds"] = alias_set - started
-        figures["mlflow_memory_after_notebook"] = dp.memory_mb(tracking.service.process.pid)
+        figures["mlflow_memory_after_notebook"] = memory_mb(tracking.service.process.pid)
 
         steps: dict[str, float] = {}
         mark = time.monotonic()
@@ -94,7 +95,7 @@ def measure(requests: int) -> dict:
             "p50": statistics.median(latencies), "p99": cuts[98], "max": max(latencies),
         }
         figures["mlserver_seconds_to_ready"] = predictor.seconds_to_ready
-        figures["mlserver_memory"] = dp.memory_mb(predictor.service.process.pid)
+        figures["mlserver_memory"] = memory_mb(predictor.service.process.pid)
 
         plane.stop_server(tracking)
         restarted = plane.start_deployment(plan, tracking.workload)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e import dataplane as dp
+from tools.processes import process_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +80,7 @@ def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_
 
 def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
     args = tracking.workload.pod_spec()["containers"][0]["args"]
-    commands = dp.process_tree(tracking.service.process.pid).values()
+    commands = process_tree(tracking.service.process.pid).values()
     workers = [c for c in commands if "multiprocessing.spawn" in c]
     assert len(workers) == int(args[args.index("--workers") + 1])
     # The job runner (huey consumers) would more than double the server's memory.
