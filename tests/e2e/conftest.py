@@ -16,18 +16,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import dataplane as dp
-from tools.harness import Plan, run_program
+from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
+from tests.e2e.launch import NO_TELEMETRY, Server
+from tests.e2e.plane import DataPlane
+from tests.e2e.postgres import postgres_bindir
+from tools.harness import ROOT, Plan, run_program
 
-LOGS = dp.ROOT / "build" / "e2e"
+LOGS = ROOT / "build" / "e2e"
 KEEP_RUNS = 5
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_telemetry() -> Iterator[None]:
     """The MLflow client in this process (registry resolution, assertions) sends no telemetry either."""
-    saved = {k: os.environ.get(k) for k in dp.NO_TELEMETRY}
-    os.environ.update(dp.NO_TELEMETRY)
+    saved = {k: os.environ.get(k) for k in NO_TELEMETRY}
+    os.environ.update(NO_TELEMETRY)
     yield
     for key, value in saved.items():
         if value is None:
@@ -38,20 +41,20 @@ def no_telemetry() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    """Step 1: the dev stack as the program declares it (with the e2e overlay, see ``dp.e2e_config``)."""
-    config, secret_keys = dp.e2e_config("dev")
+    """Step 1: the dev stack as the program declares it (with the e2e overlay, see ``e2e_config``)."""
+    config, secret_keys = e2e_config("dev")
     return run_program("dev", config=config, secret_keys=secret_keys)
 
 
 @pytest.fixture(scope="module")
-def plane() -> Iterator[dp.DataPlane]:
-    if dp.postgres_bindir() is None:
+def plane() -> Iterator[DataPlane]:
+    if postgres_bindir() is None:
         pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's `postgresql`, as .ci/run does")
     # Logs of the last few runs are kept for reading after a failure (build/ is not committed).
     for old in sorted(LOGS.glob("run-*"))[:-KEEP_RUNS]:
         shutil.rmtree(old, ignore_errors=True)
     logs = LOGS / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    plane = dp.DataPlane(logs)
+    plane = DataPlane(logs)
     try:
         yield plane
     finally:
@@ -59,7 +62,7 @@ def plane() -> Iterator[dp.DataPlane]:
 
 
 @pytest.fixture(scope="module")
-def tracking(plane: dp.DataPlane, plan: Plan) -> dp.Server:
+def tracking(plane: DataPlane, plan: Plan) -> Server:
     """Steps 2-3: PostgreSQL, S3 and its bucket, the declared migration, then the MLflow server."""
     return plane.bring_up_tracking(plan)
 
@@ -72,13 +75,13 @@ def profile(plan: Plan) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(plane: dp.DataPlane, plan: Plan, tracking: dp.Server, profile: str) -> dict:
+def trained(plane: DataPlane, plan: Plan, tracking: Server, profile: str) -> dict:
     """Step 4: a notebook in the profile trains, logs, registers and sets the alias."""
-    return plane.notebook(plan, profile, dp.E2E_REGISTERED_MODEL, dp.E2E_ALIAS, experiment="e2e-diabetes")
+    return plane.notebook(plan, profile, E2E_REGISTERED_MODEL, E2E_ALIAS, experiment="e2e-diabetes")
 
 
 @pytest.fixture(scope="module")
-def registry_uri(plane: dp.DataPlane, plan: Plan, tracking: dp.Server) -> str:
+def registry_uri(plane: DataPlane, plan: Plan, tracking: Server) -> str:
     """The tracking URI as the deployer reaches it: the declared one, through the host mapping."""
     return plane.hosts.rewrite(plan.outputs["trackingUri"])
 
@@ -86,21 +89,21 @@ def registry_uri(plane: dp.DataPlane, plan: Plan, tracking: dp.Server) -> str:
 @pytest.fixture(scope="module")
 def serving_plan(trained: dict, registry_uri: str) -> Plan:
     """Step 5: the program again, now resolving the alias against the running registry."""
-    config, secret_keys = dp.e2e_config("dev", registry_uri=registry_uri)
+    config, secret_keys = e2e_config("dev", registry_uri=registry_uri)
     return run_program("dev", config=config, secret_keys=secret_keys)
 
 
 @pytest.fixture(scope="module")
 def isvc(serving_plan: Plan):
-    return dp.served_model(serving_plan)
+    return served_model(serving_plan)
 
 
 @pytest.fixture(scope="module")
-def model_dir(plane: dp.DataPlane, serving_plan: Plan, isvc) -> Path:
+def model_dir(plane: DataPlane, serving_plan: Plan, isvc) -> Path:
     return plane.download_model(serving_plan, isvc)
 
 
 @pytest.fixture(scope="module")
-def predictor(plane: dp.DataPlane, isvc, model_dir: Path) -> dp.Server:
+def predictor(plane: DataPlane, isvc, model_dir: Path) -> Server:
     """Step 6: the predictor as KServe's selected runtime would run it."""
     return plane.start_predictor(isvc, model_dir)
