@@ -1,9 +1,11 @@
 """Fixtures for the loopback data plane: one bring-up per module, in the order a user meets it.
 
-plan -> plane (PostgreSQL binaries or skip) -> tracking (PostgreSQL, S3, bucket, migration,
+plan -> plane (PostgreSQL binaries or skip) -> tracking_up (PostgreSQL, S3, bucket, migration,
 MLflow) -> trained (notebook) -> serving_plan -> isvc -> model_dir -> predictor.
 Each fixture is built on first use, so a single test can be run alone (``-k``), and
-``plane`` stops every process it started whatever happens.
+``plane`` stops every process it started whatever happens. No test leaves another
+without what it needs, so any order works: ``tracking`` is whichever MLflow server runs
+now (a test may restart it), and the test that stops everything gets a plane of its own.
 """
 
 from __future__ import annotations
@@ -62,9 +64,18 @@ def plane() -> Iterator[DataPlane]:
 
 
 @pytest.fixture(scope="module")
-def tracking(plane: DataPlane, plan: Plan) -> Server:
+def tracking_up(plane: DataPlane, plan: Plan) -> Server:
     """Steps 2-3: PostgreSQL, S3 and its bucket, the declared migration, then the MLflow server."""
     return plane.bring_up_tracking(plan)
+
+
+@pytest.fixture
+def tracking(plane: DataPlane, plan: Plan, tracking_up: Server) -> Server:
+    """The MLflow server running now: the one brought up, the one a restart put in its place, or a new start if a test stopped it."""
+    for server in plane.servers:
+        if server.workload is tracking_up.workload and server.port == tracking_up.port:
+            return server
+    return plane.start_deployment(plan, tracking_up.workload)
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +86,13 @@ def profile(plan: Plan) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(plane: DataPlane, plan: Plan, tracking: Server, profile: str) -> dict:
+def trained(plane: DataPlane, plan: Plan, tracking_up: Server, profile: str) -> dict:
     """Step 4: a notebook in the profile trains, logs, registers and sets the alias."""
     return plane.notebook(plan, profile, E2E_REGISTERED_MODEL, E2E_ALIAS, experiment="e2e-diabetes")
 
 
 @pytest.fixture(scope="module")
-def registry_uri(plane: DataPlane, plan: Plan, tracking: Server) -> str:
+def registry_uri(plane: DataPlane, plan: Plan, tracking_up: Server) -> str:
     """The tracking URI as the deployer reaches it: the declared one, through the host mapping."""
     return plane.hosts.rewrite(plan.outputs["trackingUri"])
 
@@ -107,3 +118,18 @@ def model_dir(plane: DataPlane, serving_plan: Plan, isvc) -> Path:
 def predictor(plane: DataPlane, isvc, model_dir: Path) -> Server:
     """Step 6: the predictor as KServe's selected runtime would run it."""
     return plane.start_predictor(isvc, model_dir)
+
+
+@pytest.fixture
+def own_plane(plane: DataPlane, plan: Plan, isvc, model_dir: Path) -> Iterator[DataPlane]:
+    """A second data plane running a process of every kind (PostgreSQL, S3, MLflow and its workers, MLServer), for a test that stops it.
+
+    Stopping the shared ``plane`` would leave every test after it without servers.
+    """
+    own = DataPlane(plane.logs / "own-plane")
+    try:
+        own.bring_up_tracking(plan)
+        own.start_predictor(isvc, model_dir)
+        yield own
+    finally:
+        own.close()

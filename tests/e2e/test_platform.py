@@ -2,9 +2,10 @@
 
 Unit tests prove the program declares objects; these prove the objects work. Every
 process is configured from the declared objects (see ``declared.py``); the only
-translation is the host mapping. Tests run in definition order, as a user meets
-the platform: tracking, notebook, serving, restart; then broken declarations fail
-at their component; the last test stops everything.
+translation is the host mapping. Tests are written in the order a user meets the
+platform: tracking, notebook, serving, restart; then broken declarations fail at
+their component; then stopping. Each gets what it needs from fixtures, so each
+runs alone and in any order.
 """
 
 from __future__ import annotations
@@ -256,8 +257,8 @@ def test_a_broken_storage_secret_annotation_fails_the_kserve_download(plane, ser
 # -- 8. stop -----------------------------------------------------------------------------------
 
 
-def test_stopping_leaves_no_process_running_and_no_port_listening(plane):
-    ports = set(plane.hosts.routes.values()) | {p for s in plane.servers for p in s.ports}
-    assert plane.servers, "nothing was started"
-    assert plane.stop() == []
+def test_stopping_leaves_no_process_running_and_no_port_listening(own_plane):
+    ports = set(own_plane.hosts.routes.values()) | {p for s in own_plane.servers for p in s.ports}
+    assert own_plane.servers, "nothing was started"
+    assert own_plane.stop() == []
     assert [p for p in sorted(ports) if listening(p)] == []
