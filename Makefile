@@ -42,6 +42,11 @@ plan-all: venv
 	$(PY) -m tools.plan --stack dev >/dev/null
 	$(PY) -m tools.plan --stack prod >/dev/null
 
+## golden: rewrite tests/golden/<stack>/ (dev and prod) from the current program; review and commit the diff
+.PHONY: golden
+golden: venv
+	$(PY) -m tools.golden
+
 ## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
 test: venv lint-venv toolchain
 	$(PY) -m pytest

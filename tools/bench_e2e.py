@@ -1,6 +1,6 @@
 """Figures of the loopback data plane, from the same bring-up code as the e2e tests (no assertions).
 
-Runs the dev stack's declared objects on 127.0.0.1 (see tests/e2e/dataplane.py) and
+Runs the dev stack's declared objects on 127.0.0.1 (see tests/e2e/plane.py) and
 measures:
 
 - MLflow: time to healthy (process start to the declared readiness probe answering),
@@ -29,44 +29,48 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e import dataplane as dp
+from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
+from tests.e2e.launch import NO_TELEMETRY
+from tests.e2e.plane import DataPlane
+from tests.e2e.postgres import postgres_bindir
 from tools.harness import ROOT, run_program
+from tools.processes import memory_mb
 
 OUT = ROOT / "build" / "bench" / "e2e.json"
 
 
 def measure(requests: int) -> dict:
-    if dp.postgres_bindir() is None:
+    if postgres_bindir() is None:
         raise SystemExit("PostgreSQL server binaries not found: install Debian's `postgresql`")
     figures: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": os.getloadavg()},
     }
-    os.environ.update(dp.NO_TELEMETRY)  # the MLflow client in this process, too
+    os.environ.update(NO_TELEMETRY)  # the MLflow client in this process, too
     logs = ROOT / "build" / "bench" / "e2e-logs"
     shutil.rmtree(logs, ignore_errors=True)
-    plane = dp.DataPlane(logs)
+    plane = DataPlane(logs)
     try:
-        config, secret_keys = dp.e2e_config("dev")
+        config, secret_keys = e2e_config("dev")
         plan = run_program("dev", config=config, secret_keys=secret_keys)
         started = time.monotonic()
         tracking = plane.bring_up_tracking(plan)
         figures["tracking_bring_up_seconds"] = time.monotonic() - started
         figures["mlflow_migration_seconds"] = plane.timings["migrate-db"]
         figures["mlflow_seconds_to_healthy"] = tracking.seconds_to_ready
-        figures["mlflow_memory_idle"] = dp.memory_mb(tracking.service.process.pid)
+        figures["mlflow_memory_idle"] = memory_mb(tracking.service.process.pid)
 
         profile = plan.outputs["kubeflowProfiles"][0]
         started = time.monotonic()
-        trained = plane.notebook(plan, profile, dp.E2E_REGISTERED_MODEL, dp.E2E_ALIAS, experiment="bench-diabetes")
+        trained = plane.notebook(plan, profile, E2E_REGISTERED_MODEL, E2E_ALIAS, experiment="bench-diabetes")
         alias_set = time.monotonic()
         figures["notebook_seconds"] = alias_set - started
-        figures["mlflow_memory_after_notebook"] = dp.memory_mb(tracking.service.process.pid)
+        figures["mlflow_memory_after_notebook"] = memory_mb(tracking.service.process.pid)
 
         steps: dict[str, float] = {}
         mark = time.monotonic()
-        config, secret_keys = dp.e2e_config("dev", registry_uri=plane.hosts.rewrite(plan.outputs["trackingUri"]))
+        config, secret_keys = e2e_config("dev", registry_uri=plane.hosts.rewrite(plan.outputs["trackingUri"]))
         serving_plan = run_program("dev", config=config, secret_keys=secret_keys)
-        isvc = dp.served_model(serving_plan)
+        isvc = served_model(serving_plan)
         steps["program_resolves_alias_and_renders"] = time.monotonic() - mark
         mark = time.monotonic()
         model_dir = plane.download_model(serving_plan, isvc)
@@ -92,7 +96,7 @@ def measure(requests: int) -> dict:
             "p50": statistics.median(latencies), "p99": cuts[98], "max": max(latencies),
         }
         figures["mlserver_seconds_to_ready"] = predictor.seconds_to_ready
-        figures["mlserver_memory"] = dp.memory_mb(predictor.service.process.pid)
+        figures["mlserver_memory"] = memory_mb(predictor.service.process.pid)
 
         plane.stop_server(tracking)
         restarted = plane.start_deployment(plan, tracking.workload)

@@ -23,6 +23,13 @@ from tools.harness import ROOT, Plan, run_program
 from mlops_policies import audit_resources
 
 
+def manifest_yaml(manifest: dict) -> str:
+    """One object as YAML, apiVersion, kind and metadata first; shared with the golden renders."""
+    ordered = {k: manifest[k] for k in ("apiVersion", "kind", "metadata") if k in manifest}
+    ordered.update((k, v) for k, v in manifest.items() if k not in ordered)
+    return yaml.safe_dump(ordered, sort_keys=False)
+
+
 def write_build(plan: Plan, out: Path) -> None:
     """Whole objects go to manifests/, server-side-apply patches of existing objects to patches/."""
     for directory in ("manifests", "patches"):
@@ -32,10 +39,8 @@ def write_build(plan: Plan, out: Path) -> None:
         directory = out / ("patches" if resource.type.endswith("Patch") else "manifests")
         directory.mkdir(parents=True, exist_ok=True)
         namespace = resource.k8s_namespace or "cluster"
-        ordered = {k: manifest[k] for k in ("apiVersion", "kind", "metadata") if k in manifest}
-        ordered.update((k, v) for k, v in manifest.items() if k not in ordered)
         path = directory / f"{index:03d}-{manifest['kind'].lower()}-{namespace}-{resource.k8s_name}.yaml"
-        path.write_text(yaml.safe_dump(ordered, sort_keys=False))
+        path.write_text(manifest_yaml(manifest))
     document = {"stack": plan.stack, "resources": [r.record() for r in plan.resources], "outputs": plan.masked_outputs()}
     (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
 

@@ -3,11 +3,14 @@
 Each process runs in its own session (process group), so stopping it also stops
 the workers it forked (mlflow server's uvicorn, MLServer's workers), and nothing
 else. Its output goes to a log file whose tail is quoted when it fails to start.
+What tests ask of such processes is here too: a loopback HTTP request, whether a
+port listens, and a process's tree, group and memory (Linux /proc).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -140,3 +143,76 @@ def running(
         yield service
     finally:
         service.stop()
+
+
+def http(url: str, *, host: Optional[str] = None, method: str = "GET", body: Optional[dict] = None, timeout: float = 10) -> tuple[int, bytes]:
+    """One HTTP request to a loopback URL; returns (status, body) for any status."""
+    if not url.startswith(f"http://{HOST}:"):
+        raise ValueError(f"refusing non-loopback request to {url}")
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if host:
+        headers["Host"] = host
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """A process and all its descendants: pid -> command line (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tree[p] = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def process_group(pgid: int) -> dict[int, str]:
+    """Live processes of a process group: pid -> command line (zombies excluded)."""
+    members: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS (MiB) summed over a process tree. RSS counts shared pages once per process; PSS splits them."""
+    totals = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0}
+    for p in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        fields = {line.split(":")[0]: line.split()[1] for line in rollup.splitlines()[1:] if ":" in line}
+        totals["rss_mb"] += int(fields.get("Rss", 0)) / 1024
+        totals["pss_mb"] += int(fields.get("Pss", 0)) / 1024
+        totals["processes"] += 1
+    return totals

@@ -1,9 +1,11 @@
 """Fixtures for the loopback data plane: one bring-up per module, in the order a user meets it.
 
-plan -> plane (PostgreSQL binaries or skip) -> tracking (PostgreSQL, S3, bucket, migration,
+plan -> plane (PostgreSQL binaries or skip) -> tracking_up (PostgreSQL, S3, bucket, migration,
 MLflow) -> trained (notebook) -> serving_plan -> isvc -> model_dir -> predictor.
 Each fixture is built on first use, so a single test can be run alone (``-k``), and
-``plane`` stops every process it started whatever happens.
+``plane`` stops every process it started whatever happens. No test leaves another
+without what it needs, so any order works: ``tracking`` is whichever MLflow server runs
+now (a test may restart it), and the test that stops everything gets a plane of its own.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import dataplane as dp
-from tools.harness import Plan, run_program
+from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
+from tests.e2e.launch import NO_TELEMETRY, Server
+from tests.e2e.plane import DataPlane
+from tests.e2e.postgres import postgres_bindir
+from tools.harness import ROOT, Plan, run_program
 
-LOGS = dp.ROOT / "build" / "e2e"
+LOGS = ROOT / "build" / "e2e"
 KEEP_RUNS = 5
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_telemetry() -> Iterator[None]:
     """The MLflow client in this process (registry resolution, assertions) sends no telemetry either."""
-    saved = {k: os.environ.get(k) for k in dp.NO_TELEMETRY}
-    os.environ.update(dp.NO_TELEMETRY)
+    saved = {k: os.environ.get(k) for k in NO_TELEMETRY}
+    os.environ.update(NO_TELEMETRY)
     yield
     for key, value in saved.items():
         if value is None:
@@ -38,20 +43,20 @@ def no_telemetry() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    """Step 1: the dev stack as the program declares it (with the e2e overlay, see ``dp.e2e_config``)."""
-    config, secret_keys = dp.e2e_config("dev")
+    """Step 1: the dev stack as the program declares it (with the e2e overlay, see ``e2e_config``)."""
+    config, secret_keys = e2e_config("dev")
     return run_program("dev", config=config, secret_keys=secret_keys)
 
 
 @pytest.fixture(scope="module")
-def plane() -> Iterator[dp.DataPlane]:
-    if dp.postgres_bindir() is None:
+def plane() -> Iterator[DataPlane]:
+    if postgres_bindir() is None:
         pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's `postgresql`, as .ci/run does")
     # Logs of the last few runs are kept for reading after a failure (build/ is not committed).
     for old in sorted(LOGS.glob("run-*"))[:-KEEP_RUNS]:
         shutil.rmtree(old, ignore_errors=True)
     logs = LOGS / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    plane = dp.DataPlane(logs)
+    plane = DataPlane(logs)
     try:
         yield plane
     finally:
@@ -59,9 +64,18 @@ def plane() -> Iterator[dp.DataPlane]:
 
 
 @pytest.fixture(scope="module")
-def tracking(plane: dp.DataPlane, plan: Plan) -> dp.Server:
+def tracking_up(plane: DataPlane, plan: Plan) -> Server:
     """Steps 2-3: PostgreSQL, S3 and its bucket, the declared migration, then the MLflow server."""
     return plane.bring_up_tracking(plan)
+
+
+@pytest.fixture
+def tracking(plane: DataPlane, plan: Plan, tracking_up: Server) -> Server:
+    """The MLflow server running now: the one brought up, the one a restart put in its place, or a new start if a test stopped it."""
+    for server in plane.servers:
+        if server.workload is tracking_up.workload and server.port == tracking_up.port:
+            return server
+    return plane.start_deployment(plan, tracking_up.workload)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +86,13 @@ def profile(plan: Plan) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(plane: dp.DataPlane, plan: Plan, tracking: dp.Server, profile: str) -> dict:
+def trained(plane: DataPlane, plan: Plan, tracking_up: Server, profile: str) -> dict:
     """Step 4: a notebook in the profile trains, logs, registers and sets the alias."""
-    return plane.notebook(plan, profile, dp.E2E_REGISTERED_MODEL, dp.E2E_ALIAS, experiment="e2e-diabetes")
+    return plane.notebook(plan, profile, E2E_REGISTERED_MODEL, E2E_ALIAS, experiment="e2e-diabetes")
 
 
 @pytest.fixture(scope="module")
-def registry_uri(plane: dp.DataPlane, plan: Plan, tracking: dp.Server) -> str:
+def registry_uri(plane: DataPlane, plan: Plan, tracking_up: Server) -> str:
     """The tracking URI as the deployer reaches it: the declared one, through the host mapping."""
     return plane.hosts.rewrite(plan.outputs["trackingUri"])
 
@@ -86,21 +100,36 @@ def registry_uri(plane: dp.DataPlane, plan: Plan, tracking: dp.Server) -> str:
 @pytest.fixture(scope="module")
 def serving_plan(trained: dict, registry_uri: str) -> Plan:
     """Step 5: the program again, now resolving the alias against the running registry."""
-    config, secret_keys = dp.e2e_config("dev", registry_uri=registry_uri)
+    config, secret_keys = e2e_config("dev", registry_uri=registry_uri)
     return run_program("dev", config=config, secret_keys=secret_keys)
 
 
 @pytest.fixture(scope="module")
 def isvc(serving_plan: Plan):
-    return dp.served_model(serving_plan)
+    return served_model(serving_plan)
 
 
 @pytest.fixture(scope="module")
-def model_dir(plane: dp.DataPlane, serving_plan: Plan, isvc) -> Path:
+def model_dir(plane: DataPlane, serving_plan: Plan, isvc) -> Path:
     return plane.download_model(serving_plan, isvc)
 
 
 @pytest.fixture(scope="module")
-def predictor(plane: dp.DataPlane, isvc, model_dir: Path) -> dp.Server:
+def predictor(plane: DataPlane, isvc, model_dir: Path) -> Server:
     """Step 6: the predictor as KServe's selected runtime would run it."""
     return plane.start_predictor(isvc, model_dir)
+
+
+@pytest.fixture
+def own_plane(plane: DataPlane, plan: Plan, isvc, model_dir: Path) -> Iterator[DataPlane]:
+    """A second data plane running a process of every kind (PostgreSQL, S3, MLflow and its workers, MLServer), for a test that stops it.
+
+    Stopping the shared ``plane`` would leave every test after it without servers.
+    """
+    own = DataPlane(plane.logs / "own-plane")
+    try:
+        own.bring_up_tracking(plan)
+        own.start_predictor(isvc, model_dir)
+        yield own
+    finally:
+        own.close()

@@ -1,10 +1,11 @@
 """End-to-end: what the dev stack declares, run for real on 127.0.0.1.
 
 Unit tests prove the program declares objects; these prove the objects work. Every
-process is configured from the declared objects (see ``dataplane.py``); the only
-translation is the host mapping. Tests run in definition order, as a user meets
-the platform: tracking, notebook, serving, restart; then broken declarations fail
-at their component; the last test stops everything.
+process is configured from the declared objects (see ``declared.py``); the only
+translation is the host mapping. Tests are written in the order a user meets the
+platform: tracking, notebook, serving, restart; then broken declarations fail at
+their component; then stopping. Each gets what it needs from fixtures, so each
+runs alone and in any order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e import dataplane as dp
+from tests.e2e.config import served_model
+from tests.e2e.declared import mutated, resolve_env
+from tests.e2e.errors import DataPlaneError
+from tests.e2e.kubeflow import poddefault_env
+from tests.e2e.plane import DataPlane
+from tests.e2e.serving import select_runtime
+from tools.processes import http, listening, process_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +32,8 @@ def in_cluster_host(plan) -> str:
 
 def s3_endpoint(plan) -> str:
     """The artifact store the MLflow server is declared to use."""
-    deployment = dp.DataPlane.tracking_deployment(plan)
-    return dp.resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")["MLFLOW_S3_ENDPOINT_URL"]
+    deployment = DataPlane.tracking_deployment(plan)
+    return resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")["MLFLOW_S3_ENDPOINT_URL"]
 
 
 def external_hosts(plan) -> list[str]:
@@ -49,7 +56,7 @@ def test_every_declared_env_value_is_a_literal_or_a_declared_secret_key(plan):
     assert plan.kinds("PodDefault"), "the dev stack declares Kubeflow PodDefaults"
     for namespace, container in containers:
         declared = {e["name"] for e in container.get("env") or []}
-        assert declared <= set(dp.resolve_env(plan, namespace, container, container.get("name", "poddefault")))
+        assert declared <= set(resolve_env(plan, namespace, container, container.get("name", "poddefault")))
 
 
 # -- 2-3. PostgreSQL, S3, migration, MLflow ----------------------------------------------------
@@ -73,13 +80,13 @@ def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_
     probe = tracking.workload.pod_spec()["containers"][0]["readinessProbe"]["httpGet"]["path"]
     prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
     assert probe.startswith(prefix + "/")
-    assert dp.http(f"{tracking.base}{probe}")[0] == 200
-    assert dp.http(f"{tracking.base}{probe[len(prefix):]}")[0] == 404
+    assert http(f"{tracking.base}{probe}")[0] == 200
+    assert http(f"{tracking.base}{probe[len(prefix):]}")[0] == 404
 
 
 def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
     args = tracking.workload.pod_spec()["containers"][0]["args"]
-    commands = dp.process_tree(tracking.service.process.pid).values()
+    commands = process_tree(tracking.service.process.pid).values()
     workers = [c for c in commands if "multiprocessing.spawn" in c]
     assert len(workers) == int(args[args.index("--workers") + 1])
     # The job runner (huey consumers) would more than double the server's memory.
@@ -101,7 +108,7 @@ def test_api_accepts_each_external_host_through_the_declared_gateway_route(plane
 
 
 def test_api_refuses_an_undeclared_host(plane, plan, tracking):
-    with pytest.raises(dp.DataPlaneError, match=r"^mlflow: .* answered 403"):
+    with pytest.raises(DataPlaneError, match=r"^mlflow: .* answered 403"):
         plane.mlflow_api(tracking, plan, host="attacker.example.net")
 
 
@@ -132,7 +139,7 @@ def test_model_artifacts_land_under_the_declared_bucket_and_prefix(plane, plan, 
 
 
 def test_notebook_keeps_its_data_under_its_profile_prefix_with_the_injected_s3_settings(plane, plan, trained, profile):
-    declared = dp.poddefault_env(plan, profile)["PROFILE_S3_URI"]
+    declared = poddefault_env(plan, profile)["PROFILE_S3_URI"]
     assert trained["dataset_uri"].startswith(declared)
     assert not declared.startswith(plan.outputs["artifactRoot"] + "/")  # beside MLflow's prefix, not inside it
     bucket, key = urlsplit(trained["dataset_uri"]).netloc, urlsplit(trained["dataset_uri"]).path.lstrip("/")
@@ -161,7 +168,7 @@ def test_kserve_storage_initializer_downloads_the_model_with_the_declared_secret
 
 def test_kserve_selects_mlserver_for_the_declared_model_format(isvc):
     assert isvc.inputs["spec"]["predictor"]["model"]["modelFormat"]["name"] == "mlflow"
-    assert dp.select_runtime(isvc) == "kserve-mlserver"
+    assert select_runtime(isvc) == "kserve-mlserver"
 
 
 def test_mlserver_predictions_equal_the_models_own(plane, predictor, isvc, trained):
@@ -177,7 +184,7 @@ def test_a_restarted_server_still_has_every_run_the_model_and_its_alias(plane, p
     from mlflow import MlflowClient
 
     plane.stop_server(tracking)
-    assert not dp.listening(tracking.port)
+    assert not listening(tracking.port)
     restarted = plane.start_deployment(plan, tracking.workload)
     assert restarted.port == tracking.port  # same Service address, same URL for every client
     client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
@@ -199,25 +206,25 @@ def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, pla
         i = args.index("--allowed-hosts") + 1
         args[i] = ",".join(h for h in args[i].split(",") if not h.startswith(service))
 
-    deployment = dp.DataPlane.tracking_deployment(plan)
-    broken = dp.mutated(plan, "Deployment", deployment.k8s_name, deployment.k8s_namespace, drop_service_host)
+    deployment = DataPlane.tracking_deployment(plan)
+    broken = mutated(plan, "Deployment", deployment.k8s_name, deployment.k8s_namespace, drop_service_host)
     server = plane.start_deployment(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace), hosts=plane.hosts.without(host))
     try:
-        with pytest.raises(dp.DataPlaneError, match=rf"^mlflow: GET .* with Host {host} answered 403"):
+        with pytest.raises(DataPlaneError, match=rf"^mlflow: GET .* with Host {host} answered 403"):
             plane.mlflow_api(server, broken, host=host)
     finally:
         plane.stop_server(server)
 
 
 def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane, plan, tracking):
-    deployment = dp.DataPlane.tracking_deployment(plan)
+    deployment = DataPlane.tracking_deployment(plan)
     secret = next(e["valueFrom"]["secretKeyRef"] for e in deployment.pod_spec()["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
 
     def plain_scheme(obj: dict) -> None:
         obj["stringData"][secret["key"]] = obj["stringData"][secret["key"]].replace("postgresql+psycopg2://", "postgresql://", 1)
 
-    broken = dp.mutated(plan, "Secret", secret["name"], deployment.k8s_namespace, plain_scheme)
-    with pytest.raises(dp.DataPlaneError, match=r"^migrate-db: exited with code 1(.|\n)*psycopg"):
+    broken = mutated(plan, "Secret", secret["name"], deployment.k8s_namespace, plain_scheme)
+    with pytest.raises(DataPlaneError, match=r"^migrate-db: exited with code 1(.|\n)*psycopg"):
         plane.run_init_containers(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace))
 
 
@@ -242,16 +249,16 @@ def test_a_broken_storage_secret_annotation_fails_the_kserve_download(plane, ser
         else:
             annotations[annotation] = new
 
-    broken = dp.mutated(serving_plan, "Secret", secret_name, isvc.k8s_namespace, change)
-    with pytest.raises(dp.DataPlaneError, match=rf"^storage-initializer: (.|\n)*{failure}"):
-        plane.download_model(broken, dp.served_model(broken))
+    broken = mutated(serving_plan, "Secret", secret_name, isvc.k8s_namespace, change)
+    with pytest.raises(DataPlaneError, match=rf"^storage-initializer: (.|\n)*{failure}"):
+        plane.download_model(broken, served_model(broken))
 
 
 # -- 8. stop -----------------------------------------------------------------------------------
 
 
-def test_stopping_leaves_no_process_running_and_no_port_listening(plane):
-    ports = set(plane.hosts.routes.values()) | {p for s in plane.servers for p in s.ports}
-    assert plane.servers, "nothing was started"
-    assert plane.stop() == []
-    assert [p for p in sorted(ports) if dp.listening(p)] == []
+def test_stopping_leaves_no_process_running_and_no_port_listening(own_plane):
+    ports = set(own_plane.hosts.routes.values()) | {p for s in own_plane.servers for p in s.ports}
+    assert own_plane.servers, "nothing was started"
+    assert own_plane.stop() == []
+    assert [p for p in sorted(ports) if listening(p)] == []

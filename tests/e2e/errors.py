@@ -1,0 +1,19 @@
+"""The one exception of the e2e support code, so every failure names the component that broke."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from tools.processes import tail as read_tail
+
+
+class DataPlaneError(AssertionError):
+    """A component of the data plane failed; the message starts with ``"<component>: "``."""
+
+    def __init__(self, component: str, message: str, log: Optional[Path] = None, tail: Optional[str] = None):
+        self.component = component
+        text = f"{component}: {message}"
+        if log is not None:
+            text += f"\n--- last lines of {log} ---\n{tail if tail is not None else read_tail(log)}"
+        super().__init__(text)

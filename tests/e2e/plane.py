@@ -1,0 +1,114 @@
+"""The data plane of one run: its directories, logs and processes, and the Deployment bring-up every service shares."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from tests.e2e.declared import http_probe, port_number, resolve_env
+from tests.e2e.errors import DataPlaneError
+from tests.e2e.hosts import HostMap
+from tests.e2e.kubeflow import Kubeflow
+from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, http_ready, run_once, spawn
+from tests.e2e.postgres import PostgreSQL
+from tests.e2e.s3 import S3
+from tests.e2e.serving import KServe
+from tests.e2e.tracking import Tracking
+from tools.harness import DeclaredResource, Plan
+from tools.processes import listening, process_group
+
+
+class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
+    """The processes and directories of one run. ``stop()`` ends every process it started.
+
+    A fresh temporary directory holds the data directories (removed by ``close()``);
+    ``logs`` keeps one log per component, quoted in every failure.
+    """
+
+    def __init__(self, logs: Path):
+        # World-traversable, so PostgreSQL running as the `postgres` user can reach its data directory.
+        self.workdir = Path(tempfile.mkdtemp(prefix="mlops-e2e-"))
+        self.workdir.chmod(0o755)
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.hosts = HostMap()
+        self.servers: list[Server] = []
+        self.home = self.workdir / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+
+    def log(self, name: str) -> Path:
+        """A fresh log file per process start (a restart or a second instance gets ``name-2.log`` ...)."""
+        path = self.logs / f"{name}.log"
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.logs / f"{name}-{n}.log"
+        return path
+
+    def run_init_containers(self, plan: Plan, deployment: DeclaredResource) -> None:
+        """Run each declared init container to completion, in order, as the kubelet does."""
+        for init in deployment.pod_spec().get("initContainers") or []:
+            component = init["name"]
+            if not init.get("command"):
+                raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
+            env = {**base_env(self.home), **self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, init, component), component)}
+            started = time.monotonic()
+            run_once(component, [*init["command"], *(init.get("args") or [])], env, self.log(component), RUN_TIMEOUT.get(component, 120))
+            self.timings[component] = time.monotonic() - started
+
+    def start_deployment(self, plan: Plan, deployment: DeclaredResource, *, component: Optional[str] = None, hosts: Optional[HostMap] = None) -> Server:
+        """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe."""
+        hosts = hosts or self.hosts
+        containers = deployment.pod_spec()["containers"]
+        if len(containers) != 1:
+            raise DataPlaneError(deployment.k8s_name, f"has {len(containers)} containers; one is supported")
+        container = containers[0]
+        component = component or container["name"]
+        if not container.get("command"):
+            raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
+        path, probe_port = http_probe(container)
+        container_port = port_number(container, probe_port)
+        local = hosts.expose(plan, deployment)[container_port]
+        argv = [*container["command"], *hosts.listen_args(component, container.get("args") or [], container_port, local)]
+        env = {**base_env(self.home), **hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)}
+        service = spawn(component, argv, env, self.log(component))
+        server = Server(component, service, local, workload=deployment)
+        self.servers.append(server)
+        server.seconds_to_ready = await_ready(service, http_ready(f"{server.base}{path}"), START_TIMEOUT.get(container["name"], 120), f"its readiness probe GET {path} answered 200")
+        return server
+
+    def stop_server(self, server: Server, timeout: float = 15) -> None:
+        if server.component == "postgresql" and server.service.process.poll() is None:
+            # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for clients to disconnect).
+            try:
+                os.killpg(server.service.process.pid, signal.SIGINT)
+                server.service.process.wait(timeout=timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        server.service.stop(timeout=timeout)
+        if server in self.servers:
+            self.servers.remove(server)
+
+    def stop(self) -> list[str]:
+        """Stop every process (newest first); returns what is still alive or listening (should be nothing)."""
+        stopped = list(reversed(self.servers))
+        for server in stopped:
+            self.stop_server(server)
+        leftovers = []
+        for server in stopped:
+            # Each server was started as the leader of its own process group: every worker it forked is in it.
+            group = process_group(server.service.process.pid)
+            leftovers += [f"{server.component}: pid {pid} still running ({group[pid][:80]})" for pid in sorted(group)]
+            leftovers += [f"{server.component}: port {port} still listening" for port in server.ports if listening(port)]
+        return leftovers
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
