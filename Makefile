@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain local-up local-down plan plan-all test lint audit bench clean
+.PHONY: venv lint-venv toolchain local-up local-down plan plan-all golden test lint audit bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,12 +43,17 @@ plan-all: venv
 	$(PY) -m tools.plan --stack prod >/dev/null
 
 ## golden: rewrite tests/golden/<stack>/ (dev and prod) from the current program; review and commit the diff
-.PHONY: golden
 golden: venv
 	$(PY) -m tools.golden
 
-## test: the whole suite: unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
-test: venv lint-venv toolchain
+## lint: ruff (lint and format check) over the repository, mypy over the package
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## test: the whole suite: lint, unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
+test: venv lint-venv toolchain lint
 	$(PY) -m pytest
 
 ## audit: offline credential audit of a `pulumi stack export` file

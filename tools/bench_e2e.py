@@ -27,7 +27,6 @@ import shutil
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
 from tests.e2e.launch import NO_TELEMETRY
@@ -92,8 +91,11 @@ def measure(requests: int) -> dict:
             latencies.append((time.perf_counter() - t) * 1000)
         cuts = statistics.quantiles(latencies, n=100, method="inclusive")
         figures["mlserver_latency_ms"] = {
-            "requests": requests, "rows_per_request": len(trained["predictions"]),
-            "p50": statistics.median(latencies), "p99": cuts[98], "max": max(latencies),
+            "requests": requests,
+            "rows_per_request": len(trained["predictions"]),
+            "p50": statistics.median(latencies),
+            "p99": cuts[98],
+            "max": max(latencies),
         }
         figures["mlserver_seconds_to_ready"] = predictor.seconds_to_ready
         figures["mlserver_memory"] = memory_mb(predictor.service.process.pid)
@@ -119,18 +121,27 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("MLflow time to healthy (start -> readiness probe 200)", f"{figures['mlflow_seconds_to_healthy']:.1f} s"),
         ("MLflow schema migration (init container)", f"{figures['mlflow_migration_seconds']:.1f} s"),
-        ("MLflow RSS / PSS idle (server + workers)", "{rss_mb:.0f} / {pss_mb:.0f} MiB in {processes} processes".format(**figures["mlflow_memory_idle"])),
+        (
+            "MLflow RSS / PSS idle (server + workers)",
+            "{rss_mb:.0f} / {pss_mb:.0f} MiB in {processes} processes".format(**figures["mlflow_memory_idle"]),
+        ),
         ("MLflow RSS / PSS after the notebook", "{rss_mb:.0f} / {pss_mb:.0f} MiB".format(**figures["mlflow_memory_after_notebook"])),
         ("alias set -> first prediction", f"{figures['alias_set_to_first_prediction_seconds']:.1f} s"),
         *((f"  {k.replace('_', ' ')}", f"{v:.1f} s") for k, v in figures["alias_set_to_first_prediction_steps"].items()),
-        (f"MLServer p50 / p99 over {lat['requests']} sequential requests ({lat['rows_per_request']} rows)", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms"),
+        (
+            f"MLServer p50 / p99 over {lat['requests']} sequential requests ({lat['rows_per_request']} rows)",
+            f"{lat['p50']:.1f} / {lat['p99']:.1f} ms",
+        ),
         ("MLflow restart to healthy", f"{figures['mlflow_restart_seconds_to_healthy']:.1f} s"),
         ("processes or ports left after stop", str(len(figures["leftovers_after_stop"]))),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
-    print(f"load average {figures['machine']['loadavg_start'][0]:.1f} -> {figures['machine']['loadavg_end'][0]:.1f} on {figures['machine']['cpus']} CPUs; {OUT.relative_to(ROOT)}")
+    print(
+        f"load average {figures['machine']['loadavg_start'][0]:.1f} -> {figures['machine']['loadavg_end'][0]:.1f} on "
+        f"{figures['machine']['cpus']} CPUs; {OUT.relative_to(ROOT)}"
+    )
     return 1 if figures["leftovers_after_stop"] else 0
 
 

@@ -16,7 +16,6 @@ import shutil
 import sys
 from pathlib import Path
 
-
 from tools.harness import ROOT, Plan, run_program
 from tools.plan import manifest_yaml
 
@@ -57,7 +56,11 @@ _DIGEST = re.compile(r"-[0-9a-f]{10}(?=\.yaml$)")
 
 
 def _diff(committed: str, rendered: str, committed_name: str, rendered_name: str) -> str:
-    lines = list(difflib.unified_diff(committed.splitlines(), rendered.splitlines(), f"{committed_name} (committed)", f"{rendered_name} (rendered)", n=2, lineterm=""))
+    lines = list(
+        difflib.unified_diff(
+            committed.splitlines(), rendered.splitlines(), f"{committed_name} (committed)", f"{rendered_name} (rendered)", n=2, lineterm=""
+        )
+    )
     if len(lines) > DIFF_LINES:
         lines = lines[:DIFF_LINES] + [f"... {len(lines) - DIFF_LINES} more diff lines"]
     return "\n".join(lines)
@@ -82,7 +85,10 @@ def differences(stack: str, rendered: dict[str, str], golden: Path = GOLDEN) -> 
     found = []
     for name in sorted(rendered.keys() | committed.keys()):
         if name in renamed:
-            found.append(f"renamed: {shown}/{name} -> {renamed[name]}\n" + _diff(committed[name], rendered[renamed[name]], f"{shown}/{name}", f"{shown}/{renamed[name]}"))
+            found.append(
+                f"renamed: {shown}/{name} -> {renamed[name]}\n"
+                + _diff(committed[name], rendered[renamed[name]], f"{shown}/{name}", f"{shown}/{renamed[name]}")
+            )
         elif name in renamed.values():
             continue
         elif name not in committed:

@@ -19,8 +19,8 @@ import yaml
 
 from mlops_platform.config import ConfigError
 from mlops_platform.serving.stack import describe as describe_model
-from tools.harness import ROOT, Plan, run_program
 from mlops_policies import audit_resources
+from tools.harness import ROOT, Plan, run_program
 
 
 def manifest_yaml(manifest: dict) -> str:
@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / args.stack
     write_build(plan, out)
     print(table(plan))
-    print(f"\n{len(plan.resources)} resources for stack {plan.stack}; manifests and resources.json in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    print(
+        f"\n{len(plan.resources)} resources for stack {plan.stack}; manifests and resources.json in "
+        f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
+    )
     for key, value in plan.masked_outputs().items():
         print(f"output {key}: {value}")
     # The policy pack's own engine, over what was declared, with secretness known from the run.

@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 HOST = "127.0.0.1"
 
@@ -63,7 +62,9 @@ class Service:
         last = "no answer yet"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServiceStartError(f"{self.name} exited with code {self.process.returncode} before {url} answered; log {self.log}:\n{self.tail()}")
+                raise ServiceStartError(
+                    f"{self.name} exited with code {self.process.returncode} before {url} answered; log {self.log}:\n{self.tail()}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == status:
@@ -95,10 +96,10 @@ def start(
     name: str,
     argv: Sequence[str],
     *,
-    log_dir: Optional[Path] = None,
-    log: Optional[Path] = None,
-    env: Optional[Mapping[str, str]] = None,
-    cwd: Optional[Path] = None,
+    log_dir: Path | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     inherit_env: bool = True,
 ) -> Service:
     """Start ``argv`` in its own process group, output to ``log_dir/<name>.log`` or appended to ``log``.
@@ -132,8 +133,8 @@ def running(
     health_url: str,
     log_dir: Path,
     timeout: float,
-    env: Optional[Mapping[str, str]] = None,
-    cwd: Optional[Path] = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
     inherit_env: bool = True,
 ) -> Iterator[Service]:
     """A healthy service for the duration of the block; stopped afterwards whatever happens."""
@@ -145,7 +146,7 @@ def running(
         service.stop()
 
 
-def http(url: str, *, host: Optional[str] = None, method: str = "GET", body: Optional[dict] = None, timeout: float = 10) -> tuple[int, bytes]:
+def http(url: str, *, host: str | None = None, method: str = "GET", body: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
     """One HTTP request to a loopback URL; returns (status, body) for any status."""
     if not url.startswith(f"http://{HOST}:"):
         raise ValueError(f"refusing non-loopback request to {url}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 from tests.e2e.errors import DataPlaneError
 from tools.harness import DeclaredResource, Plan, stack_config
@@ -14,7 +13,7 @@ E2E_REGISTERED_MODEL = "diabetes"
 E2E_ALIAS = "production"
 
 
-def e2e_config(stack: str = "dev", registry_uri: Optional[str] = None) -> tuple[dict[str, str], list[str]]:
+def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dict[str, str], list[str]]:
     """The stack file's config with the e2e overlay.
 
     * ``kubeflow.externalHost`` (only if the stack sets none): so the external-host path
@@ -33,7 +32,9 @@ def e2e_config(stack: str = "dev", registry_uri: Optional[str] = None) -> tuple[
         if not serving.get("enabled") or not profiles:
             raise DataPlaneError("serving", f"stack {stack} enables no serving or no Kubeflow profile to serve in")
         serving["mlflowTrackingUri"] = registry_uri
-        serving["models"] = [{"name": E2E_REGISTERED_MODEL, "namespace": profiles[0], "registeredModel": E2E_REGISTERED_MODEL, "alias": E2E_ALIAS}]
+        serving["models"] = [
+            {"name": E2E_REGISTERED_MODEL, "namespace": profiles[0], "registeredModel": E2E_REGISTERED_MODEL, "alias": E2E_ALIAS}
+        ]
         config["mlops-platform:serving"] = json.dumps(serving)
     return config, secret_keys
 

@@ -51,7 +51,10 @@ def plan() -> Plan:
 @pytest.fixture(scope="module")
 def plane() -> Iterator[DataPlane]:
     if postgres_bindir() is None:
-        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's `postgresql`, as .ci/run does")
+        pytest.skip(
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's "
+            "`postgresql`, as .ci/run does"
+        )
     # Logs of the last few runs are kept for reading after a failure (build/ is not committed).
     for old in sorted(LOGS.glob("run-*"))[:-KEEP_RUNS]:
         shutil.rmtree(old, ignore_errors=True)

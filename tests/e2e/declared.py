@@ -6,7 +6,7 @@ import base64
 import copy
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import Any
 
 from tests.e2e.errors import DataPlaneError
 from tools.harness import DeclaredResource, Plan
@@ -63,11 +63,15 @@ def resolve_env(plan: Plan, namespace: str, container: Mapping[str, Any], compon
         elif "configMapKeyRef" in ref:
             sel, values = ref["configMapKeyRef"], config_map_data(plan, namespace, ref["configMapKeyRef"]["name"], component)
         else:
-            raise DataPlaneError(component, f"env {name} is neither a literal value nor a secretKeyRef/configMapKeyRef: {sorted(ref) or 'empty'}")
+            raise DataPlaneError(
+                component, f"env {name} is neither a literal value nor a secretKeyRef/configMapKeyRef: {sorted(ref) or 'empty'}"
+            )
         if sel["key"] not in values:
             if sel.get("optional"):
                 continue
-            raise DataPlaneError(component, f"env {name} references key {sel['key']!r} of {sel['name']}, which declares only {sorted(values)}")
+            raise DataPlaneError(
+                component, f"env {name} references key {sel['key']!r} of {sel['name']}, which declares only {sorted(values)}"
+            )
         env[name] = values[sel["key"]]
     return env
 
@@ -83,7 +87,7 @@ def mounted_file(plan: Plan, resource: DeclaredResource, container: Mapping[str,
         volume = volumes.get(mount["name"])
         if volume is None:
             raise DataPlaneError(component, f"mounts volume {mount['name']!r}, which its pod does not declare")
-        relative = path[len(root):]
+        relative = path[len(root) :]
         if "secret" in volume:
             values = secret_data(plan, namespace, volume["secret"]["secretName"], component)
             items = volume["secret"].get("items")
@@ -99,7 +103,7 @@ def mounted_file(plan: Plan, resource: DeclaredResource, container: Mapping[str,
     raise DataPlaneError(component, f"reads {path}, which no Secret or ConfigMap volume of its pod provides")
 
 
-def mutated(plan: Plan, kind: str, name: str, namespace: Optional[str], change: Callable[[dict[str, Any]], None]) -> Plan:
+def mutated(plan: Plan, kind: str, name: str, namespace: str | None, change: Callable[[dict[str, Any]], None]) -> Plan:
     """A copy of ``plan`` in which one declared object's inputs were changed by ``change`` (for negative tests)."""
     target = plan.k8s(kind, name, namespace)
     resources = []
@@ -123,7 +127,9 @@ def workload_behind(plan: Plan, url: str, component: str) -> DeclaredResource:
     except LookupError:
         raise DataPlaneError(component, f"{_redact(url)} names Service {namespace}/{name}, which the program does not declare") from None
     found = [
-        r for kind in ("Deployment", "StatefulSet") for r in plan.kinds(kind)
+        r
+        for kind in ("Deployment", "StatefulSet")
+        for r in plan.kinds(kind)
         if r.k8s_namespace == namespace and selector and selector.items() <= pod_labels(r).items()
     ]
     if len(found) != 1:

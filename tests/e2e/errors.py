@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from tools.processes import tail as read_tail
 
@@ -11,7 +10,7 @@ from tools.processes import tail as read_tail
 class DataPlaneError(AssertionError):
     """A component of the data plane failed; the message starts with ``"<component>: "``."""
 
-    def __init__(self, component: str, message: str, log: Optional[Path] = None, tail: Optional[str] = None):
+    def __init__(self, component: str, message: str, log: Path | None = None, tail: str | None = None):
         self.component = component
         text = f"{component}: {message}"
         if log is not None:

@@ -44,7 +44,8 @@ class HostMap:
         ports = {p["name"]: p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or [] if "name" in p}
         numbers = {p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or []}
         services = [
-            s for s in plan.kinds("Service")
+            s
+            for s in plan.kinds("Service")
             if s.k8s_namespace == workload.k8s_namespace
             and (s.inputs["spec"].get("selector") or {})
             and (s.inputs["spec"]["selector"]).items() <= labels.items()
@@ -57,7 +58,9 @@ class HostMap:
                 target = sp.get("targetPort", sp["port"])
                 container_port = ports.get(target) if isinstance(target, str) else int(target)
                 if container_port not in numbers:
-                    raise DataPlaneError(component, f"Service {service.k8s_name} port {sp['port']} targets {target!r}, which no container declares")
+                    raise DataPlaneError(
+                        component, f"Service {service.k8s_name} port {sp['port']} targets {target!r}, which no container declares"
+                    )
                 address = f"{service.k8s_name}.{service.k8s_namespace}.{CLUSTER_DOMAIN}:{sp['port']}"
                 port = local.setdefault(container_port, self.routes.get(address) or free_port())
                 self.routes[address] = port
@@ -94,6 +97,6 @@ class HostMap:
         out[flags["--port"]] = str(local_port)
         return out
 
-    def without(self, *addresses: str) -> "HostMap":
+    def without(self, *addresses: str) -> HostMap:
         """A copy in which ``addresses`` get fresh ports when exposed (a second instance beside a running one)."""
         return HostMap({a: p for a, p in self.routes.items() if a not in addresses})

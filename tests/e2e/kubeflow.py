@@ -27,7 +27,9 @@ def poddefault_env(plan: Plan, namespace: str) -> dict[str, str]:
     defaults = [r for r in plan.kinds(PODDEFAULT_KIND) if r.k8s_namespace == namespace]
     mlflow = [d for d in defaults if any(e["name"] == "MLFLOW_TRACKING_URI" for e in d.inputs["spec"].get("env") or [])]
     if not mlflow:
-        raise DataPlaneError("notebook", f"no PodDefault in {namespace} injects MLFLOW_TRACKING_URI (found {[d.k8s_name for d in defaults]})")
+        raise DataPlaneError(
+            "notebook", f"no PodDefault in {namespace} injects MLFLOW_TRACKING_URI (found {[d.k8s_name for d in defaults]})"
+        )
     labels: dict[str, str] = {}
     for d in mlflow:
         labels.update(d.inputs["spec"]["selector"].get("matchLabels") or {})
@@ -63,15 +65,21 @@ class Kubeflow:
             for route in spec.get("http", []):
                 for match in route.get("match") or [{}]:
                     uri = match.get("uri") or {}
-                    matched = uri.get("prefix") if "prefix" in uri and path.startswith(uri["prefix"]) else (path if uri.get("exact") == path else None)
+                    matched = (
+                        uri.get("prefix")
+                        if "prefix" in uri and path.startswith(uri["prefix"])
+                        else (path if uri.get("exact") == path else None)
+                    )
                     if matched is None or "redirect" in route:
                         continue
                     destination = route["route"][0]["destination"]
                     address = f"{destination['host']}:{destination['port']['number']}"
                     if address not in self.hosts.routes:
-                        raise DataPlaneError(component, f"VirtualService {vs.k8s_name} sends {path} to {address}, which no declared Service provides")
+                        raise DataPlaneError(
+                            component, f"VirtualService {vs.k8s_name} sends {path} to {address}, which no declared Service provides"
+                        )
                     rewrite = route.get("rewrite") or {}
-                    forwarded = rewrite["uri"] + path[len(matched):] if "uri" in rewrite else path
+                    forwarded = rewrite["uri"] + path[len(matched) :] if "uri" in rewrite else path
                     return http(f"http://{HOST}:{self.hosts.routes[address]}{forwarded}", host=rewrite.get("authority", host))
         raise DataPlaneError(component, f"no declared VirtualService routes {host}{path}")
 
@@ -85,7 +93,11 @@ class Kubeflow:
         home.mkdir(exist_ok=True)
         result = home / "result.json"
         run_once(
-            "notebook", [str(VENV_BIN / "python"), str(NOTEBOOK), str(result), registered_model, alias, experiment],
-            {**base_env(home), **env}, self.log(f"notebook-{namespace}"), RUN_TIMEOUT["notebook"], cwd=home,
+            "notebook",
+            [str(VENV_BIN / "python"), str(NOTEBOOK), str(result), registered_model, alias, experiment],
+            {**base_env(home), **env},
+            self.log(f"notebook-{namespace}"),
+            RUN_TIMEOUT["notebook"],
+            cwd=home,
         )
         return json.loads(result.read_text())

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from tests.e2e.errors import DataPlaneError
 from tools.harness import DeclaredResource
@@ -33,12 +32,12 @@ def base_env(home: Path) -> dict[str, str]:
     return {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), **NO_TELEMETRY}
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Optional[Path] = None) -> Service:
+def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None) -> Service:
     """A service with exactly ``env`` (nothing inherited), its log appended across restarts."""
     return start(name, argv, log=log, env=env, cwd=cwd, inherit_env=False)
 
 
-def await_ready(service: Service, ready: Callable[[], Optional[str]], timeout: float, what: str) -> float:
+def await_ready(service: Service, ready: Callable[[], str | None], timeout: float, what: str) -> float:
     """Poll ``ready`` (None when ready, else why not) every 0.2 s; returns seconds taken. Bounded by ``timeout``."""
     began = time.monotonic()
     last = "not checked yet"
@@ -52,7 +51,7 @@ def await_ready(service: Service, ready: Callable[[], Optional[str]], timeout: f
     raise DataPlaneError(service.name, f"{what} did not happen within {timeout:.0f} s (last: {last})", service.log, service.tail())
 
 
-def run_once(component: str, argv: Sequence[str], env: Mapping[str, str], log: Path, timeout: float, cwd: Optional[Path] = None) -> None:
+def run_once(component: str, argv: Sequence[str], env: Mapping[str, str], log: Path, timeout: float, cwd: Path | None = None) -> None:
     """Run a one-shot command (an init container, a Job, a notebook) to completion; fail with its log tail."""
     service = spawn(component, argv, env, log, cwd)
     try:
@@ -64,10 +63,10 @@ def run_once(component: str, argv: Sequence[str], env: Mapping[str, str], log: P
         raise DataPlaneError(component, f"exited with code {code}", log)
 
 
-def http_ready(url: str, host: Optional[str] = None) -> Callable[[], Optional[str]]:
+def http_ready(url: str, host: str | None = None) -> Callable[[], str | None]:
     """A readiness check for :func:`await_ready`: None once ``url`` answers 200."""
 
-    def check() -> Optional[str]:
+    def check() -> str | None:
         try:
             status, _ = http(url, host=host, timeout=3)
         except OSError as exc:
@@ -85,7 +84,7 @@ class Server:
     service: Service
     port: int
     seconds_to_ready: float = 0.0
-    workload: Optional[DeclaredResource] = None
+    workload: DeclaredResource | None = None
     other_ports: tuple[int, ...] = ()
 
     @property

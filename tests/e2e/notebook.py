@@ -34,7 +34,9 @@ def main(result_path: str, registered_model: str, alias: str, experiment: str) -
         mlflow.log_params({"alpha": 0.5, "rows": len(x_train)})
         mlflow.log_metric("r2_train", float(model.score(x_train, y_train)))
         signature = infer_signature(x_train, model.predict(x_train))
-        info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=x_train.head(2), registered_model_name=registered_model)
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=signature, input_example=x_train.head(2), registered_model_name=registered_model
+        )
     client = mlflow.MlflowClient()
     version = info.registered_model_version
     client.set_registered_model_alias(registered_model, alias, str(version))

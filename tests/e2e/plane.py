@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 from tests.e2e.declared import http_probe, port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
@@ -63,7 +62,9 @@ class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
             run_once(component, [*init["command"], *(init.get("args") or [])], env, self.log(component), RUN_TIMEOUT.get(component, 120))
             self.timings[component] = time.monotonic() - started
 
-    def start_deployment(self, plan: Plan, deployment: DeclaredResource, *, component: Optional[str] = None, hosts: Optional[HostMap] = None) -> Server:
+    def start_deployment(
+        self, plan: Plan, deployment: DeclaredResource, *, component: str | None = None, hosts: HostMap | None = None
+    ) -> Server:
         """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe."""
         hosts = hosts or self.hosts
         containers = deployment.pod_spec()["containers"]
@@ -81,7 +82,12 @@ class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
         service = spawn(component, argv, env, self.log(component))
         server = Server(component, service, local, workload=deployment)
         self.servers.append(server)
-        server.seconds_to_ready = await_ready(service, http_ready(f"{server.base}{path}"), START_TIMEOUT.get(container["name"], 120), f"its readiness probe GET {path} answered 200")
+        server.seconds_to_ready = await_ready(
+            service,
+            http_ready(f"{server.base}{path}"),
+            START_TIMEOUT.get(container["name"], 120),
+            f"its readiness probe GET {path} answered 200",
+        )
         return server
 
     def stop_server(self, server: Server, timeout: float = 15) -> None:

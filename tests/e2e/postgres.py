@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from tests.e2e.declared import mounted_file, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
@@ -16,9 +15,11 @@ from tools.harness import DeclaredResource, Plan
 from tools.processes import HOST
 
 
-def postgres_bindir() -> Optional[Path]:
+def postgres_bindir() -> Path | None:
     """Debian's newest PostgreSQL server binaries, or None when PostgreSQL is not installed."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0
+    )
     if candidates:
         return candidates[-1].parent
     found = shutil.which("initdb")
@@ -42,7 +43,7 @@ def postgres_credentials(plan: Plan, statefulset: DeclaredResource) -> DatabaseC
     container = statefulset.pod_spec()["containers"][0]
     env = resolve_env(plan, statefulset.k8s_namespace, container, component)
 
-    def file_env(var: str, default: Optional[str]) -> Optional[str]:
+    def file_env(var: str, default: str | None) -> str | None:
         if var in env and f"{var}_FILE" in env:
             raise DataPlaneError(component, f"both {var} and {var}_FILE are set (the image refuses to start)")
         if f"{var}_FILE" in env:
@@ -97,20 +98,37 @@ class PostgreSQL:
         # The image's entrypoint: initdb with POSTGRES_USER as superuser and its password, scram for TCP.
         run_once(
             "postgresql",
-            [*as_postgres, str(bindir / "initdb"), "-D", str(data), f"--username={creds.user}", f"--pwfile={pwfile}",
-             "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"],
-            base_env(self.home), self.log("postgresql-initdb"), RUN_TIMEOUT["initdb"], cwd=root,
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                f"--username={creds.user}",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            base_env(self.home),
+            self.log("postgresql-initdb"),
+            RUN_TIMEOUT["initdb"],
+            cwd=root,
         )
         pwfile.unlink()
         service = spawn(
             component,
             # fsync=off: a throwaway cluster; durability across *this* server's restarts is not what is tested.
             [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets), "-c", "fsync=off"],
-            base_env(self.home), self.log("postgresql"), cwd=root,
+            base_env(self.home),
+            self.log("postgresql"),
+            cwd=root,
         )
         server = Server(component, service, port, workload=statefulset)
         self.servers.append(server)
-        server.seconds_to_ready = await_ready(service, lambda: self._pg_ready(port, creds, "postgres"), START_TIMEOUT[component], f"accepting connections on {HOST}:{port}")
+        server.seconds_to_ready = await_ready(
+            service, lambda: self._pg_ready(port, creds, "postgres"), START_TIMEOUT[component], f"accepting connections on {HOST}:{port}"
+        )
         # ... and the entrypoint's CREATE DATABASE for POSTGRES_DB.
         if creds.database != "postgres":
             self._pg_execute(port, creds, "postgres", f'CREATE DATABASE "{creds.database}"')
@@ -123,7 +141,7 @@ class PostgreSQL:
 
         return psycopg2.connect(host=HOST, port=port, user=creds.user, password=creds.password, dbname=database, connect_timeout=3)
 
-    def _pg_ready(self, port: int, creds: DatabaseCredentials, database: str) -> Optional[str]:
+    def _pg_ready(self, port: int, creds: DatabaseCredentials, database: str) -> str | None:
         try:
             self._pg_connect(port, creds, database).close()
         except Exception as exc:  # psycopg2.OperationalError while starting up

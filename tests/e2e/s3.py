@@ -61,7 +61,9 @@ def replay_bootstrap(job: DeclaredResource, env: Mapping[str, str], log: Path) -
             alias, url, key, secret = words[3:7]
             if not url.startswith(f"http://{HOST}:"):
                 raise DataPlaneError(component, f"MINIO_URL {url} is not a declared in-cluster Service address")
-            aliases[alias] = boto3.client("s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1")
+            aliases[alias] = boto3.client(
+                "s3", endpoint_url=url, aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1"
+            )
             replayed.append(f"mc alias set {alias} {url} {key} ***")
             continue
         target = words[-1]
@@ -80,7 +82,9 @@ def replay_bootstrap(job: DeclaredResource, env: Mapping[str, str], log: Path) -
         else:
             raise DataPlaneError(component, f"cannot replay {' '.join(words[:3])!r}")
         replayed.append(" ".join(words))
-    log.write_text("replayed through the S3 API:\n" + "\n".join(replayed) + "\n\nnot replayable (MinIO admin API):\n" + "\n".join(skipped) + "\n")
+    log.write_text(
+        "replayed through the S3 API:\n" + "\n".join(replayed) + "\n\nnot replayable (MinIO admin API):\n" + "\n".join(skipped) + "\n"
+    )
     return skipped
 
 
@@ -102,7 +106,9 @@ class S3:
         service = spawn(component, ["moto_server", "-H", HOST, "-p", str(port)], base_env(self.home), self.log("minio-moto"))
         server = Server(component, service, port, workload=minio)
         self.servers.append(server)
-        server.seconds_to_ready = await_ready(service, http_ready(f"{server.base}/"), START_TIMEOUT[component], f"S3 answering on {server.base}")
+        server.seconds_to_ready = await_ready(
+            service, http_ready(f"{server.base}/"), START_TIMEOUT[component], f"S3 answering on {server.base}"
+        )
         return server
 
     def bootstrap_buckets(self, plan: Plan) -> list[str]:
@@ -112,14 +118,18 @@ class S3:
         if not jobs:
             raise DataPlaneError("minio-bootstrap", "the program declares no bootstrap Job (mc alias set ...)")
         for job in jobs:
-            env = self.hosts.rewrite_env(resolve_env(plan, job.k8s_namespace, job.pod_spec()["containers"][0], "minio-bootstrap"), "minio-bootstrap")
+            env = self.hosts.rewrite_env(
+                resolve_env(plan, job.k8s_namespace, job.pod_spec()["containers"][0], "minio-bootstrap"), "minio-bootstrap"
+            )
             skipped += replay_bootstrap(job, env, self.log(f"minio-bootstrap-{job.k8s_name}"))
         return skipped
 
     def s3_keys(self, endpoint: int, bucket: str, prefix: str = "") -> list[str]:
         import boto3
 
-        client = boto3.client("s3", endpoint_url=f"http://{HOST}:{endpoint}", aws_access_key_id="e2e", aws_secret_access_key="e2e", region_name="us-east-1")
+        client = boto3.client(
+            "s3", endpoint_url=f"http://{HOST}:{endpoint}", aws_access_key_id="e2e", aws_secret_access_key="e2e", region_name="us-east-1"
+        )
         keys: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]

@@ -78,17 +78,24 @@ def storage_initializer_env(plan: Plan, isvc: DeclaredResource) -> dict[str, str
         try:
             sa = plan.k8s("ServiceAccount", account, namespace).inputs
         except LookupError:
-            raise DataPlaneError(component, f"the predictor's ServiceAccount {namespace}/{account} is not declared: no storage credentials") from None
+            raise DataPlaneError(
+                component, f"the predictor's ServiceAccount {namespace}/{account} is not declared: no storage credentials"
+            ) from None
         names = [s["name"] for s in sa.get("secrets") or []]
         if not names:
-            raise DataPlaneError(component, f"ServiceAccount {namespace}/{account} lists no secrets: KServe would inject no storage credentials")
+            raise DataPlaneError(
+                component, f"ServiceAccount {namespace}/{account} lists no secrets: KServe would inject no storage credentials"
+            )
     env: dict[str, str] = {}
     for name in names:
         data = secret_data(plan, namespace, name, component)
         if KSERVE_S3_CONFIG["s3SecretAccessKeyName"] in data:
             env.update(kserve_s3_env(plan.k8s("Secret", name, namespace).inputs, data))
     if not env:
-        raise DataPlaneError(component, f"none of the Secrets {names} has key {KSERVE_S3_CONFIG['s3SecretAccessKeyName']}: KServe would inject no S3 credentials")
+        raise DataPlaneError(
+            component,
+            f"none of the Secrets {names} has key {KSERVE_S3_CONFIG['s3SecretAccessKeyName']}: KServe would inject no S3 credentials",
+        )
     return env
 
 
@@ -117,7 +124,9 @@ def select_runtime(isvc: DeclaredResource) -> str:
         # A named runtime must still support the format (autoSelect or not) and the protocol.
         runtime = KSERVE_RUNTIMES.get(model["runtime"])
         if runtime is None:
-            raise DataPlaneError("serving", f"runtime {model['runtime']} is not one of KServe's ClusterServingRuntimes {sorted(KSERVE_RUNTIMES)}")
+            raise DataPlaneError(
+                "serving", f"runtime {model['runtime']} is not one of KServe's ClusterServingRuntimes {sorted(KSERVE_RUNTIMES)}"
+            )
         labels = {f for n, v, _ in runtime["formats"] for f in (n, f"{n}:{v}")}
         if label not in labels or protocol not in runtime["protocols"]:
             raise DataPlaneError("serving", f"runtime {model['runtime']} does not serve modelFormat {label} over protocol {protocol}")
@@ -129,7 +138,9 @@ def select_runtime(isvc: DeclaredResource) -> str:
             priority = max(p for n, _, p in runtime["formats"] if n == fmt["name"])
             candidates.append((-priority, name))
     if not candidates:
-        raise DataPlaneError("serving", f"no KServe runtime serves modelFormat {label} over protocol {protocol} (kserve-mlserver: mlflow 1|2 on v2)")
+        raise DataPlaneError(
+            "serving", f"no KServe runtime serves modelFormat {label} over protocol {protocol} (kserve-mlserver: mlflow 1|2 on v2)"
+        )
     return sorted(candidates)[0][1]
 
 
@@ -169,15 +180,24 @@ class KServe:
             raise DataPlaneError(component, f"{str(exc).split(': ', 1)[1]} ({source})") from None
         endpoint = env.get("AWS_ENDPOINT_URL", "")
         if not endpoint.startswith(("http://" + HOST + ":", "https://" + HOST + ":")):
-            raise DataPlaneError(component, f"AWS_ENDPOINT_URL is {endpoint or 'unset'} ({source}): the download would not go to the declared MinIO; without it KServe downloads from AWS")
+            raise DataPlaneError(
+                component,
+                f"AWS_ENDPOINT_URL is {endpoint or 'unset'} ({source}): the download would not go to the declared MinIO; "
+                "without it KServe downloads from AWS",
+            )
         uri = isvc.inputs["spec"]["predictor"]["model"].get("storageUri")
         if not uri:
             raise DataPlaneError(component, "the InferenceService declares no storageUri")
         # The model volume KServe mounts at /mnt/models: a per-run directory.
         target = Path(tempfile.mkdtemp(prefix=f"mnt-models-{isvc.k8s_name}-", dir=self.workdir))
         started = time.monotonic()
-        run_once(component, [str(VENV_BIN / "python"), "-c", STORAGE_INITIALIZER, uri, str(target)],
-                 {**base_env(self.home), **env}, self.log(f"{component}-{isvc.k8s_name}"), RUN_TIMEOUT[component])
+        run_once(
+            component,
+            [str(VENV_BIN / "python"), "-c", STORAGE_INITIALIZER, uri, str(target)],
+            {**base_env(self.home), **env},
+            self.log(f"{component}-{isvc.k8s_name}"),
+            RUN_TIMEOUT[component],
+        )
         self.timings[component] = time.monotonic() - started
         return target
 
@@ -190,14 +210,20 @@ class KServe:
         env = mlserver_env(isvc, runtime)
         # Listen mapping: the runtime's ports (and MLServer's default metrics port 8082) on loopback ports.
         port, grpc, metrics = free_port(), free_port(), free_port()
-        env.update({"MLSERVER_HOST": HOST, "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc), "MLSERVER_METRICS_PORT": str(metrics)})
+        env.update(
+            {"MLSERVER_HOST": HOST, "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc), "MLSERVER_METRICS_PORT": str(metrics)}
+        )
         env = {k: str(model_dir) if v == MODEL_MOUNT else v for k, v in env.items()}
         # The MLServer image's command: `mlserver start $MLSERVER_MODELS_DIR` (/mnt/models).
-        service = spawn(component, ["mlserver", "start", str(model_dir)], {**base_env(self.home), **env}, self.log(f"{component}-{isvc.k8s_name}"))
+        service = spawn(
+            component, ["mlserver", "start", str(model_dir)], {**base_env(self.home), **env}, self.log(f"{component}-{isvc.k8s_name}")
+        )
         server = Server(component, service, port, other_ports=(grpc, metrics))
         self.servers.append(server)
         name = env["MLSERVER_MODEL_NAME"]
-        server.seconds_to_ready = await_ready(service, http_ready(f"{server.base}/v2/models/{name}/ready"), START_TIMEOUT[component], f"model {name} ready")
+        server.seconds_to_ready = await_ready(
+            service, http_ready(f"{server.base}/v2/models/{name}/ready"), START_TIMEOUT[component], f"model {name} ready"
+        )
         return server
 
     def infer(self, server: Server, model: str, columns: Mapping[str, Sequence[float]]) -> list[float]:
@@ -209,5 +235,10 @@ class KServe:
         }
         status, payload = http(f"{server.base}/v2/models/{model}/infer", method="POST", body=body)
         if status != 200:
-            raise DataPlaneError(server.component, f"POST /v2/models/{model}/infer answered {status}: {payload[:300].decode(errors='replace')}", server.service.log, server.service.tail())
+            raise DataPlaneError(
+                server.component,
+                f"POST /v2/models/{model}/infer answered {status}: {payload[:300].decode(errors='replace')}",
+                server.service.log,
+                server.service.tail(),
+            )
         return json.loads(payload)["outputs"][0]["data"]

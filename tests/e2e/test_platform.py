@@ -50,7 +50,8 @@ def test_every_declared_env_value_is_a_literal_or_a_declared_secret_key(plan):
     """``resolve_env`` fails on anything else; here every declared name also comes out with a value."""
     containers = [
         (w.k8s_namespace, c)
-        for kind in ("Deployment", "StatefulSet", "Job") for w in plan.kinds(kind)
+        for kind in ("Deployment", "StatefulSet", "Job")
+        for w in plan.kinds(kind)
         for c in w.pod_spec().get("initContainers", []) + w.pod_spec()["containers"]
     ] + [(d.k8s_namespace, d.inputs["spec"]) for d in plan.kinds("PodDefault")]
     assert plan.kinds("PodDefault"), "the dev stack declares Kubeflow PodDefaults"
@@ -70,7 +71,13 @@ def test_migration_creates_mlflow_schema_in_the_declared_database(plane, trackin
 def test_bucket_exists_with_versioning_as_the_bootstrap_job_makes_it(plane, plan, tracking):
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=plane.hosts.rewrite(s3_endpoint(plan)), aws_access_key_id="e2e", aws_secret_access_key="e2e", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=plane.hosts.rewrite(s3_endpoint(plan)),
+        aws_access_key_id="e2e",
+        aws_secret_access_key="e2e",
+        region_name="us-east-1",
+    )
     bucket = plan.outputs["bucket"]
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
@@ -81,7 +88,7 @@ def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_
     prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
     assert probe.startswith(prefix + "/")
     assert http(f"{tracking.base}{probe}")[0] == 200
-    assert http(f"{tracking.base}{probe[len(prefix):]}")[0] == 404
+    assert http(f"{tracking.base}{probe[len(prefix) :]}")[0] == 404
 
 
 def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
@@ -208,7 +215,9 @@ def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, pla
 
     deployment = DataPlane.tracking_deployment(plan)
     broken = mutated(plan, "Deployment", deployment.k8s_name, deployment.k8s_namespace, drop_service_host)
-    server = plane.start_deployment(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace), hosts=plane.hosts.without(host))
+    server = plane.start_deployment(
+        broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace), hosts=plane.hosts.without(host)
+    )
     try:
         with pytest.raises(DataPlaneError, match=rf"^mlflow: GET .* with Host {host} answered 403"):
             plane.mlflow_api(server, broken, host=host)
@@ -218,7 +227,9 @@ def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, pla
 
 def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane, plan, tracking):
     deployment = DataPlane.tracking_deployment(plan)
-    secret = next(e["valueFrom"]["secretKeyRef"] for e in deployment.pod_spec()["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
+    secret = next(
+        e["valueFrom"]["secretKeyRef"] for e in deployment.pod_spec()["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"
+    )
 
     def plain_scheme(obj: dict) -> None:
         obj["stringData"][secret["key"]] = obj["stringData"][secret["key"]].replace("postgresql+psycopg2://", "postgresql://", 1)
@@ -231,7 +242,11 @@ def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane,
 @pytest.mark.parametrize(
     "annotation, value, failure",
     [
-        ("serving.kserve.io/s3-endpoint", lambda v: f"{v.rsplit(':', 1)[0]}:{int(v.rsplit(':', 1)[1]) + 1}", r"names \S+:\d+, which no declared Service provides"),
+        (
+            "serving.kserve.io/s3-endpoint",
+            lambda v: f"{v.rsplit(':', 1)[0]}:{int(v.rsplit(':', 1)[1]) + 1}",
+            r"names \S+:\d+, which no declared Service provides",
+        ),
         ("serving.kserve.io/s3-endpoint", lambda v: None, r"AWS_ENDPOINT_URL is unset"),
         ("serving.kserve.io/s3-usehttps", lambda v: None, r"exited with code 1(.|\n)*SSL"),
     ],
