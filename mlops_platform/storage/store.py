@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import AwsConfig
+from mlops_platform.config import ArtifactsConfig, AwsConfig
+from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import plain_env, secret_env
 from mlops_platform.storage import minio
 from mlops_platform.storage.policy import Access
@@ -33,6 +34,26 @@ class Grant:
     access: Access
     identity: str
     service_account: str
+
+
+@dataclass(frozen=True)
+class InClusterServer:
+    """A store running as pods: which pods, on which port, and the label its clients carry."""
+
+    name: str
+    pod_labels: dict[str, str]
+    port: int
+    client_labels: dict[str, str]
+
+
+@dataclass
+class ServerAccess:
+    """The tracking server's own write access to its prefix."""
+
+    env: list[k8s.core.v1.EnvVarArgs]
+    service_account_annotations: dict[str, pulumi.Input[str]]
+    # What must exist before the server starts (the bucket, or MinIO's bootstrap Job).
+    ready: list[pulumi.Resource]
 
 
 @dataclass
@@ -64,6 +85,11 @@ class ArtifactStore(Protocol):
     @property
     def region(self) -> str:
         """The region S3 clients sign requests for."""
+        ...
+
+    @property
+    def in_cluster(self) -> InClusterServer | None:
+        """The store's own pods, when it runs in the tracking namespace (its NetworkPolicy admits its clients)."""
         ...
 
     def grant(
@@ -98,6 +124,12 @@ class MinioStore:
     @property
     def region(self) -> str:
         return minio.REGION
+
+    @property
+    def in_cluster(self) -> InClusterServer | None:
+        return InClusterServer(
+            "minio", naming.selector_labels(minio.COMPONENT, self.endpoint.service), minio.API_PORT, {minio.CLIENT_LABEL: "true"}
+        )
 
     def grant(
         self,
@@ -149,6 +181,10 @@ class S3Store:
     def region(self) -> str:
         return self.aws.region
 
+    @property
+    def in_cluster(self) -> InClusterServer | None:
+        return None
+
     def grant(
         self,
         consumer: str,
@@ -178,3 +214,89 @@ class S3Store:
                 role_arn=role_arn,
             )
         return access
+
+
+# The MinIO users of the store itself: its administrator (root) and the tracking server.
+MINIO_ADMIN_USER = "mlops-admin"
+SERVER_MINIO_USER = "mlflow"
+
+
+def declare(
+    name: str,
+    *,
+    artifacts: ArtifactsConfig,
+    aws: AwsConfig | None,
+    namespace: str,
+    namespace_resource: pulumi.Resource,
+    storage_class: str,
+    server_account: str,
+    secret_metadata: k8s.meta.v1.ObjectMetaArgs,
+    protect: bool,
+    opts: pulumi.ResourceOptions,
+) -> tuple[ArtifactStore, ServerAccess]:
+    """The artifact store (S3 when ``aws`` is given, else MinIO in ``namespace``) and the tracking server's access to it.
+
+    ``opts`` parents what is declared; on dev, what runs in ``namespace`` also waits for it.
+    """
+    if aws is not None:
+        from mlops_platform.storage import s3
+
+        bucket = s3.artifact_bucket(f"{name}-artifacts", artifacts, protect=protect, opts=opts)
+        role_arn = s3.irsa_role(
+            f"{name}-irsa",
+            aws_config=aws,
+            namespace=namespace,
+            service_account=server_account,
+            bucket=artifacts.bucket,
+            prefix=artifacts.prefix,
+            access="write",
+            opts=opts,
+        )
+        access = ServerAccess(plain_env({"AWS_DEFAULT_REGION": aws.region}), {"eks.amazonaws.com/role-arn": role_arn}, [bucket])
+        return S3Store(artifacts.bucket, aws), access
+
+    import pulumi_random as random
+
+    in_namespace = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace_resource]))
+    root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=opts)
+    server_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=opts)
+    minio_name = f"{name}-minio"
+    root_secret, server = minio.deploy_server(
+        minio_name,
+        namespace=namespace,
+        config=artifacts.minio,
+        storage_class=storage_class,
+        root_user=MINIO_ADMIN_USER,
+        root_password=root_password.result,
+        protect=protect,
+        opts=in_namespace,
+    )
+    endpoint = minio.MinioEndpoint(
+        namespace=namespace,
+        service=minio_name,
+        root_secret=root_secret,
+        client_image=artifacts.minio.client_image,
+        bucket=artifacts.bucket,
+    )
+    job = minio.provision_users(
+        f"{name}-bootstrap",
+        endpoint=endpoint,
+        create_bucket=True,
+        instance=name,
+        users=[minio.MinioUser(SERVER_MINIO_USER, server_key.result, artifacts.prefix, "write")],
+        opts=in_namespace,
+    )
+    secret = k8s.core.v1.Secret(
+        f"{name}-s3",
+        metadata=secret_metadata,
+        type="Opaque",
+        string_data={"AWS_ACCESS_KEY_ID": SERVER_MINIO_USER, "AWS_SECRET_ACCESS_KEY": server_key.result},
+        opts=in_namespace,
+    )
+    env = [
+        secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
+        secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
+        *plain_env({"MLFLOW_S3_ENDPOINT_URL": endpoint.url, "AWS_DEFAULT_REGION": minio.REGION}),
+    ]
+    # Consumers' provisioning Jobs run in this namespace against this MinIO.
+    return MinioStore(endpoint, server=[namespace_resource, server]), ServerAccess(env, {}, [job])

@@ -30,13 +30,11 @@ from mlops_platform.k8s.containers import (
     scratch_volumes,
     secret_env,
 )
-from mlops_platform.storage import minio
-from mlops_platform.storage.store import ArtifactStore, MinioStore, S3Store
+from mlops_platform.storage import store
+from mlops_platform.storage.store import ArtifactStore
 
 COMPONENT = "mlflow"
 PORT = 5000
-MINIO_ADMIN_USER = "mlops-admin"
-MLFLOW_MINIO_USER = "mlflow"
 
 # `mlflow db upgrade` takes the URI as an argument, which would put the password
 # on the process command line; calling the same click command in-process does not.
@@ -96,10 +94,6 @@ class TrackingStack(pulumi.ComponentResource):
         telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
         self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry}
         self._service_account = name
-        self._minio: minio.MinioEndpoint | None = None
-        self._s3_endpoint: str | None = None
-        self._role_arn: pulumi.Output[str] | None = None
-        self._artifact_store: ArtifactStore
         protect = cfg.protect_data
 
         ns = k8s.core.v1.Namespace(
@@ -155,9 +149,21 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
-        storage_env, storage_ready = self._artifact_storage(name, cfg, protect, child)
+        self._artifact_store, storage = store.declare(
+            name,
+            artifacts=cfg.artifacts,
+            aws=cfg.eks if cfg.is_eks else None,
+            namespace=cfg.namespace,
+            namespace_resource=ns,
+            storage_class=cfg.storage_class,
+            server_account=self._service_account,
+            secret_metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
+            protect=protect,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        storage_env, storage_ready = storage.env, storage.ready
+        sa_annotations = storage.service_account_annotations or None
 
-        sa_annotations = {"eks.amazonaws.com/role-arn": self._role_arn} if self._role_arn is not None else None
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata=naming.metadata(self._service_account, cfg.namespace, component=COMPONENT, instance=name, annotations=sa_annotations),
@@ -284,74 +290,6 @@ class TrackingStack(pulumi.ComponentResource):
             self._artifact_root,
         ]
 
-    def _artifact_storage(
-        self, name: str, cfg: PlatformConfig, protect: bool, child: pulumi.ResourceOptions
-    ) -> tuple[list[k8s.core.v1.EnvVarArgs], list[pulumi.Resource]]:
-        """Declare the artifact store; returns the server's storage env and what must exist before it starts."""
-        if cfg.is_eks:
-            from mlops_platform.storage import s3
-
-            bucket = s3.artifact_bucket(f"{name}-artifacts", cfg.artifacts, protect=protect, opts=pulumi.ResourceOptions(parent=self))
-            self._role_arn = s3.irsa_role(
-                f"{name}-irsa",
-                aws_config=cfg.eks,
-                namespace=cfg.namespace,
-                service_account=self._service_account,
-                bucket=cfg.artifacts.bucket,
-                prefix=cfg.artifacts.prefix,
-                access="write",
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self._artifact_store = S3Store(cfg.artifacts.bucket, cfg.eks)
-            return plain_env({"AWS_DEFAULT_REGION": cfg.eks.region}), [bucket]
-
-        root_password = random.RandomPassword(
-            f"{name}-minio-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        mlflow_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
-        minio_name = f"{name}-minio"
-        root_secret, server = minio.deploy_server(
-            minio_name,
-            namespace=cfg.namespace,
-            config=cfg.artifacts.minio,
-            storage_class=cfg.storage_class,
-            root_user=MINIO_ADMIN_USER,
-            root_password=root_password.result,
-            protect=protect,
-            opts=child,
-        )
-        self._minio = minio.MinioEndpoint(
-            namespace=cfg.namespace,
-            service=minio_name,
-            root_secret=root_secret,
-            client_image=cfg.artifacts.minio.client_image,
-            bucket=cfg.artifacts.bucket,
-        )
-        self._s3_endpoint = self._minio.url
-        job = minio.provision_users(
-            f"{name}-bootstrap",
-            endpoint=self._minio,
-            create_bucket=True,
-            instance=name,
-            users=[minio.MinioUser(MLFLOW_MINIO_USER, mlflow_key.result, cfg.artifacts.prefix, "write")],
-            opts=child,
-        )
-        # Consumers' provisioning Jobs run in this namespace against this MinIO.
-        self._artifact_store = MinioStore(self._minio, server=[self._namespace_resource, server])
-        s3_secret = k8s.core.v1.Secret(
-            f"{name}-s3",
-            metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
-            type="Opaque",
-            string_data={"AWS_ACCESS_KEY_ID": MLFLOW_MINIO_USER, "AWS_SECRET_ACCESS_KEY": mlflow_key.result},
-            opts=child,
-        )
-        env = [
-            secret_env("AWS_ACCESS_KEY_ID", s3_secret.metadata.name, "AWS_ACCESS_KEY_ID"),
-            secret_env("AWS_SECRET_ACCESS_KEY", s3_secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
-            *plain_env({"MLFLOW_S3_ENDPOINT_URL": self._s3_endpoint, "AWS_DEFAULT_REGION": minio.REGION}),
-        ]
-        return env, [job]
-
     def _network_policies(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> None:
         """Default-deny ingress in the namespace; then only the flows the platform needs."""
 
@@ -382,13 +320,14 @@ class TrackingStack(pulumi.ComponentResource):
                 naming.selector_labels(postgres.COMPONENT, f"{name}-postgresql"),
                 [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow], ports=port(postgres.PORT))],
             )
-        if self._minio is not None:
+        server = self._artifact_store.in_cluster
+        if server is not None:
             labelled_clients = k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={minio.CLIENT_LABEL: "true"}),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=server.client_labels),
             )
             policy(
-                "minio",
-                naming.selector_labels(minio.COMPONENT, self._minio.service),
-                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow, labelled_clients], ports=port(minio.API_PORT))],
+                server.name,
+                server.pod_labels,
+                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow, labelled_clients], ports=port(server.port))],
             )
