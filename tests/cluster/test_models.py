@@ -7,7 +7,7 @@ import json
 from kubernetes import dynamic
 
 from tests.cluster import expect
-from tests.test_registry import MODEL, NAMESPACE, entry, registry, serving  # noqa: F401 - registry is a fixture
+from tests.serving.test_registry import MODEL, NAMESPACE, entry, registry, serving  # noqa: F401 - registry is a fixture
 
 
 def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster, deployment, registry):  # noqa: F811

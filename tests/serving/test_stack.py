@@ -1,7 +1,7 @@
 """ServingStack under mocks: storage access per target, InferenceServices per format, no credential literal.
 
 Models here use pinned ``storageUri`` sources, so no registry is involved;
-``tests/test_registry.py`` covers aliases and versions against a real MLflow server.
+``tests/serving/test_registry.py`` covers aliases and versions against a real MLflow server.
 """
 
 from __future__ import annotations
