@@ -66,7 +66,7 @@ bench: venv toolchain
 	$(PY) -m tools.bench_plan
 	$(PY) -m tools.bench_kubeflow
 	$(PY) -m tools.bench_serving
-	$(PY) -m tools.bench_e2e
+	$(PY) -m tests.e2e.bench
 	$(PY) -m tools.bench_engine
 
 clean:

@@ -22,11 +22,13 @@ STACKS = {"dev": "microk8s", "prod": "eks"}
 # Times only run_program; the outer wall clock adds interpreter start and imports.
 _PROBE = """
 import json, sys, time
-from tests.conftest import run_with
+from tools.harness import run_program, stack_config
 size, stack = int(sys.argv[1]), sys.argv[2]
 kubeflow = {"enabled": True, "kfpAccess": True, "profiles": [f"team-{i:02d}" for i in range(size)]}
+config, secret_keys = stack_config(stack)
+config["mlops-platform:kubeflow"] = json.dumps(kubeflow)
 start = time.perf_counter()
-plan = run_with(stack, kubeflow=json.dumps(kubeflow))
+plan = run_program(stack, config=config, secret_keys=secret_keys)
 print(json.dumps({"resources": len(plan.resources), "program_s": time.perf_counter() - start}))
 """
 
