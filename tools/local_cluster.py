@@ -16,7 +16,6 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.processes import HOST, free_port, tail
+from tools.processes import HOST, free_port, listening, tail
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "local"
@@ -233,12 +232,6 @@ def _wait(check: Any, what: str, process: subprocess.Popen, log: Path, timeout: 
     raise ClusterError(f"{what} not ready after {timeout:.0f} s (last: {last}); log {log}:\n{tail(log)}")
 
 
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
-
-
 def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
     """Start a fresh control plane in ``directory`` (wiped first) and wait until it serves and has its node."""
     if running_pids(directory):
@@ -281,7 +274,7 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
                 "--log-level=warn",
             ],
         )
-        _wait(lambda: _tcp_open(ports["etcd-client"]), "etcd", etcd, logs / "etcd.log", timeout)
+        _wait(lambda: listening(ports["etcd-client"]), "etcd", etcd, logs / "etcd.log", timeout)
         apiserver = _spawn(
             directory,
             "kube-apiserver",
@@ -431,7 +424,7 @@ def stop(directory: Path = DEFAULT_DIR, *, timeout: float = 20) -> list[str]:
     info = directory / "cluster.json"
     if info.exists():
         ports = json.loads(info.read_text())["ports"]
-        still = [f"{name} ({port})" for name, port in ports.items() if _tcp_open(port)]
+        still = [f"{name} ({port})" for name, port in ports.items() if listening(port)]
         if still:
             raise ClusterError(f"still listening after stop: {', '.join(still)}")
     return stopped

@@ -36,6 +36,11 @@ class Grant:
     service_account: str
 
 
+def key_env(secret: k8s.core.v1.Secret) -> list[k8s.core.v1.EnvVarArgs]:
+    """An S3 client's key pair, by reference to the Secret that holds it under the AWS variable names."""
+    return [secret_env(name, secret.metadata.name, name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+
+
 @dataclass(frozen=True)
 class InClusterServer:
     """A store running as pods: which pods, on which port, and the label its clients carry."""
@@ -155,8 +160,7 @@ class MinioStore:
         return {
             ns: ClientAccess(
                 env=[
-                    secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
-                    secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
+                    *key_env(secret),
                     *plain_env({"AWS_ENDPOINT_URL": url, "MLFLOW_S3_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": minio.REGION}),
                 ],
                 region=minio.REGION,
@@ -294,8 +298,7 @@ def declare(
         opts=in_namespace,
     )
     env = [
-        secret_env("AWS_ACCESS_KEY_ID", secret.metadata.name, "AWS_ACCESS_KEY_ID"),
-        secret_env("AWS_SECRET_ACCESS_KEY", secret.metadata.name, "AWS_SECRET_ACCESS_KEY"),
+        *key_env(secret),
         *plain_env({"MLFLOW_S3_ENDPOINT_URL": endpoint.url, "AWS_DEFAULT_REGION": minio.REGION}),
     ]
     # Consumers' provisioning Jobs run in this namespace against this MinIO.
