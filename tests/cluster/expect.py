@@ -41,7 +41,7 @@ def _compare(engine: Any, offline: Any, secrets: set[str], path: str, problems: 
         return
     if isinstance(offline, dict) and isinstance(engine, dict):
         for key in sorted(set(offline) | set(engine)):
-            if key == "__defaults" or (key == "metadata" and path == ""):
+            if key == "__defaults":
                 continue
             sub = f"{path}.{key}"
             if key not in engine:
@@ -69,24 +69,12 @@ def _short(value: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def metadata_equal(engine_inputs: dict[str, Any], declared: DeclaredResource) -> list[str]:
-    problems: list[str] = []
-    engine_meta = dict(engine_inputs.get("metadata") or {})
-    offline_meta = dict(declared.inputs.get("metadata") or {})
-    _compare(engine_meta, offline_meta, set(), ".metadata", problems)
-    return problems
-
-
 def expected_changes(before: Plan, after: Plan) -> dict[str, set[tuple[str, str]]]:
     """What the offline plans predict the engine will do going from ``before`` to ``after``."""
     old = {(r.type, r.name): r for r in before.resources}
     new = {(r.type, r.name): r for r in after.resources}
-    changed = {key for key in old.keys() & new.keys() if _comparable(old[key]) != _comparable(new[key])}
+    changed = {key for key in old.keys() & new.keys() if old[key].masked_inputs() != new[key].masked_inputs()}
     return {"create": set(new) - set(old), "delete": set(old) - set(new), "change": changed}
-
-
-def _comparable(resource: DeclaredResource) -> Any:
-    return resource.masked_inputs()
 
 
 def engine_changes(run: EngineRun) -> dict[str, set[tuple[str, str]]]:
