@@ -181,7 +181,11 @@ def crd(api_version: str, kind: str) -> dict[str, Any]:
 
 def structural(schema: dict[str, Any]) -> dict[str, Any]:
     """A conformance JSON Schema of a whole object -> a CRD's structural openAPIV3Schema."""
-    spec = _convert(schema["properties"]["spec"])
+    return _object_schema(_convert(schema["properties"]["spec"]))
+
+
+def _object_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource's schema around its spec; status is whatever a controller writes."""
     return {
         "type": "object",
         "required": ["spec"],
@@ -238,17 +242,7 @@ def inference_service_schema() -> dict[str, Any]:
     """The v1beta1 InferenceService schema, derived from the kserve SDK models the program builds with."""
     import kserve
 
-    return {
-        "type": "object",
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": _from_model(kserve.V1beta1InferenceServiceSpec, 0),
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        },
-    }
+    return _object_schema(_from_model(kserve.V1beta1InferenceServiceSpec, 0))
 
 
 def _model_class(name: str) -> Any:

@@ -15,16 +15,18 @@ import datetime
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import ssl
-import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.processes import HOST, free_port, listening, tail
+from tools.processes import HOST, Service, free_port, listening, tail
+from tools.processes import start as start_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "local"
@@ -61,11 +63,6 @@ def binary(name: str) -> Path:
         if (directory / name).exists():
             return directory / name
     raise ToolchainMissing(f"{name} is not in the toolchain: run `make toolchain`")
-
-
-def tool_env() -> dict[str, str]:
-    """PATH with the toolchain first, so the engine finds its providers there and nowhere else."""
-    return {"PATH": os.pathsep.join([*map(str, toolchain_dirs()), os.environ.get("PATH", "")])}
 
 
 # -- certificates ------------------------------------------------------------------
@@ -205,31 +202,27 @@ def _pid_file(directory: Path, name: str) -> Path:
     return directory / "pids" / f"{name}.pid"
 
 
-def _spawn(directory: Path, name: str, argv: list[str]) -> subprocess.Popen:
-    log = directory / "logs" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+def _spawn(directory: Path, name: str, argv: list[str]) -> Service:
+    """A control-plane process in its own session, logging to logs/<name>.log, its pid on file for `stop`."""
+    service = start_process(name, argv, log_dir=directory / "logs", cwd=directory)
     _pid_file(directory, name).parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=directory
-        )
-    _pid_file(directory, name).write_text(str(process.pid))
-    return process
+    _pid_file(directory, name).write_text(str(service.process.pid))
+    return service
 
 
-def _wait(check: Any, what: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait(check: Callable[[], bool], service: Service, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ClusterError(f"{what} exited with code {process.returncode}; log {log}:\n{tail(log)}")
+        if service.process.poll() is not None:
+            raise ClusterError(f"{service.name} exited with code {service.process.returncode}; log {service.log}:\n{service.tail()}")
         try:
             if check():
                 return
         except Exception as exc:  # noqa: BLE001 - any failure is "not ready yet" until the deadline
             last = str(exc)
         time.sleep(0.25)
-    raise ClusterError(f"{what} not ready after {timeout:.0f} s (last: {last}); log {log}:\n{tail(log)}")
+    raise ClusterError(f"{service.name} not ready after {timeout:.0f} s (last: {last}); log {service.log}:\n{service.tail()}")
 
 
 def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
@@ -239,7 +232,7 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
     for sub in ("etcd", "pki", "pids", "logs", "kubeconfig", "cluster.json"):
         path = directory / sub
         if path.is_dir():
-            subprocess.run(["rm", "-rf", str(path)], check=True)
+            shutil.rmtree(path)
         elif path.exists():
             path.unlink()
     directory.mkdir(parents=True, exist_ok=True)
@@ -256,7 +249,6 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
     etcd_url = f"http://{HOST}:{ports['etcd-client']}"
     peer_url = f"http://{HOST}:{ports['etcd-peer']}"
     kubeconfig = str(cluster.kubeconfig)
-    logs = directory / "logs"
     try:
         etcd = _spawn(
             directory,
@@ -274,7 +266,7 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
                 "--log-level=warn",
             ],
         )
-        _wait(lambda: listening(ports["etcd-client"]), "etcd", etcd, logs / "etcd.log", timeout)
+        _wait(lambda: listening(ports["etcd-client"]), etcd, timeout)
         apiserver = _spawn(
             directory,
             "kube-apiserver",
@@ -299,18 +291,22 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
                 "--v=1",
             ],
         )
-        _wait(lambda: cluster.get("/readyz", timeout=2)[0] == 200, "kube-apiserver", apiserver, logs / "kube-apiserver.log", timeout)
+        _wait(lambda: cluster.get("/readyz", timeout=2)[0] == 200, apiserver, timeout)
+        # Both talk to the API server as the admin and serve nothing themselves.
+        controller_flags = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}",
+            "--secure-port=0",
+            "--leader-elect=false",
+        ]
         _spawn(
             directory,
             "kube-controller-manager",
             [
                 str(binary("kube-controller-manager")),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                f"--bind-address={HOST}",
-                "--secure-port=0",
-                "--leader-elect=false",
+                *controller_flags,
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
@@ -321,16 +317,7 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
         _spawn(
             directory,
             "kube-scheduler",
-            [
-                str(binary("kube-scheduler")),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                f"--bind-address={HOST}",
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--v=1",
-            ],
+            [str(binary("kube-scheduler")), *controller_flags, "--v=1"],
         )
         _spawn(
             directory,
@@ -382,12 +369,6 @@ def _wait_node_ready(cluster: Cluster, timeout: float) -> None:
             return
         time.sleep(0.5)
     raise ClusterError(f"node {NODE_NAME} not Ready after {timeout:.0f} s; kwok log:\n{tail(cluster.directory / 'logs' / 'kwok.log')}")
-
-
-def attach(directory: Path = DEFAULT_DIR) -> Cluster:
-    """The cluster ``start`` left running in ``directory``."""
-    info = json.loads((directory / "cluster.json").read_text())
-    return Cluster(directory, info["server"], info["ports"])
 
 
 def running_pids(directory: Path) -> dict[str, int]:
