@@ -55,8 +55,7 @@ def engine_run(overrides: dict[str, Any]) -> dict[str, float]:
     try:
         load_existing(cluster, "dev", overrides)
         engine = LocalEngine("dev", directory, workspace=WORK / "state", overrides=overrides)
-        engine.remove()
-        engine = LocalEngine("dev", directory, workspace=WORK / "state", overrides=overrides)
+        engine.reset()
         figures = {}
         for name, action in (("preview_s", engine.preview), ("up_s", engine.up), ("noop_up_s", engine.up)):
             start = time.perf_counter()

@@ -12,7 +12,6 @@ copied there with any overrides, so the checked-in stack files are never rewritt
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import shutil
@@ -73,14 +72,6 @@ class EngineRun:
             )
         return found
 
-    def changes(self) -> dict[str, list[str]]:
-        """Operation -> URNs, without the no-change steps."""
-        out: dict[str, list[str]] = {}
-        for step in self.steps():
-            if step["op"] not in ("same", "read"):
-                out.setdefault(step["op"], []).append(step["urn"])
-        return out
-
 
 class LocalEngine:
     """One project directory, file backend and cluster for preview/up/destroy of a stack."""
@@ -101,6 +92,7 @@ class LocalEngine:
         self.project_dir = self.workspace / "project"
         self.state_dir = self.workspace / "state"
         self.program = pulumi_program
+        self._stack: Any = None
         self.write_stack_file(overrides or {})
 
     def write_stack_file(self, overrides: Mapping[str, Any]) -> None:
@@ -141,6 +133,9 @@ class LocalEngine:
         }
 
     def stack(self) -> Any:
+        """The Automation API stack, selected once; each operation re-reads the stack file it points at."""
+        if self._stack is not None:
+            return self._stack
         from pulumi import automation as auto
 
         pulumi_root = binary("pulumi").parent.parent
@@ -150,9 +145,8 @@ class LocalEngine:
             env_vars=self.env(),
             pulumi_command=auto.PulumiCommand(root=str(pulumi_root), skip_version_check=True),
         )
-        # The Automation API also reads the backend from this process's environment.
-        os.environ.update({k: v for k, v in self.env().items() if k.startswith("PULUMI_") and k not in ("PULUMI_HOME",)})
-        return auto.create_or_select_stack(stack_name=self.stack_name, project_name=PROJECT, program=self.program, opts=options)
+        self._stack = auto.create_or_select_stack(stack_name=self.stack_name, project_name=PROJECT, program=self.program, opts=options)
+        return self._stack
 
     def _run(self, action: Callable[..., Any], echo: bool = False, **kwargs: Any) -> EngineRun:
         lines: list[str] = []
@@ -182,9 +176,6 @@ class LocalEngine:
     def destroy(self, *, echo: bool = False, **kwargs: Any) -> EngineRun:
         return self._run(self.stack().destroy, echo, **kwargs)
 
-    def export(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.stack().export_stack().deployment))
-
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The pulumi CLI itself in this workspace, for commands the Automation API lacks."""
         env = {**os.environ, **self.env()}
@@ -201,3 +192,9 @@ class LocalEngine:
     def remove(self) -> None:
         """Forget the stack and its state (the cluster is untouched)."""
         shutil.rmtree(self.workspace, ignore_errors=True)
+        self._stack = None
+
+    def reset(self) -> None:
+        """Start again from empty state, with the same stack file (a fresh cluster holds none of the old objects)."""
+        self.remove()
+        self.write_stack_file(self.current_overrides)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cluster_fixtures, local_cluster
-from tools.harness import stack_config
+from tools.harness import stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,8 +49,7 @@ def load_existing(
     from tools.harness import run_program
 
     config, secret_keys = stack_config(stack)
-    for key, value in (overrides or {}).items():
-        config[f"mlops-platform:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    config = with_overrides(config, overrides or {})
     plan = run_program(stack, config=config, secret_keys=secret_keys)
     profiles, dashboard_ns = profiles_of(stack, config)
     objects = cluster_fixtures.existing_objects(plan, [*profiles, *extra_profiles], dashboard_ns)
@@ -97,9 +96,8 @@ def up(stack: str, directory: Path) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"local-up: {len(objects)} pre-existing objects loaded (namespaces, CRDs, dashboard links, volumes)", flush=True)
-    # A fresh cluster has none of the old state's objects: start the stack from empty state too.
-    LocalEngine(stack, directory).remove()
     engine = LocalEngine(stack, directory)
+    engine.reset()
     try:
         result = engine.up(echo=True)
     except auto.errors.CommandError as exc:
