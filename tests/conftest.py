@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlops_platform.config import ConfigError
-from tools.harness import DeclaredResource, Plan, run_program, stack_config
+from tools.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,8 +26,7 @@ def prod() -> Plan:
 
 def _overridden(stack: str, overrides: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     config, secret_keys = stack_config(stack)
-    config.update({f"mlops-platform:{k}": v for k, v in overrides.items()})
-    return config, secret_keys
+    return with_overrides(config, overrides), secret_keys
 
 
 def run_with(stack: str, **overrides: str) -> Plan:

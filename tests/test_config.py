@@ -12,7 +12,7 @@ import pytest
 from mlops_platform.config import ConfigError, PlatformConfig, parse_config
 from tests.conftest import ROOT, refused
 from tools import plan as plan_tool
-from tools.harness import run_program, stack_config
+from tools.harness import run_program, stack_config, with_overrides
 
 EKS_AWS = json.dumps(
     {
@@ -24,8 +24,7 @@ EKS_AWS = json.dumps(
 
 
 def parse(**values: object) -> PlatformConfig:
-    raw = {f"mlops-platform:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    return parse_config("test", raw)
+    return parse_config("test", with_overrides({}, values))
 
 
 def error(**values: object) -> str:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import runpy
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,6 +376,11 @@ def _placeholders(value: Any) -> tuple[Any, bool]:
         items = [_placeholders(v) for v in value]
         return [v for v, _ in items], any(secure for _, secure in items)
     return value, False
+
+
+def with_overrides(config: dict[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """``config`` with whole keys replaced, each value rendered as the CLI hands it to the program."""
+    return {**config, **{_qualify(k): _as_config_text(v) for k, v in overrides.items()}}
 
 
 def _qualify(key: str) -> str:

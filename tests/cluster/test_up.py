@@ -11,7 +11,7 @@ from kubernetes import client, dynamic
 from tests.cluster import expect
 from tests.cluster.conftest import ADDED_PROFILE
 from tools import cluster_fixtures
-from tools.harness import run_program, stack_config
+from tools.harness import run_program, stack_config, with_overrides
 
 STACK_PROFILE = "kubeflow-user-example-com"
 
@@ -101,12 +101,9 @@ def _profiles(*extra: str) -> dict[str, Any]:
 
 def _converge(deployment, overrides: dict[str, Any]) -> None:
     """Preview the change, check it is exactly what the offline plans predict, apply it, and check nothing is left to do."""
-    before_config, secret_keys = stack_config("dev")
-    after_config = dict(before_config)
-    after_config.update({f"mlops-platform:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in overrides.items()})
-    base_overrides = deployment.engine.current_overrides
-    before = run_program("dev", config=_apply(before_config, base_overrides), secret_keys=secret_keys)
-    after = run_program("dev", config=after_config, secret_keys=secret_keys)
+    config, secret_keys = stack_config("dev")
+    before = run_program("dev", config=with_overrides(config, deployment.engine.current_overrides), secret_keys=secret_keys)
+    after = run_program("dev", config=with_overrides(config, overrides), secret_keys=secret_keys)
     predicted = expect.expected_changes(before, after)
     assert any(predicted.values()), "the change must change something"
 
@@ -116,12 +113,6 @@ def _converge(deployment, overrides: dict[str, Any]) -> None:
     assert expect.engine_changes(preview) == predicted
     deployment.engine.up()
     assert set(deployment.engine.up(expect_no_changes=True).summary.resource_changes) == {"same"}
-
-
-def _apply(config: dict[str, str], overrides: dict[str, Any]) -> dict[str, str]:
-    out = dict(config)
-    out.update({f"mlops-platform:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in overrides.items()})
-    return out
 
 
 def test_config_changes_preview_exactly_the_predicted_steps_and_converge(cluster, deployment):
