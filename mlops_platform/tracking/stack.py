@@ -161,12 +161,16 @@ class TrackingStack(pulumi.ComponentResource):
             protect=protect,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        storage_env, storage_ready = storage.env, storage.ready
-        sa_annotations = storage.service_account_annotations or None
 
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
-            metadata=naming.metadata(self._service_account, cfg.namespace, component=COMPONENT, instance=name, annotations=sa_annotations),
+            metadata=naming.metadata(
+                self._service_account,
+                cfg.namespace,
+                component=COMPONENT,
+                instance=name,
+                annotations=storage.service_account_annotations or None,
+            ),
             automount_service_account_token=False,
             opts=child,
         )
@@ -186,7 +190,7 @@ class TrackingStack(pulumi.ComponentResource):
             command=["mlflow", "server"],
             args=self.server_args(),
             env=common_env
-            + storage_env
+            + storage.env
             # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
             + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
             ports={"http": PORT},
@@ -211,7 +215,7 @@ class TrackingStack(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage_ready]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
         )
         k8s.core.v1.Service(
             f"{name}-svc",
