@@ -50,11 +50,14 @@ wrapper() {
   (cd "$dir" && for m in "$@"; do go mod edit -require="$m"; done)
 }
 
+# module_field MODULE@VERSION FIELD: a field of `go mod download -json` (Dir: the unpacked module; GoMod: its go.mod).
+module_field() { go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"; }
+
 # non_relative_replaces MODULE@VERSION: the replace directives of that go.mod that point at
 # another module version (relative ones only make sense inside the upstream repository).
 non_relative_replaces() {
   local gomod
-  gomod=$(go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  gomod=$(module_field "$1" GoMod)
   go mod edit -json "$gomod" | "$PYTHON" -c '
 import json, sys
 for r in json.load(sys.stdin).get("Replace") or []:
@@ -65,7 +68,6 @@ for r in json.load(sys.stdin).get("Replace") or []:
 '
 }
 
-module_dir() { go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 
 build_pulumi() {
   local v=$1 dir="$CACHE/src/pulumi"
@@ -77,7 +79,7 @@ build_pulumi() {
   (cd "$dir" && go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$v" \
     -o "$OUT/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
   # The dynamic-provider launcher ships in the SDK module (it is a script, not a build product).
-  install -m 0755 "$(module_dir "github.com/pulumi/pulumi/sdk/v3@$v")/python/dist/pulumi-resource-pulumi-python" "$OUT/"
+  install -m 0755 "$(module_field "github.com/pulumi/pulumi/sdk/v3@$v" Dir)/python/dist/pulumi-resource-pulumi-python" "$OUT/"
 }
 
 build_kubernetes_provider() {
@@ -86,7 +88,7 @@ build_kubernetes_provider() {
   wrapper "$dir" "$mod" "github.com/pulumi/pulumi-kubernetes/sdk/v4@$v"
   # The command embeds schema files that its own generate.go writes; they are not in the module zip.
   local src
-  src="$(module_dir "$mod")/cmd/pulumi-resource-kubernetes"
+  src="$(module_field "$mod" Dir)/cmd/pulumi-resource-kubernetes"
   mkdir -p "$dir/cmd"
   cp "$src"/main.go "$src"/generate.go "$src"/schema.json "$src"/terraform-mapping.json "$dir/cmd/"
   chmod u+w "$dir"/cmd/*
@@ -113,7 +115,7 @@ build_kubernetes() {
   local mods=("k8s.io/kubernetes@$v") line
   while read -r line; do
     mods+=("$line@v0.${v#v1.}")
-  done < <(go mod edit -json "$(go mod download -json "k8s.io/kubernetes@$v" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')" |
+  done < <(go mod edit -json "$(module_field "k8s.io/kubernetes@$v" GoMod)" |
     "$PYTHON" -c '
 import json, sys
 mod = json.load(sys.stdin)
