@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -187,20 +187,32 @@ class AwsConfig(_Model):
         return self.oidc_provider_url.removeprefix("https://")
 
 
-def _only_when_enabled(block: Any, name: str) -> Any:
-    """With ``enabled`` false nothing of the block is declared, so any other key set to a non-default value cannot take effect.
+def _settings(block: BaseModel, keys: Iterable[str] | None = None) -> list[str]:
+    """The keys of ``block`` set to something other than their default (all fields, or only ``keys``).
 
     An explicit default (``profiles: []``, ``dashboardTab: true``) is not a setting that is lost.
     """
+    fields = type(block).model_fields
+    names = [n for n in fields if keys is None or (fields[n].alias or n) in keys]
+    return [fields[n].alias or n for n in names if getattr(block, n) != fields[n].get_default(call_default_factory=True)]
+
+
+def _only_when_enabled(block: Any, name: str) -> Any:
+    """With ``enabled`` false nothing of the block is declared, so any other key set cannot take effect."""
     if block.enabled:
         return block
-    for field_name, field in type(block).model_fields.items():
-        if field_name != "enabled" and getattr(block, field_name) != field.get_default(call_default_factory=True):
-            key = field.alias or field_name
+    for key in _settings(block):
+        if key != "enabled":
             raise _KeyError(
                 key, f"set, but {name}.enabled is false; allowed: {name}.enabled true, or {name}.{key} left out", quotes_value=False
             )
     return block
+
+
+def _refuse_unused(block: BaseModel, path: str, keys: Iterable[str] | None, because: str, instead: str) -> None:
+    """Settings the chosen target or mode never reads would be dropped without a word: refuse the first one."""
+    for key in _settings(block, keys):
+        raise _KeyError(f"{path}.{key}", f"set, but {because}; allowed: {instead}, or {path}.{key} left out", quotes_value=False)
 
 
 _GATEWAY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -332,6 +344,10 @@ class ServingConfig(_Model):
         return list(dict.fromkeys([*self.namespaces, *(m.namespace for m in self.models)]))
 
 
+S3_ONLY_ARTIFACT_KEYS = frozenset({"noncurrentVersionDays", "kmsKeyArn"})
+IN_CLUSTER_DATABASE_KEYS = frozenset({"image", "storageClass", "storageSize", "resources"})
+
+
 class PlatformConfig(_Model):
     """The whole stack: what `__main__.py` hands to the components."""
 
@@ -353,6 +369,21 @@ class PlatformConfig(_Model):
             raise _KeyError("aws", "is required for target eks; allowed: an object with region, oidcProviderArn and oidcProviderUrl")
         if self.target == "microk8s" and self.database.mode == "rds":
             raise _KeyError("database.mode", "'rds' needs target eks; allowed: 'inCluster'")
+        if self.target == "microk8s":
+            if self.aws is not None:
+                raise _KeyError("aws", "set, but target is microk8s; allowed: target eks, or aws left out", quotes_value=False)
+            # MinIO gets neither KMS encryption nor the S3 lifecycle rule.
+            _refuse_unused(self.artifacts, "artifacts", S3_ONLY_ARTIFACT_KEYS, "target is microk8s (MinIO)", "target eks")
+        else:
+            _refuse_unused(self.artifacts.minio, "artifacts.minio", None, "target is eks (S3, no MinIO)", "target microk8s")
+        if self.database.mode == "rds":
+            _refuse_unused(self.database, "database", IN_CLUSTER_DATABASE_KEYS, "database.mode is rds", "database.mode inCluster")
+        elif self.database.rds is not None:
+            raise _KeyError(
+                "database.rds",
+                "set, but database.mode is inCluster; allowed: database.mode rds, or database.rds left out",
+                quotes_value=False,
+            )
         return self
 
     @property

@@ -108,11 +108,64 @@ def test_invalid_config_names_the_key_and_what_is_allowed(values, expected):
 
 
 def test_rds_is_only_for_eks():
-    rds = {"subnetGroupName": "db", "securityGroupIds": ["sg-1"]}
     assert (
-        error(target="microk8s", database={"mode": "rds", "rds": rds})
+        error(target="microk8s", database={"mode": "rds", "rds": RDS})
         == "mlops-platform:database.mode: 'rds' needs target eks; allowed: 'inCluster'"
     )
+
+
+RDS = {"subnetGroupName": "db", "securityGroupIds": ["sg-1"]}
+EKS = {"target": "eks", "aws": json.loads(EKS_AWS)}
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (
+            {"target": "microk8s", "aws": json.loads(EKS_AWS)},
+            "mlops-platform:aws: set, but target is microk8s; allowed: target eks, or aws left out",
+        ),
+        (
+            {"target": "microk8s", "artifacts": {"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abc"}},
+            "mlops-platform:artifacts.kmsKeyArn: set, but target is microk8s (MinIO); allowed: target eks, or artifacts.kmsKeyArn left out",
+        ),
+        (
+            {"target": "microk8s", "artifacts": {"noncurrentVersionDays": 30}},
+            "mlops-platform:artifacts.noncurrentVersionDays: set, but target is microk8s (MinIO); allowed: target eks, "
+            "or artifacts.noncurrentVersionDays left out",
+        ),
+        (
+            {**EKS, "artifacts": {"minio": {"storageSize": "50Gi"}}},
+            "mlops-platform:artifacts.minio.storageSize: set, but target is eks (S3, no MinIO); allowed: target microk8s, "
+            "or artifacts.minio.storageSize left out",
+        ),
+        (
+            {**EKS, "database": {"rds": RDS}},
+            "mlops-platform:database.rds: set, but database.mode is inCluster; allowed: database.mode rds, or database.rds left out",
+        ),
+        (
+            {**EKS, "database": {"mode": "rds", "rds": RDS, "storageSize": "50Gi"}},
+            "mlops-platform:database.storageSize: set, but database.mode is rds; allowed: database.mode inCluster, "
+            "or database.storageSize left out",
+        ),
+    ],
+    ids=["aws-on-microk8s", "kms-on-minio", "lifecycle-on-minio", "minio-on-eks", "rds-block-in-cluster", "volume-on-rds"],
+)
+def test_a_setting_the_target_or_mode_never_reads_is_refused(values, expected):
+    """Otherwise the stack file promises encryption, a lifecycle or a volume size that nothing declares."""
+    assert error(**values) == expected
+
+
+def test_settings_that_do_take_effect_and_spelled_out_defaults_pass():
+    assert parse(**EKS, artifacts={"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abc", "noncurrentVersionDays": 30}).is_eks
+    assert parse(**EKS, database={"mode": "rds", "rds": RDS, "storageSize": "10Gi"}).database.mode == "rds"
+    assert parse(target="microk8s", artifacts={"noncurrentVersionDays": 90, "minio": {"storageSize": "50Gi"}}).target == "microk8s"
+
+
+def test_a_refused_setting_stops_the_program_before_any_resource():
+    message, declared = refused("dev", artifacts=json.dumps({"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abc"}))
+    assert message.startswith("mlops-platform:artifacts.kmsKeyArn: set, but target is microk8s")
+    assert declared == []
 
 
 def test_secret_values_are_never_echoed():
