@@ -4,8 +4,10 @@ import pulumi
 
 from mlops_platform.config import load_config
 from mlops_platform.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
+from mlops_platform.monitoring import Monitoring, MonitoringArgs
 from mlops_platform.serving import ServingStack, ServingStackArgs, resolve_models
 from mlops_platform.tracking import TrackingStack, TrackingStackArgs
+from mlops_platform.training import TrainingJobs, TrainingJobsArgs
 
 config = load_config()
 # Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.
@@ -24,12 +26,30 @@ serving = (
     ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models)) if config.serving.enabled else None
 )
 
+monitoring = Monitoring("monitoring", MonitoringArgs(config.monitoring, endpoint)) if config.monitoring.enabled else None
+
+training = (
+    TrainingJobs(
+        "training",
+        TrainingJobsArgs(
+            jobs=config.training,
+            tracking_namespace=endpoint.namespace,
+            client_env=endpoint.client_env,
+            tracking_ready=[endpoint.server],
+            profiles=kubeflow.clients if kubeflow else None,
+        ),
+    )
+    if config.training
+    else None
+)
+
 pulumi.export("namespace", endpoint.namespace)
 pulumi.export("trackingUri", endpoint.uri)
 pulumi.export("externalUrl", tracking.external_url)
 pulumi.export("bucket", endpoint.artifact_store.bucket)
 pulumi.export("artifactRoot", endpoint.artifact_root)
-pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password))
+pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password) if tracking.database_password is not None else None)
 pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
 pulumi.export("servingModels", serving.models if serving else {})
+pulumi.export("trainingJobs", training.names if training else [])

@@ -123,8 +123,53 @@ class RdsConfig(_Model):
     multi_az: bool = True
 
 
+# SQLAlchemy dialect+driver of an external database, as the MLflow image's drivers name them (psycopg2, PyMySQL).
+EXTERNAL_SCHEMES = ("postgresql+psycopg2", "mysql+pymysql")
+_EXTERNAL_URI = re.compile(
+    r"^(postgresql\+psycopg2|mysql\+pymysql)://[^:@/\s]+:[^@\s]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+(\?\S*)?$"
+)
+
+
+def _external_uri(value: SecretStr) -> SecretStr:
+    """The URI holds a password: the message names the allowed forms and never the value."""
+    if not _EXTERNAL_URI.match(value.get_secret_value()):
+        raise _KeyError(
+            "",
+            "is not a database URI of an allowed form (value hidden); allowed: "
+            "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE or mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE",
+            quotes_value=False,
+        )
+    return value
+
+
+class ExistingSecret(_Model):
+    """A Secret the user manages in the tracking namespace, holding the backend URI under ``key``."""
+
+    name: DnsLabel
+    key: Annotated[str, _check(re.compile(r"^[-._a-zA-Z0-9]{1,253}$"), "a Secret data key, e.g. uri")] = "uri"
+
+
+class ExternalDatabaseConfig(_Model):
+    """A database this program does not run: the URI from secret config, or from an existing Secret."""
+
+    # Accepted only as a secret (checked in parse_config): it carries the password.
+    uri: Annotated[SecretStr, AfterValidator(_external_uri)] | None = None
+    existing_secret: ExistingSecret | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExternalDatabaseConfig:
+        if (self.uri is None) == (self.existing_secret is None):
+            raise _KeyError(
+                "uri",
+                "exactly one of uri and existingSecret is required; allowed: secret uri "
+                "(`pulumi config set --secret --path database.external.uri ...`) or existingSecret {name, key}",
+                quotes_value=False,
+            )
+        return self
+
+
 class DatabaseConfig(_Model):
-    mode: Literal["inCluster", "rds"] = "inCluster"
+    mode: Literal["inCluster", "rds", "external"] = "inCluster"
     image: Image = POSTGRES_IMAGE
     name: DnsLabel = "mlflow"
     user: DnsLabel = "mlflow"
@@ -132,12 +177,26 @@ class DatabaseConfig(_Model):
     storage_size: Storage = "10Gi"
     resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
     rds: RdsConfig | None = None
+    external: ExternalDatabaseConfig | None = None
 
     @model_validator(mode="after")
     def _rds_needs_settings(self) -> DatabaseConfig:
         if self.mode == "rds" and self.rds is None:
             raise _KeyError("rds", "is required when database.mode is rds; allowed: an object with subnetGroupName and securityGroupIds")
+        if self.mode == "external" and self.external is None:
+            raise _KeyError(
+                "external", "is required when database.mode is external; allowed: an object with a secret uri or existingSecret"
+            )
+        if self.mode != "external" and self.external is not None:
+            raise _KeyError("external", f"is set, but database.mode is {self.mode}; allowed: mode external, or external left out", False)
         return self
+
+    @property
+    def outside(self) -> ExternalDatabaseConfig:
+        """The external block, which validation requires in external mode."""
+        if self.external is None:
+            raise ConfigError("mlops-platform:database.external: is required when database.mode is external")
+        return self.external
 
     @property
     def managed(self) -> RdsConfig:
@@ -348,6 +407,84 @@ S3_ONLY_ARTIFACT_KEYS = frozenset({"noncurrentVersionDays", "kmsKeyArn"})
 IN_CLUSTER_DATABASE_KEYS = frozenset({"image", "storageClass", "storageSize", "resources"})
 
 
+_DURATION = re.compile(r"^[1-9][0-9]*(s|m)$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(item):
+            raise ValueError(f"{key}={item!r} is not a valid label; allowed: Kubernetes label keys and values, e.g. release: prometheus")
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+
+
+class AlertThresholds(_Model):
+    """When the PrometheusRule's alerts fire."""
+
+    error_ratio: float = Field(default=0.05, gt=0, lt=1)
+    p95_latency_seconds: float = Field(default=2.0, gt=0, le=120)
+    # How long a condition must hold before it pages.
+    for_: Annotated[str, _check(_DURATION, "seconds or minutes like 5m")] = Field(default="5m", alias="for")
+
+
+class MonitoringConfig(_Model):
+    """Prometheus Operator objects (ServiceMonitor, PrometheusRule) and a Grafana dashboard for the tracking server."""
+
+    enabled: bool = False
+    interval: Annotated[str, _check(_DURATION, "seconds or minutes like 30s")] = "30s"
+    # What the Prometheus resource's serviceMonitorSelector and ruleSelector match (kube-prometheus-stack: release: <name>).
+    prometheus_labels: Labels = {}
+    dashboard: bool = True
+    # Where Grafana's dashboard sidecar looks (kube-prometheus-stack: its namespace, or all with searchNamespace ALL).
+    dashboard_namespace: DnsLabel | None = None
+    dashboard_labels: Labels = {"grafana_dashboard": "1"}
+    alerts: AlertThresholds = AlertThresholds()
+
+    @model_validator(mode="after")
+    def _nothing_set_while_disabled(self) -> MonitoringConfig:
+        return _only_when_enabled(self, "monitoring")
+
+
+_CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+# Set by the platform from the tracking server and the profile's storage grant; a job may not override them.
+PLATFORM_ENV = re.compile(r"^(MLFLOW_TRACKING_URI|MLFLOW_S3_ENDPOINT_URL|PROFILE_S3_URI|AWS_.*)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _job_env(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name; allowed: letters, digits and '_'")
+        if PLATFORM_ENV.match(name):
+            raise ValueError(f"{name} is set by the platform; allowed: other names (credentials come from the profile's grant)")
+    return value
+
+
+class TrainingJob(_Model):
+    """A training command run as a Job (once) or a CronJob (``schedule``), logging to MLflow."""
+
+    # CronJob names are limited to 52 characters (the controller appends a suffix per run).
+    name: Annotated[str, _check(re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"), "a DNS label of at most 52 characters")]
+    # A Kubeflow profile, or the tracking namespace when left out.
+    namespace: DnsLabel | None = None
+    image: Image
+    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    args: list[str] = []
+    env: Annotated[dict[str, str], AfterValidator(_job_env)] = {}
+    schedule: Annotated[str, _check(_CRON, "a cron schedule like '0 3 * * *' or @daily")] | None = None
+    experiment: str | None = Field(default=None, min_length=1, max_length=200)
+    resources: Resources = Resources(cpu_request="500m", cpu_limit="2", memory_request="1Gi", memory_limit="4Gi")
+    # Retries of a failed run; 0 keeps the first failure's pod as it was.
+    backoff_limit: int = Field(default=0, ge=0, le=6)
+    active_deadline_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+    # How long a finished run (failed or not) and its pod are kept for inspection.
+    keep_finished_hours: int = Field(default=24, ge=1, le=24 * 14)
+
+
 class PlatformConfig(_Model):
     """The whole stack: what `__main__.py` hands to the components."""
 
@@ -362,6 +499,36 @@ class PlatformConfig(_Model):
     aws: AwsConfig | None = None
     kubeflow: KubeflowConfig = KubeflowConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    training: list[TrainingJob] = []
+
+    @model_validator(mode="after")
+    def _training_rules(self) -> PlatformConfig:
+        seen: dict[tuple[str, str], int] = {}
+        for index, job in enumerate(self.training):
+            namespace = job.namespace or self.namespace
+            if namespace != self.namespace and namespace not in (self.kubeflow.profiles if self.kubeflow.enabled else []):
+                raise _KeyError(
+                    f"training.{index}.namespace",
+                    f"{namespace!r} is neither the tracking namespace nor a Kubeflow profile; "
+                    f"allowed: {self.namespace} (left out) or one of kubeflow.profiles",
+                )
+            if namespace == self.namespace and self.kubeflow.enabled:
+                raise _KeyError(
+                    f"training.{index}.namespace",
+                    "left out (the tracking namespace), but Kubeflow's mesh admits only profile identities to MLflow; "
+                    "allowed: one of kubeflow.profiles",
+                    quotes_value=False,
+                )
+            other = seen.setdefault((namespace, job.name), index)
+            if other != index:
+                raise _KeyError(
+                    f"training.{index}.name", f"{job.name!r} is already used in {namespace} by training[{other}]; allowed: a unique name"
+                )
+        return self
+
+    def training_namespace(self, job: TrainingJob) -> str:
+        return job.namespace or self.namespace
 
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
@@ -381,8 +548,13 @@ class PlatformConfig(_Model):
         elif self.database.rds is not None:
             raise _KeyError(
                 "database.rds",
-                "set, but database.mode is inCluster; allowed: database.mode rds, or database.rds left out",
+                f"set, but database.mode is {self.database.mode}; allowed: database.mode rds, or database.rds left out",
                 quotes_value=False,
+            )
+        if self.database.mode == "external":
+            # The URI names the database and the user; nothing of a database server is declared.
+            _refuse_unused(
+                self.database, "database", IN_CLUSTER_DATABASE_KEYS | {"name", "user"}, "database.mode is external", "database.mode inCluster"
             )
         return self
 
@@ -431,7 +603,7 @@ def _format_error(exc: ValidationError, secret_keys: frozenset[str]) -> str:
     loc = [str(p) for p in err["loc"]]
     ctx_error = err.get("ctx", {}).get("error")
     if isinstance(ctx_error, _KeyError):
-        loc = loc + ctx_error.key.split(".")
+        loc = loc + [part for part in ctx_error.key.split(".") if part]
         # Model-level rules on the root are reported relative to the root.
         message = ctx_error.message
     elif err["type"] == "extra_forbidden":
@@ -481,9 +653,16 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
             continue
         values[key] = _decode(text)
     try:
-        return PlatformConfig.model_validate(values)
+        config = PlatformConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, secret_keys)) from None
+    external = config.database.external
+    if external is not None and external.uri is not None and "database" not in secret_keys:
+        raise ConfigError(
+            f"{PROJECT}:database.external.uri: is in plain text in the stack file; allowed: a secret, set with "
+            "`pulumi config set --secret --path database.external.uri ...`, or database.external.existingSecret"
+        )
+    return config
 
 
 def _decode(text: Any) -> Any:

@@ -73,7 +73,7 @@ def test_eks_protects_data_by_default_and_uses_ebs():
         (
             {"target": "microk8s", "colour": "blue"},
             "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, "
-            "kubernetesVersion, namespace, serving, target, tracking",
+            "kubernetesVersion, monitoring, namespace, serving, target, tracking, training",
         ),
         (
             {"target": "microk8s", "tracking": {"imagee": "x"}},
@@ -311,12 +311,21 @@ SET_ONLY_WHEN_ENABLED = {
         "namespaces": ["team-a"],
         "models": [{"name": "diabetes", "namespace": "team-a", "registeredModel": "diabetes", "alias": "production"}],
     },
+    "monitoring": {
+        "interval": "15s",
+        "prometheusLabels": {"release": "kube-prometheus-stack"},
+        "dashboard": False,
+        "dashboardNamespace": "monitoring",
+        "dashboardLabels": {"grafana_dashboard": "mlflow"},
+        "alerts": {"errorRatio": 0.1},
+    },
 }
 
 
 def test_every_key_of_a_switched_block_is_covered():
-    """A key added to kubeflow or serving must be decided on: here, or taking effect while disabled (then change the rule)."""
-    for block, model in (("kubeflow", PlatformConfig.model_fields["kubeflow"]), ("serving", PlatformConfig.model_fields["serving"])):
+    """A key added to kubeflow, serving or monitoring must be decided on: here, or taking effect while disabled (then change the rule)."""
+    for block in SET_ONLY_WHEN_ENABLED:
+        model = PlatformConfig.model_fields[block]
         keys = {f.alias for name, f in model.annotation.model_fields.items() if name != "enabled"}
         assert keys == set(SET_ONLY_WHEN_ENABLED[block]), block
 

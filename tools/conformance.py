@@ -3,7 +3,7 @@
 Built-in kinds are checked against the strict OpenAPI schema of the stack's
 Kubernetes version (kubernetes-validate). InferenceServices are rebuilt through
 the kserve SDK's typed models, rejecting any field the models do not know.
-Istio and Kubeflow resources have no schema source offline; they are checked
+Istio, Kubeflow and Prometheus Operator resources have no schema source offline; they are checked
 against the minimal structural schemas below (the fields this project writes),
 documented in the README as partial coverage.
 """
@@ -358,8 +358,85 @@ SIDECAR = _cr(
     },
 )
 
+_LABEL_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {"matchLabels": _STR_MAP}}
+
+# The Prometheus Operator's monitoring.coreos.com/v1 kinds: the fields this project writes.
+SERVICE_MONITOR = _cr(
+    ["monitoring.coreos.com/v1"],
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": _LABEL_SELECTOR,
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+            },
+            "jobLabel": {"type": "string"},
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"},
+                        "path": {"type": "string"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h))+)$"},
+                        "scrapeTimeout": {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h))+)$"},
+                    },
+                },
+            },
+        },
+    },
+)
+
+PROMETHEUS_RULE = _cr(
+    ["monitoring.coreos.com/v1"],
+    "PrometheusRule",
+    {
+        "type": "object",
+        "required": ["groups"],
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "rules"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": {"type": "string"},
+                        "rules": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["expr"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "alert": {"type": "string"},
+                                    "record": {"type": "string"},
+                                    "expr": {"type": "string", "minLength": 1},
+                                    "for": {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h|d|w|y))+)$"},
+                                    "labels": _STR_MAP,
+                                    "annotations": _STR_MAP,
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+)
+
 STRUCTURAL: dict[tuple[str, str], dict] = {}
-for _schema in (VIRTUAL_SERVICE, AUTHORIZATION_POLICY, POD_DEFAULT, SIDECAR):
+for _schema in (VIRTUAL_SERVICE, AUTHORIZATION_POLICY, POD_DEFAULT, SIDECAR, SERVICE_MONITOR, PROMETHEUS_RULE):
     for _version in _schema["properties"]["apiVersion"]["enum"]:
         STRUCTURAL[(_version, _schema["properties"]["kind"]["const"])] = _schema
 

@@ -54,6 +54,17 @@ def profile_prefix(namespace: str) -> str:
 
 
 @dataclass(frozen=True)
+class ProfileClients:
+    """How a pod in a Kubeflow profile becomes an MLflow client: the PodDefault's selector labels, and its identity."""
+
+    selector_labels: dict[str, str]
+    service_account: str
+    namespaces: frozenset[str]
+    # The PodDefaults (and the storage grant behind them) that must exist before a pod is admitted.
+    ready: Sequence[pulumi.Resource] = ()
+
+
+@dataclass(frozen=True)
 class KubeflowIntegrationArgs:
     kubeflow: KubeflowConfig
     tracking: TrackingEndpoint
@@ -65,6 +76,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
     url: str
     principals: list[str]
     profiles: list[str]
+    clients: ProfileClients
 
     def __init__(self, name: str, args: KubeflowIntegrationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:KubeflowIntegration", name, None, opts)
@@ -99,10 +111,17 @@ class KubeflowIntegration(pulumi.ComponentResource):
         if kf.insecure_cookies:
             self._insecure_cookies(kf.namespace)
         storage = self._storage(kf.profiles)
+        pod_defaults = []
         for namespace in kf.profiles:
-            self._profile(namespace, storage[namespace])
+            pod_defaults.append(self._profile(namespace, storage[namespace]))
             if kf.kfp_access:
                 self._pipelines_access(namespace)
+        self.clients = ProfileClients(
+            {SELECTOR_LABEL: "true"},
+            PROFILE_SERVICE_ACCOUNT,
+            frozenset(kf.profiles),
+            [*pod_defaults, *(r for access in storage.values() for r in access.ready)],
+        )
 
         self.register_outputs({"url": self.url, "principals": self.principals, "profiles": self.profiles})
 
@@ -199,7 +218,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                 )
         return access
 
-    def _profile(self, namespace: str, storage: ClientAccess) -> None:
+    def _profile(self, namespace: str, storage: ClientAccess) -> k8s.apiextensions.CustomResource:
         t = self._tracking
         uri = f"s3://{t.artifact_store.bucket}/{profile_prefix(namespace)}/"
         spec = {
@@ -209,7 +228,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
         }
         if storage.pod_labels:
             spec["labels"] = storage.pod_labels
-        k8s.apiextensions.CustomResource(
+        pod_default = k8s.apiextensions.CustomResource(
             f"{self._name}-{namespace}-poddefault",
             api_version="kubeflow.org/v1alpha1",
             kind="PodDefault",
@@ -228,6 +247,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
             },
             opts=self._child,
         )
+        return pod_default
 
     def _pipelines_access(self, namespace: str) -> None:
         """Kubeflow Pipelines from a notebook: a projected token for the KFP API, and the right to use it."""

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform.config import PlatformConfig
-from mlops_platform.database import postgres
+from mlops_platform.database import external, postgres
 from mlops_platform.k8s import mesh, naming, options
 from mlops_platform.k8s.containers import (
     HttpProbe,
@@ -30,6 +30,7 @@ from mlops_platform.k8s.containers import (
     scratch_volumes,
     secret_env,
 )
+from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
 
@@ -62,6 +63,8 @@ class TrackingEndpoint:
     port: int
     path_prefix: str
     server_labels: dict[str, str]
+    # The server's Deployment: clients that must find it running (training Jobs) wait for it.
+    server: pulumi.Resource
     # What an MLflow client needs besides storage access (tracking URI, telemetry opt-out).
     client_env: dict[str, str]
     artifact_store: ArtifactStore
@@ -74,7 +77,7 @@ class TrackingStack(pulumi.ComponentResource):
 
     endpoint: TrackingEndpoint
     external_url: str | None
-    database_password: pulumi.Output[str]
+    database_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
@@ -106,6 +109,138 @@ class TrackingStack(pulumi.ComponentResource):
         self._namespace_resource = ns
         child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
+        if cfg.database.mode == "external":
+            db_secret_name, db_uri_key = external.backend_secret(
+                f"{name}-db",
+                config=cfg.database.outside,
+                metadata=naming.metadata(f"{name}-db", cfg.namespace, component=COMPONENT, instance=name),
+                opts=child,
+            )
+            db_password: pulumi.Output[str] | None = None
+        else:
+            db_secret_name, db_password = self._managed_database(name, cfg, child, protect)
+            db_uri_key = "uri"
+
+        self._artifact_store, storage = store.declare(
+            name,
+            artifacts=cfg.artifacts,
+            aws=cfg.eks if cfg.is_eks else None,
+            namespace=cfg.namespace,
+            namespace_resource=ns,
+            storage_class=cfg.storage_class,
+            server_account=self._service_account,
+            secret_metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
+            protect=protect,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        sa = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata=naming.metadata(
+                self._service_account,
+                cfg.namespace,
+                component=COMPONENT,
+                instance=name,
+                annotations=storage.service_account_annotations or None,
+            ),
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        scratch = [ScratchDir("tmp", "/tmp", "1Gi")]
+        server_scratch = [*scratch, metrics.SCRATCH] if cfg.monitoring.enabled else scratch
+        common_env = [
+            secret_env("MLFLOW_BACKEND_STORE_URI", db_secret_name, db_uri_key),
+            *plain_env({"HOME": "/tmp", **telemetry}),
+        ]
+        migrate = container(
+            "migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch
+        )
+        server = container(
+            "mlflow",
+            cfg.tracking.image,
+            cfg.tracking.resources,
+            command=["mlflow", "server"],
+            args=self.server_args(),
+            env=common_env
+            + storage.env
+            # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+            ports={"http": PORT},
+            probe=HttpProbe(f"{self._path_prefix}/health", "http"),
+            scratch=server_scratch,
+        )
+        replicas = cfg.tracking.replicas
+        # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
+        mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
+        deployment = k8s.apps.v1.Deployment(
+            name,
+            metadata=naming.metadata(
+                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
+                    spec=pod_spec(
+                        [server], init_containers=[migrate], volumes=scratch_volumes([server_scratch]), service_account=sa.metadata.name
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
+        )
+        k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=self._server_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", app_protocol="http")],
+            ),
+            opts=child,
+        )
+        if replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels)
+                ),
+                opts=child,
+            )
+        self._network_policies(name, cfg, child)
+
+        self.database_password = db_password
+        self.endpoint = TrackingEndpoint(
+            uri=self._tracking_uri,
+            service_name=self._service_name,
+            namespace=self._namespace,
+            namespace_resource=self._namespace_resource,
+            port=self._port,
+            path_prefix=self._path_prefix,
+            server_labels=self._server_labels,
+            server=deployment,
+            client_env=self._client_env,
+            artifact_store=self._artifact_store,
+            artifact_prefix=self._artifact_prefix,
+            artifact_root=self._artifact_root,
+        )
+        self.register_outputs(
+            {
+                "namespace": self._namespace,
+                "trackingUri": self._tracking_uri,
+                "externalUrl": self.external_url,
+                "bucket": self._bucket,
+                "artifactRoot": self._artifact_root,
+                "databasePassword": self.database_password,
+            }
+        )
+
+    def _managed_database(
+        self, name: str, cfg: PlatformConfig, child: pulumi.ResourceOptions, protect: bool
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """PostgreSQL in the cluster or on RDS, with a generated password: (name of the Secret with ``uri``, the password)."""
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
         if cfg.database.mode == "rds":
@@ -149,119 +284,7 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
-        self._artifact_store, storage = store.declare(
-            name,
-            artifacts=cfg.artifacts,
-            aws=cfg.eks if cfg.is_eks else None,
-            namespace=cfg.namespace,
-            namespace_resource=ns,
-            storage_class=cfg.storage_class,
-            server_account=self._service_account,
-            secret_metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
-            protect=protect,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-        sa = k8s.core.v1.ServiceAccount(
-            f"{name}-sa",
-            metadata=naming.metadata(
-                self._service_account,
-                cfg.namespace,
-                component=COMPONENT,
-                instance=name,
-                annotations=storage.service_account_annotations or None,
-            ),
-            automount_service_account_token=False,
-            opts=child,
-        )
-
-        scratch = [ScratchDir("tmp", "/tmp", "1Gi")]
-        common_env = [
-            secret_env("MLFLOW_BACKEND_STORE_URI", db_secret.metadata.name, "uri"),
-            *plain_env({"HOME": "/tmp", **telemetry}),
-        ]
-        migrate = container(
-            "migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch
-        )
-        server = container(
-            "mlflow",
-            cfg.tracking.image,
-            cfg.tracking.resources,
-            command=["mlflow", "server"],
-            args=self.server_args(),
-            env=common_env
-            + storage.env
-            # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
-            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
-            ports={"http": PORT},
-            probe=HttpProbe(f"{self._path_prefix}/health", "http"),
-            scratch=scratch,
-        )
-        replicas = cfg.tracking.replicas
-        # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
-        mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
-        k8s.apps.v1.Deployment(
-            name,
-            metadata=naming.metadata(
-                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)
-            ),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
-                    spec=pod_spec(
-                        [server], init_containers=[migrate], volumes=scratch_volumes([scratch]), service_account=sa.metadata.name
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
-        )
-        k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=self._server_labels,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", app_protocol="http")],
-            ),
-            opts=child,
-        )
-        if replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels)
-                ),
-                opts=child,
-            )
-        self._network_policies(name, cfg, child)
-
-        self.database_password = db_password.result
-        self.endpoint = TrackingEndpoint(
-            uri=self._tracking_uri,
-            service_name=self._service_name,
-            namespace=self._namespace,
-            namespace_resource=self._namespace_resource,
-            port=self._port,
-            path_prefix=self._path_prefix,
-            server_labels=self._server_labels,
-            client_env=self._client_env,
-            artifact_store=self._artifact_store,
-            artifact_prefix=self._artifact_prefix,
-            artifact_root=self._artifact_root,
-        )
-        self.register_outputs(
-            {
-                "namespace": self._namespace,
-                "trackingUri": self._tracking_uri,
-                "externalUrl": self.external_url,
-                "bucket": self._bucket,
-                "artifactRoot": self._artifact_root,
-                "databasePassword": self.database_password,
-            }
-        )
+        return db_secret.metadata.name, db_password.result
 
     def allowed_hosts(self) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
@@ -275,7 +298,8 @@ class TrackingStack(pulumi.ComponentResource):
             "localhost",
             "127.0.0.1",
         ]
-        return [h for n in names for h in (n, f"{n}:*")]
+        scrapers = metrics.pod_hosts(PORT) if self._cfg.monitoring.enabled else []
+        return [h for n in names for h in (n, f"{n}:*")] + scrapers
 
     def server_args(self) -> list[str]:
         return [
@@ -292,6 +316,7 @@ class TrackingStack(pulumi.ComponentResource):
             "--serve-artifacts",
             "--artifacts-destination",
             self._artifact_root,
+            *(metrics.server_args() if self._cfg.monitoring.enabled else []),
         ]
 
     def _network_policies(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> None:
