@@ -185,7 +185,9 @@ class DatabaseConfig(_Model):
             raise _KeyError("rds", "is required when database.mode is rds; allowed: an object with subnetGroupName and securityGroupIds")
         if self.mode == "external" and self.external is None:
             raise _KeyError(
-                "external", "is required when database.mode is external; allowed: an object with a secret uri or existingSecret"
+                "external",
+                "is required when database.mode is external; allowed: an object with a secret uri or existingSecret",
+                quotes_value=False,
             )
         if self.mode != "external" and self.external is not None:
             raise _KeyError("external", f"is set, but database.mode is {self.mode}; allowed: mode external, or external left out", False)

@@ -1,0 +1,113 @@
+"""Monitoring: the server exposes metrics, Prometheus Operator objects scrape and alert on them, Grafana gets a dashboard."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mlops_platform.monitoring import metrics
+from tests.conftest import container, run_with
+
+NS = "mlflow"
+COMPONENT = "mlops:index:Monitoring"
+
+# PromQL function and keyword names, and the label names the queries use: everything else in an expression is a metric.
+PROMQL_WORDS = {"sum", "rate", "by", "histogram_quantile", "absent", "count", "le", "status", "pod", "mlflow_version", "job", "namespace"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (label matchers, strings and durations removed)."""
+    bare = re.sub(r"\{[^}]*\}", "", re.sub(r'"[^"]*"', "", expr))
+    bare = re.sub(r"\[[^\]]*\]", "", bare)
+    return {w for w in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", bare) if w not in PROMQL_WORDS}
+
+
+def dashboard_expressions(plan) -> list[str]:
+    config_map = plan.k8s("ConfigMap", "mlflow-dashboard", "observability")
+    board = json.loads(config_map.inputs["data"]["mlflow.json"])
+    return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+
+
+def rule_expressions(plan) -> list[str]:
+    rule = plan.k8s("PrometheusRule", "mlflow", NS)
+    return [r["expr"] for group in rule.inputs["spec"]["groups"] for r in group["rules"]]
+
+
+def queried_metrics(plan) -> set[str]:
+    """Every metric the dashboard and the alerts read: what the e2e finds in a real scrape."""
+    return {m for expr in dashboard_expressions(plan) + rule_expressions(plan) for m in metric_names(expr)}
+
+
+def test_metric_names_are_read_from_expressions():
+    assert metric_names('sum by (le) (rate(a_bucket{job="x",status=~"5.."}[5m])) / absent(up{job="y"} == 1)') == {"a_bucket", "up"}
+
+
+def test_the_server_exposes_metrics_to_a_scratch_dir_and_accepts_scrapes_by_pod_address(dev):
+    deployment = dev.k8s("Deployment", "mlflow", NS)
+    server = container(deployment, "mlflow")
+    args = server["args"]
+    directory = args[args.index("--expose-prometheus") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment.pod_spec()["volumes"]}
+    assert "emptyDir" in volumes[mounts[directory]]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    hosts = args[args.index("--allowed-hosts") + 1].split(",")
+    # Prometheus sends Host: <pod IP>:5000; only the server port, only private addresses.
+    assert {"10.*:5000", "192.168.*:5000", "172.16.*:5000", "172.31.*:5000"} <= set(hosts)
+    assert not [h for h in hosts if h in ("*", "*:5000", "10.*", "10.*:*")]
+
+
+def test_servicemonitor_scrapes_the_tracking_service_port_on_the_metrics_path(dev):
+    monitor = dev.k8s("ServiceMonitor", "mlflow", NS)
+    service = dev.k8s("Service", "mlflow", NS)
+    spec = monitor.inputs["spec"]
+    assert spec["selector"]["matchLabels"].items() <= service.inputs["metadata"]["labels"].items()
+    # Only the tracking Service of the namespace matches (the database and MinIO Services do not).
+    matching = [
+        s.k8s_name for s in dev.kinds("Service") if spec["selector"]["matchLabels"].items() <= s.inputs["metadata"]["labels"].items()
+    ]
+    assert matching == ["mlflow"]
+    assert spec["namespaceSelector"] == {"matchNames": [NS]}
+    assert [(e["port"], e["path"]) for e in spec["endpoints"]] == [(service.inputs["spec"]["ports"][0]["name"], metrics.METRICS_PATH)]
+    assert monitor.inputs["metadata"]["labels"]["release"] == "kube-prom-stack"
+
+
+def test_alerts_cover_down_errors_and_latency_with_configured_thresholds():
+    plan = run_with("dev", monitoring=json.dumps({"enabled": True, "alerts": {"errorRatio": 0.2, "p95LatencySeconds": 4, "for": "10m"}}))
+    rules = {r["alert"]: r for g in plan.k8s("PrometheusRule", "mlflow", NS).inputs["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"MLflowServerDown", "MLflowHighErrorRatio", "MLflowSlowRequests"}
+    assert rules["MLflowHighErrorRatio"]["expr"].endswith("> 0.2")
+    assert rules["MLflowSlowRequests"]["expr"].endswith("> 4.0")
+    assert rules["MLflowServerDown"]["labels"]["severity"] == "critical"
+    assert {r["for"] for r in rules.values()} == {"10m"}
+
+
+def test_every_query_selects_the_tracking_servers_scrape_job(dev):
+    for expr in dashboard_expressions(dev) + rule_expressions(dev):
+        for name in metric_names(expr):
+            assert re.search(rf'{name}\{{job="mlflow",namespace="{NS}"', expr), expr
+
+
+def test_dashboard_is_labelled_for_grafanas_sidecar_and_shows_requests_errors_and_latency(dev):
+    config_map = dev.k8s("ConfigMap", "mlflow-dashboard", "observability")
+    assert config_map.inputs["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(config_map.inputs["data"]["mlflow.json"])
+    titles = " ".join(p["title"] for p in board["panels"])
+    for word in ("Requests", "errors", "Latency", "Replicas"):
+        assert word in titles
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+    assert queried_metrics(dev) == {
+        "up",
+        "mlflow_http_request_total",
+        "mlflow_http_request_duration_seconds_bucket",
+        "mlflow_http_request_duration_seconds_count",
+    }
+
+
+def test_monitoring_off_declares_nothing_and_leaves_the_server_as_it_was():
+    plan = run_with("dev", monitoring=json.dumps({"enabled": False}))
+    assert plan.of_type(COMPONENT) == []
+    assert plan.kinds("ServiceMonitor") == plan.kinds("PrometheusRule") == []
+    args = container(plan.k8s("Deployment", "mlflow", NS), "mlflow")["args"]
+    assert "--expose-prometheus" not in args
+    assert not [h for h in args[args.index("--allowed-hosts") + 1].split(",") if h.endswith(":5000")]

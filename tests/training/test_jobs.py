@@ -1,0 +1,109 @@
+"""TrainingJobs: one Job or CronJob per entry, MLflow wired in as for a notebook, hardened, failures kept for a bounded time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops_platform.config import MLFLOW_IMAGE
+from tests.conftest import container, env_of, refused, run_with
+
+PROFILE = "kubeflow-user-example-com"
+COMPONENT = "mlops:index:TrainingJobs"
+ONCE = {"name": "diabetes", "namespace": PROFILE, "image": MLFLOW_IMAGE, "command": ["python", "train.py"], "env": {"ALPHA": "0.5"}}
+NIGHTLY = {**ONCE, "name": "diabetes-nightly", "schedule": "0 3 * * *", "keepFinishedHours": 48}
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return run_with("dev", training=json.dumps([ONCE, NIGHTLY]))
+
+
+def test_a_job_without_schedule_runs_once_and_one_with_a_schedule_is_a_cronjob(plan):
+    job = plan.k8s("Job", "diabetes", PROFILE)
+    cron = plan.k8s("CronJob", "diabetes-nightly", PROFILE)
+    assert cron.inputs["spec"]["schedule"] == "0 3 * * *"
+    assert cron.inputs["spec"]["concurrencyPolicy"] == "Forbid"
+    assert plan.outputs["trainingJobs"] == [f"{PROFILE}/diabetes", f"{PROFILE}/diabetes-nightly"]
+    assert {r.parent for r in (job, cron)} == {plan.of_type(COMPONENT)[0].urn}
+    # `pulumi up` neither waits for nor fails with a training run.
+    assert job.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+
+
+def test_a_failed_run_is_not_retried_and_its_pod_is_kept_for_the_configured_time(plan):
+    for resource, hours in ((plan.k8s("Job", "diabetes", PROFILE), 24), (plan.k8s("CronJob", "diabetes-nightly", PROFILE), 48)):
+        spec = resource.inputs["spec"]
+        job_spec = spec["jobTemplate"]["spec"] if "jobTemplate" in spec else spec
+        assert job_spec["backoffLimit"] == 0
+        assert job_spec["ttlSecondsAfterFinished"] == hours * 3600
+        assert resource.pod_spec()["restartPolicy"] == "Never"
+    assert plan.k8s("CronJob", "diabetes-nightly", PROFILE).inputs["spec"]["failedJobsHistoryLimit"] == 1
+
+
+def test_a_profile_job_gets_mlflow_as_a_notebook_does_through_the_profiles_poddefault(plan):
+    job = plan.k8s("Job", "diabetes", PROFILE)
+    pod_default = plan.k8s("PodDefault", "mlflow", PROFILE)
+    labels = job.inputs["spec"]["template"]["metadata"]["labels"]
+    assert pod_default.inputs["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # The profile's egress Sidecar selects it too, so its calls to MLflow carry the profile's mTLS identity.
+    sidecar = plan.k8s("Sidecar", "mlflow-egress", PROFILE)
+    assert sidecar.inputs["spec"]["workloadSelector"]["labels"].items() <= labels.items()
+    pod = job.pod_spec()
+    assert pod["serviceAccountName"] == "default-editor"
+    assert pod["automountServiceAccountToken"] is False
+    # Nothing the PodDefault injects is declared again (the webhook refuses conflicting values).
+    injected = {e["name"] for e in pod_default.inputs["spec"]["env"]}
+    assert set(env_of(container(job, "train"))) & injected == set()
+    assert env_of(container(job, "train"))["ALPHA"]["value"] == "0.5"
+    assert job.inputs["spec"]["template"]["metadata"]["annotations"] == {"sidecar.istio.io/nativeSidecar": "true"}
+    # Created after the PodDefault and the profile's credentials exist, and after the server.
+    depends = set(job.dependencies)
+    assert pod_default.urn in depends
+    assert plan.k8s("Deployment", "mlflow", "mlflow").urn in depends
+
+
+def test_the_training_container_is_hardened_with_a_writable_tmp_only(plan):
+    c = container(plan.k8s("Job", "diabetes", PROFILE), "train")
+    security = c["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+    assert c["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_without_kubeflow_a_job_in_the_tracking_namespace_gets_the_tracking_uri_and_no_storage_credentials():
+    plan = run_with(
+        "dev",
+        kubeflow=json.dumps({"enabled": False}),
+        serving=json.dumps({"enabled": False}),
+        training=json.dumps([{"name": "nightly", "image": MLFLOW_IMAGE, "command": ["python", "train.py"], "experiment": "nightly"}]),
+    )
+    job = plan.k8s("Job", "nightly", "mlflow")
+    env = env_of(container(job, "train"))
+    assert env["MLFLOW_TRACKING_URI"]["value"] == plan.outputs["trackingUri"]
+    assert env["MLFLOW_EXPERIMENT_NAME"]["value"] == "nightly"
+    assert not [name for name in env if name.startswith("AWS_")]
+    assert "serviceAccountName" not in job.pod_spec()
+
+
+@pytest.mark.parametrize(
+    "jobs, expected",
+    [
+        (
+            [{**ONCE, "namespace": "team-z"}],
+            "mlops-platform:training[0].namespace: 'team-z' is neither the tracking namespace nor a Kubeflow profile",
+        ),
+        ([{**ONCE, "namespace": None}], "mlops-platform:training[0].namespace: left out (the tracking namespace), but Kubeflow's mesh"),
+        ([ONCE, ONCE], "mlops-platform:training[1].name: 'diabetes' is already used in kubeflow-user-example-com by training[0]"),
+        ([{**ONCE, "env": {"AWS_ACCESS_KEY_ID": "x"}}], "mlops-platform:training[0].env: AWS_ACCESS_KEY_ID is set by the platform"),
+        ([{**ONCE, "schedule": "every night"}], "mlops-platform:training[0].schedule: 'every night' is not valid"),
+        ([{**ONCE, "image": "python"}], "mlops-platform:training[0].image: 'python' is not an image reference"),
+        ([{**ONCE, "command": []}], "mlops-platform:training[0].command: "),
+    ],
+    ids=["unknown-namespace", "tracking-namespace-in-mesh", "duplicate", "platform-env", "schedule", "unpinned-image", "no-command"],
+)
+def test_a_training_entry_that_cannot_run_as_declared_is_refused_before_any_resource(jobs, expected):
+    message, declared = refused("dev", training=json.dumps([{k: v for k, v in j.items() if v is not None} for j in jobs]))
+    assert message.startswith(expected), message
+    assert declared == []
