@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from mlops_platform.config import MLFLOW_IMAGE
 from tests.e2e.errors import DataPlaneError
 from tools.harness import DeclaredResource, Plan, stack_config
 
@@ -11,6 +13,11 @@ from tools.harness import DeclaredResource, Plan, stack_config
 E2E_EXTERNAL_HOST = "kubeflow.example.com"
 E2E_REGISTERED_MODEL = "diabetes"
 E2E_ALIAS = "production"
+# One training Job in the first profile: the runbook's training-job.yaml, logging to MLflow.
+E2E_TRAINING_JOB = "diabetes-train"
+E2E_TRAINING_MODEL = "diabetes-trained-by-job"
+E2E_TRAINING_EXPERIMENT = "e2e-training-job"
+TRAIN_SOURCE = Path(__file__).with_name("train_job.py").read_text()
 
 
 def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dict[str, str], list[str]]:
@@ -18,6 +25,7 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dic
 
     * ``kubeflow.externalHost`` (only if the stack sets none): so the external-host path
       (VirtualService host, MLflow's allowed hosts) is exercised with a real name;
+    * ``training``: one Job in the first profile running ``train_job.py``;
     * with ``registry_uri`` (after the notebook set the alias): ``serving.mlflowTrackingUri``
       points at the running server and ``serving.models`` is the one model the notebook
       registered, served in the first Kubeflow profile (the example in Pulumi.dev.yaml).
@@ -26,6 +34,20 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dic
     kubeflow = json.loads(config.get("mlops-platform:kubeflow", "{}"))
     kubeflow.setdefault("externalHost", E2E_EXTERNAL_HOST)
     config["mlops-platform:kubeflow"] = json.dumps(kubeflow)
+    profiles = kubeflow.get("profiles") or []
+    if profiles:
+        config["mlops-platform:training"] = json.dumps(
+            [
+                {
+                    "name": E2E_TRAINING_JOB,
+                    "namespace": profiles[0],
+                    "image": MLFLOW_IMAGE,
+                    "command": ["python", "-c", TRAIN_SOURCE],
+                    "env": {"ALPHA": "0.3", "REGISTERED_MODEL": E2E_TRAINING_MODEL},
+                    "experiment": E2E_TRAINING_EXPERIMENT,
+                }
+            ]
+        )
     if registry_uri is not None:
         serving = json.loads(config.get("mlops-platform:serving", "{}"))
         profiles = kubeflow.get("profiles") or []

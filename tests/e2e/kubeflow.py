@@ -16,8 +16,8 @@ NOTEBOOK = Path(__file__).with_name("notebook.py")
 PODDEFAULT_KIND = "PodDefault"
 
 
-def poddefault_env(plan: Plan, namespace: str) -> dict[str, str]:
-    """The env Kubeflow's admission webhook injects into a notebook that opts in to MLflow.
+def poddefault_env(plan: Plan, namespace: str, labels: dict[str, str] | None = None, component: str = "notebook") -> dict[str, str]:
+    """The env Kubeflow's admission webhook injects into a pod with ``labels``, by default a notebook that opts in to MLflow.
 
     The notebook carries the selector labels of the PodDefaults that set
     MLFLOW_TRACKING_URI (what ticking that configuration in the notebook form does);
@@ -25,14 +25,15 @@ def poddefault_env(plan: Plan, namespace: str) -> dict[str, str]:
     as in the webhook. Conflicting values fail, as they do there.
     """
     defaults = [r for r in plan.kinds(PODDEFAULT_KIND) if r.k8s_namespace == namespace]
-    mlflow = [d for d in defaults if any(e["name"] == "MLFLOW_TRACKING_URI" for e in d.inputs["spec"].get("env") or [])]
-    if not mlflow:
-        raise DataPlaneError(
-            "notebook", f"no PodDefault in {namespace} injects MLFLOW_TRACKING_URI (found {[d.k8s_name for d in defaults]})"
-        )
-    labels: dict[str, str] = {}
-    for d in mlflow:
-        labels.update(d.inputs["spec"]["selector"].get("matchLabels") or {})
+    if labels is None:
+        mlflow = [d for d in defaults if any(e["name"] == "MLFLOW_TRACKING_URI" for e in d.inputs["spec"].get("env") or [])]
+        if not mlflow:
+            raise DataPlaneError(
+                component, f"no PodDefault in {namespace} injects MLFLOW_TRACKING_URI (found {[d.k8s_name for d in defaults]})"
+            )
+        labels = {}
+        for d in mlflow:
+            labels.update(d.inputs["spec"]["selector"].get("matchLabels") or {})
     env: dict[str, str] = {}
     for default in defaults:
         selector = default.inputs["spec"]["selector"].get("matchLabels") or {}
@@ -40,10 +41,10 @@ def poddefault_env(plan: Plan, namespace: str) -> dict[str, str]:
             continue
         spec = default.inputs["spec"]
         if spec.get("volumeMounts") or spec.get("volumes"):
-            raise DataPlaneError("notebook", f"PodDefault {default.k8s_name} mounts volumes, which this e2e does not materialise")
-        for name, value in resolve_env(plan, namespace, spec, "notebook").items():
+            raise DataPlaneError(component, f"PodDefault {default.k8s_name} mounts volumes, which this e2e does not materialise")
+        for name, value in resolve_env(plan, namespace, spec, component).items():
             if name in env and env[name] != value:
-                raise DataPlaneError("notebook", f"PodDefaults in {namespace} set {name} to different values")
+                raise DataPlaneError(component, f"PodDefaults in {namespace} set {name} to different values")
             env[name] = value
     return env
 

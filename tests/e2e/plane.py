@@ -19,11 +19,12 @@ from tests.e2e.postgres import PostgreSQL
 from tests.e2e.s3 import S3
 from tests.e2e.serving import KServe
 from tests.e2e.tracking import Tracking
+from tests.e2e.training import Training
 from tools.harness import DeclaredResource, Plan
 from tools.processes import listening, process_group
 
 
-class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
+class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe, Training):
     """The processes and directories of one run. ``stop()`` ends every process it started.
 
     A fresh temporary directory holds the data directories (removed by ``close()``);
@@ -77,7 +78,9 @@ class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
         path, probe_port = http_probe(container)
         container_port = port_number(container, probe_port)
         local = hosts.expose(plan, deployment)[container_port]
-        argv = [*container["command"], *hosts.listen_args(component, container.get("args") or [], container_port, local)]
+        scratch = self.scratch_dirs(deployment.pod_spec(), container, Path(tempfile.mkdtemp(prefix=f"{component}-", dir=self.workdir)))
+        args = [scratch.get(arg, arg) for arg in container.get("args") or []]
+        argv = [*container["command"], *hosts.listen_args(component, args, container_port, local)]
         env = {**base_env(self.home), **hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)}
         service = spawn(component, argv, env, self.log(component))
         server = Server(component, service, local, workload=deployment)
@@ -89,6 +92,21 @@ class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe):
             f"its readiness probe GET {path} answered 200",
         )
         return server
+
+    @staticmethod
+    def scratch_dirs(pod: dict, container: dict, root: Path) -> dict[str, str]:
+        """Each emptyDir the container mounts -> a fresh directory under ``root`` (host mapping, rule 3).
+
+        Only values that name a mount path exactly (a flag's argument, an env value) are replaced.
+        """
+        empty = {v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v}
+        dirs = {}
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] in empty:
+                local = root / f"scratch-{mount['name']}"
+                local.mkdir(parents=True, exist_ok=True)
+                dirs[mount["mountPath"]] = str(local)
+        return dirs
 
     def stop_server(self, server: Server, timeout: float = 15) -> None:
         if server.component == "postgresql" and server.service.process.poll() is None:

@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.config import served_model
+from mlops_platform.monitoring.metrics import SYNTHETIC
+from tests.e2e.config import E2E_TRAINING_EXPERIMENT, E2E_TRAINING_JOB, E2E_TRAINING_MODEL, served_model
 from tests.e2e.declared import mutated, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import poddefault_env
 from tests.e2e.plane import DataPlane
 from tests.e2e.serving import select_runtime
+from tests.monitoring.test_stack import queried_metrics
 from tools.processes import http, listening, process_tree
 
 pytestmark = pytest.mark.e2e
@@ -151,6 +153,57 @@ def test_notebook_keeps_its_data_under_its_profile_prefix_with_the_injected_s3_s
     assert not declared.startswith(plan.outputs["artifactRoot"] + "/")  # beside MLflow's prefix, not inside it
     bucket, key = urlsplit(trained["dataset_uri"]).netloc, urlsplit(trained["dataset_uri"]).path.lstrip("/")
     assert plane.s3_keys(plane.hosts.routes[urlsplit(s3_endpoint(plan)).netloc], bucket, prefix=key) == [key]
+
+
+# -- 4b. a training Job, and the server's metrics -----------------------------------------------
+
+
+def test_the_declared_training_job_logs_its_run_and_registers_its_model(plane, plan, tracking, profile, registry_uri):
+    from mlflow import MlflowClient
+
+    job = plan.k8s("Job", E2E_TRAINING_JOB, profile)
+    plane.run_training(plan, job)
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    experiment = client.get_experiment_by_name(E2E_TRAINING_EXPERIMENT)
+    assert experiment is not None, "MLFLOW_EXPERIMENT_NAME was not what the job declared"
+    runs = client.search_runs([experiment.experiment_id])
+    assert [(r.info.status, r.data.params["alpha"]) for r in runs] == [("FINISHED", "0.3")]
+    versions = client.search_model_versions(f"name='{E2E_TRAINING_MODEL}'")
+    assert [(v.run_id, v.status) for v in versions] == [(runs[0].info.run_id, "READY")]
+
+
+def scrape(plan, tracking) -> dict[str, set[str]]:
+    """The tracking server's metrics as the declared ServiceMonitor scrapes them: its path, Host ``<pod IP>:<container port>``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    endpoint = plan.k8s("ServiceMonitor", "mlflow", "mlflow").inputs["spec"]["endpoints"][0]
+    service = plan.k8s("Service", "mlflow", "mlflow").inputs["spec"]["ports"]
+    target = next(p["targetPort"] for p in service if p["name"] == endpoint["port"])
+    ports = tracking.workload.pod_spec()["containers"][0]["ports"]
+    container_port = next(p["containerPort"] for p in ports if p["name"] == target)
+    status, body = http(f"{tracking.base}{endpoint['path']}", host=f"10.1.0.23:{container_port}")
+    assert status == 200, f"mlflow: the scrape answered {status}: {body[:200]!r}"
+    samples: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, set()).update(sample.labels)
+    return samples
+
+
+def test_every_metric_the_dashboard_and_alerts_query_is_in_a_real_scrape(plan, tracking, trained):
+    """After the notebook flow (real requests), the server's own exposition has each series the queries read."""
+    samples = scrape(plan, tracking)
+    wanted = queried_metrics(plan)
+    assert wanted - SYNTHETIC, "the dashboard and alerts query no MLflow metric"
+    assert sorted(wanted - SYNTHETIC - set(samples)) == []
+    # The labels the queries group by are on the series.
+    assert {"status", "method"} <= samples["mlflow_http_request_total"]
+    assert {"le", "mlflow_version"} <= samples["mlflow_http_request_duration_seconds_bucket"]
+
+
+def test_the_metrics_endpoint_refuses_a_host_that_is_no_pod_address(plan, tracking):
+    path = plan.k8s("ServiceMonitor", "mlflow", "mlflow").inputs["spec"]["endpoints"][0]["path"]
+    assert http(f"{tracking.base}{path}", host="attacker.example.net:5000")[0] == 403
 
 
 # -- 5. serving: alias -> pinned s3:// URI -> KServe download ----------------------------------
