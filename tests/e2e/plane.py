@@ -15,6 +15,7 @@ from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
 from tests.e2e.kubeflow import Kubeflow
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, http_ready, run_once, spawn
+from tests.e2e.mysql import MySQL
 from tests.e2e.postgres import PostgreSQL
 from tests.e2e.s3 import S3
 from tests.e2e.serving import KServe
@@ -24,7 +25,7 @@ from tools.harness import DeclaredResource, Plan
 from tools.processes import listening, process_group
 
 
-class DataPlane(PostgreSQL, S3, Tracking, Kubeflow, KServe, Training):
+class DataPlane(PostgreSQL, MySQL, S3, Tracking, Kubeflow, KServe, Training):
     """The processes and directories of one run. ``stop()`` ends every process it started.
 
     A fresh temporary directory holds the data directories (removed by ``close()``);

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.declared import resolve_env, workload_behind
+from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
 from tools.harness import DeclaredResource, Plan
@@ -13,10 +13,13 @@ class Tracking:
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def bring_up_tracking(self, plan: Plan) -> Server:
-        """PostgreSQL, S3 with its bucket, the schema migration and the MLflow server: all from ``plan``."""
+        """PostgreSQL (unless external), S3 with its bucket, the schema migration and the MLflow server: all from ``plan``."""
         deployment = self.tracking_deployment(plan)
         server_env = resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")
-        self.start_postgres(plan, server_env["MLFLOW_BACKEND_STORE_URI"])
+        backend = server_env["MLFLOW_BACKEND_STORE_URI"]
+        # An in-cluster database is the declared PostgreSQL; an external one (database.mode external) is the caller's.
+        if CLUSTER_DOMAIN in backend:
+            self.start_postgres(plan, backend)
         self.start_s3(plan, server_env["MLFLOW_S3_ENDPOINT_URL"])
         self.bootstrap_buckets(plan)
         self.run_init_containers(plan, deployment)
