@@ -58,7 +58,8 @@ def test_up_makes_every_workload_ready_and_stores_every_object_as_declared(clust
         assert any(c.type == "Complete" and c.status == "True" for c in live.status.conditions or []), resource.k8s_name
 
     checked = 0
-    for kind in ("VirtualService", "AuthorizationPolicy", "Sidecar", "PodDefault", "NetworkPolicy", "Service", "ConfigMap"):
+    kinds = ("VirtualService", "AuthorizationPolicy", "Sidecar", "PodDefault", "NetworkPolicy", "Service", "ConfigMap")
+    for kind in (*kinds, "ServiceMonitor", "PrometheusRule"):
         for resource, manifest in plan.manifests():
             if resource.kind == kind:
                 problems = _contains(
@@ -67,6 +68,7 @@ def test_up_makes_every_workload_ready_and_stores_every_object_as_declared(clust
                 assert not problems, f"{kind} {resource.k8s_name}: {problems}"
                 checked += 1
     assert checked >= 12
+    assert plan.kinds("ServiceMonitor") and plan.kinds("PrometheusRule"), "the dev stack monitors MLflow"
 
     core = client.CoreV1Api(api)
     for resource in plan.kinds("Secret"):
@@ -133,6 +135,26 @@ def test_config_changes_preview_exactly_the_predicted_steps_and_converge(cluster
         _converge(deployment, {"tracking": {**tracking, "replicas": 2}})
         names = [item.metadata.name for item in pod_defaults.get(namespace=ADDED_PROFILE).items]
         assert names == []
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()
+
+
+def test_a_training_job_and_a_scheduled_one_are_created_in_the_profile_and_the_job_completes(cluster, deployment):
+    """The runbook's training-job.yaml and scheduled-training.yaml, through the real engine."""
+    from mlops_platform.config import MLFLOW_IMAGE
+
+    deployment.ensure_up()
+    job = {"name": "diabetes", "namespace": STACK_PROFILE, "image": MLFLOW_IMAGE, "command": ["python", "train.py"]}
+    nightly = {**job, "name": "diabetes-nightly", "schedule": "0 3 * * *"}
+    batch = client.BatchV1Api(cluster.api())
+    try:
+        _converge(deployment, {"training": [job, nightly]})
+        live = batch.read_namespaced_job("diabetes", STACK_PROFILE)
+        assert live.spec.template.metadata.labels["mlflow"] == "true"
+        assert live.spec.backoff_limit == 0 and live.spec.ttl_seconds_after_finished == 24 * 3600
+        cron = batch.read_namespaced_cron_job("diabetes-nightly", STACK_PROFILE)
+        assert cron.spec.schedule == "0 3 * * *" and cron.spec.concurrency_policy == "Forbid"
     finally:
         deployment.engine.write_stack_file({})
         deployment.changed()
