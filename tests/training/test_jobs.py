@@ -107,3 +107,11 @@ def test_a_training_entry_that_cannot_run_as_declared_is_refused_before_any_reso
     message, declared = refused("dev", training=json.dumps([{k: v for k, v in j.items() if v is not None} for j in jobs]))
     assert message.startswith(expected), message
     assert declared == []
+
+
+def test_jobs_and_cronjobs_pass_the_conformance_gate(plan):
+    from tools import conformance
+
+    checked = [(r.kind, *conformance.validate_manifest(m, "1.34")) for r, m in plan.manifests() if r.kind in ("Job", "CronJob")]
+    assert {kind for kind, _, _ in checked} == {"Job", "CronJob"}
+    assert [(kind, errors) for kind, _, errors in checked if errors] == []
