@@ -97,3 +97,11 @@ def test_a_uri_in_plain_text_is_refused():
 )
 def test_external_settings_that_cannot_take_effect_are_refused(database, expected):
     assert refusal(database).startswith(expected)
+
+
+def test_in_cluster_settings_cannot_take_effect_on_an_external_database():
+    message = refusal({"mode": "external", "storageSize": "5Gi", "external": {"uri": MYSQL_URI}})
+    assert message == (
+        "mlops-platform:database.storageSize: set, but database.mode is external; allowed: database.mode inCluster, "
+        "or database.storageSize left out"
+    )

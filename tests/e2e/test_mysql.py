@@ -43,8 +43,8 @@ def database(mysql_plane: DataPlane) -> MySQLDatabase:
 def mysql_plan(database: MySQLDatabase) -> Plan:
     """The dev stack with ``database.mode: external`` and the URI as `pulumi config set --secret --path` leaves it."""
     config, secret_keys = e2e_config("dev")
-    declared = json.loads(config.get("mlops-platform:database", "{}"))
-    config["mlops-platform:database"] = json.dumps({**declared, "mode": "external", "external": {"uri": database.uri()}})
+    # The dev stack's in-cluster settings (storageSize) cannot take effect on an external database: replaced, not merged.
+    config["mlops-platform:database"] = json.dumps({"mode": "external", "external": {"uri": database.uri()}})
     return run_program("dev", config=config, secret_keys=[*secret_keys, "mlops-platform:database"])
 
 
