@@ -126,7 +126,7 @@ class RdsConfig(_Model):
 # SQLAlchemy dialect+driver of an external database, as the MLflow image's drivers name them (psycopg2, PyMySQL).
 EXTERNAL_SCHEMES = ("postgresql+psycopg2", "mysql+pymysql")
 _EXTERNAL_URI = re.compile(
-    r"^(postgresql\+psycopg2|mysql\+pymysql)://[^:@/\s]+:[^@\s]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+(\?\S*)?$"
+    "^(" + "|".join(map(re.escape, EXTERNAL_SCHEMES)) + r")://[^:@/\s]+:[^@\s]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+(\?\S*)?$"
 )
 
 
@@ -555,9 +555,8 @@ class PlatformConfig(_Model):
             )
         if self.database.mode == "external":
             # The URI names the database and the user; nothing of a database server is declared.
-            _refuse_unused(
-                self.database, "database", IN_CLUSTER_DATABASE_KEYS | {"name", "user"}, "database.mode is external", "database.mode inCluster"
-            )
+            unread = IN_CLUSTER_DATABASE_KEYS | {"name", "user"}
+            _refuse_unused(self.database, "database", unread, "database.mode is external", "database.mode inCluster")
         return self
 
     @property
