@@ -5,6 +5,7 @@ import pulumi
 from mlops_platform.config import load_config
 from mlops_platform.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
 from mlops_platform.monitoring import Monitoring, MonitoringArgs
+from mlops_platform.monitoring.metrics import METRICS_PATH
 from mlops_platform.serving import ServingStack, ServingStackArgs, resolve_models
 from mlops_platform.tracking import TrackingStack, TrackingStackArgs
 from mlops_platform.training import TrainingJobs, TrainingJobsArgs
@@ -15,9 +16,11 @@ models = resolve_models(config)
 
 tracking = TrackingStack("mlflow", TrackingStackArgs(config=config))
 endpoint = tracking.endpoint
+# Prometheus's mesh identity, admitted by Kubeflow's access policy to the metrics path only.
+scraper = (config.monitoring.mesh_principal, METRICS_PATH) if config.monitoring.enabled and config.monitoring.mesh_principal else None
 
 kubeflow = (
-    KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint))
+    KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint, scraper=scraper))
     if config.kubeflow.enabled
     else None
 )

@@ -445,6 +445,9 @@ class MonitoringConfig(_Model):
     dashboard_namespace: DnsLabel | None = None
     dashboard_labels: Labels = {"grafana_dashboard": "1"}
     alerts: AlertThresholds = AlertThresholds()
+    # With Kubeflow's mesh: the identity Prometheus scrapes with (Istio's certificates mounted into Prometheus),
+    # admitted to GET /metrics and nothing else, e.g. cluster.local/ns/observability/sa/kube-prom-stack-kube-prome-prometheus.
+    mesh_principal: Principal | None = None
 
     @model_validator(mode="after")
     def _nothing_set_while_disabled(self) -> MonitoringConfig:
@@ -503,6 +506,21 @@ class PlatformConfig(_Model):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     training: list[TrainingJob] = []
+
+    @model_validator(mode="after")
+    def _monitoring_rules(self) -> PlatformConfig:
+        if self.monitoring.enabled and self.kubeflow.enabled and self.monitoring.mesh_principal is None:
+            raise _KeyError(
+                "monitoring.meshPrincipal",
+                "is required with kubeflow.enabled: Kubeflow's mesh (mTLS, AuthorizationPolicy) refuses a scraper without an identity; "
+                "allowed: Prometheus's Istio principal, e.g. cluster.local/ns/observability/sa/kube-prom-stack-kube-prome-prometheus",
+                quotes_value=False,
+            )
+        if self.monitoring.mesh_principal is not None and not self.kubeflow.enabled:
+            raise _KeyError(
+                "monitoring.meshPrincipal", "set, but kubeflow.enabled is false (no mesh); allowed: left out", quotes_value=False
+            )
+        return self
 
     @model_validator(mode="after")
     def _training_rules(self) -> PlatformConfig:

@@ -318,6 +318,7 @@ SET_ONLY_WHEN_ENABLED = {
         "dashboardNamespace": "monitoring",
         "dashboardLabels": {"grafana_dashboard": "mlflow"},
         "alerts": {"errorRatio": 0.1},
+        "meshPrincipal": "cluster.local/ns/observability/sa/prometheus",
     },
 }
 

@@ -388,6 +388,17 @@ SERVICE_MONITOR = _cr(
                         "scheme": {"enum": ["http", "https"]},
                         "interval": {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h))+)$"},
                         "scrapeTimeout": {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h))+)$"},
+                        "tlsConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "caFile": {"type": "string"},
+                                "certFile": {"type": "string"},
+                                "keyFile": {"type": "string"},
+                                "insecureSkipVerify": {"type": "boolean"},
+                                "serverName": {"type": "string"},
+                            },
+                        },
                     },
                 },
             },

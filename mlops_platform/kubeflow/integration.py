@@ -68,6 +68,8 @@ class ProfileClients:
 class KubeflowIntegrationArgs:
     kubeflow: KubeflowConfig
     tracking: TrackingEndpoint
+    # A metrics scraper's mesh identity and path: admitted to GET that path only (monitoring.meshPrincipal).
+    scraper: tuple[str, str] | None = None
 
 
 class KubeflowIntegration(pulumi.ComponentResource):
@@ -101,7 +103,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
         self.url = f"https://{kf.external_host}{prefix}/" if kf.external_host else f"{prefix}/"
 
         self._route(kf.gateway, [kf.external_host] if kf.external_host else ["*"], prefix)
-        self._access_policy()
+        self._access_policy(args.scraper)
         if kf.dashboard_tab:
             DashboardLink(
                 f"{name}-dashboard-link",
@@ -151,7 +153,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
             opts=self._in_tracking_namespace,
         )
 
-    def _access_policy(self) -> None:
+    def _access_policy(self, scraper: tuple[str, str] | None) -> None:
         """With Kubeflow's mesh-wide deny-all, only these mTLS identities reach MLflow."""
         t = self._tracking
         k8s.apiextensions.CustomResource(
@@ -162,7 +164,19 @@ class KubeflowIntegration(pulumi.ComponentResource):
             spec={
                 "action": "ALLOW",
                 "selector": {"matchLabels": t.server_labels},
-                "rules": [{"from": [{"source": {"principals": self.principals}}]}],
+                "rules": [
+                    {"from": [{"source": {"principals": self.principals}}]},
+                    *(
+                        [
+                            {
+                                "from": [{"source": {"principals": [scraper[0]]}}],
+                                "to": [{"operation": {"methods": ["GET"], "paths": [scraper[1]]}}],
+                            }
+                        ]
+                        if scraper
+                        else []
+                    ),
+                ],
             },
             opts=self._in_tracking_namespace,
         )

@@ -51,7 +51,7 @@ class Monitoring(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": t.server_labels},
                 "namespaceSelector": {"matchNames": [t.namespace]},
-                "endpoints": [{"port": "http", "path": metrics.METRICS_PATH, "interval": cfg.interval}],
+                "endpoints": [{"port": "http", "path": metrics.METRICS_PATH, "interval": cfg.interval, **mesh_tls(cfg)}],
             },
             opts=in_namespace,
         )
@@ -75,6 +75,28 @@ class Monitoring(pulumi.ComponentResource):
 
     def _meta(self, name: str, namespace: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgs:
         return naming.metadata(name, namespace, component=COMPONENT, instance=self._name, extra_labels=labels)
+
+
+# Where Istio's documented Prometheus setup writes the workload certificate (sidecar.istio.io/userVolumeMount + OUTPUT_CERTS).
+ISTIO_CERTS = "/etc/prom-certs"
+
+
+def mesh_tls(cfg: MonitoringConfig) -> dict[str, Any]:
+    """In Kubeflow's mesh the server's sidecar accepts only mTLS: Prometheus presents its Istio certificate.
+
+    Server names are SPIFFE identities, not host names, hence no hostname verification (Istio's own example does the same).
+    """
+    if cfg.mesh_principal is None:
+        return {}
+    return {
+        "scheme": "https",
+        "tlsConfig": {
+            "caFile": f"{ISTIO_CERTS}/root-cert.pem",
+            "certFile": f"{ISTIO_CERTS}/cert-chain.pem",
+            "keyFile": f"{ISTIO_CERTS}/key.pem",
+            "insecureSkipVerify": True,
+        },
+    }
 
 
 def alert_rules(cfg: MonitoringConfig, queries: dict[str, str]) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ def eks():
 
 @pytest.fixture(scope="module")
 def off():
-    return run_with("dev", kubeflow=json.dumps({"enabled": False}))
+    return run_with("dev", kubeflow=json.dumps({"enabled": False}), monitoring=json.dumps({"enabled": False}))
 
 
 def spec(plan, kind: str, name: str, namespace: str) -> dict:
@@ -102,7 +102,10 @@ def test_gateway_is_configurable():
 def test_policy_admits_the_gateway_and_each_profile_editor_and_nothing_else(dev):
     policy = spec(dev, "AuthorizationPolicy", "mlflow", NS)
     assert policy["action"] == "ALLOW"
-    assert policy["rules"] == [{"from": [{"source": {"principals": [GATEWAY_SA, f"cluster.local/ns/{PROFILE}/sa/default-editor"]}}]}]
+    api, *scrapers = policy["rules"]
+    assert api == {"from": [{"source": {"principals": [GATEWAY_SA, f"cluster.local/ns/{PROFILE}/sa/default-editor"]}}]}
+    # The dev stack's Prometheus identity may GET the metrics path, nothing else (tests/monitoring).
+    assert [r["to"] for r in scrapers] == [[{"operation": {"methods": ["GET"], "paths": ["/metrics"]}}]]
 
 
 def test_policy_selects_exactly_the_mlflow_server_pods(dev):
@@ -118,7 +121,7 @@ def test_policy_selects_exactly_the_mlflow_server_pods(dev):
 
 
 def test_configured_clients_are_admitted_too(teams):
-    (rule,) = spec(teams, "AuthorizationPolicy", "mlflow", NS)["rules"]
+    rule = spec(teams, "AuthorizationPolicy", "mlflow", NS)["rules"][0]
     assert rule["from"][0]["source"]["principals"] == [
         GATEWAY_SA,
         "cluster.local/ns/team-a/sa/default-editor",
@@ -129,7 +132,7 @@ def test_configured_clients_are_admitted_too(teams):
 
 def test_profile_principals_use_the_meshs_trust_domain():
     plan = run_with("dev", kubeflow=kf(ingressPrincipal="corp.example/ns/istio-system/sa/gateway"))
-    (rule,) = spec(plan, "AuthorizationPolicy", "mlflow", NS)["rules"]
+    rule = spec(plan, "AuthorizationPolicy", "mlflow", NS)["rules"][0]
     assert rule["from"][0]["source"]["principals"][1] == "corp.example/ns/team-a/sa/default-editor"
 
 

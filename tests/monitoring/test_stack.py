@@ -6,10 +6,11 @@ import json
 import re
 
 from mlops_platform.monitoring import metrics
-from tests.conftest import container, run_with
+from tests.conftest import container, refused, run_with
 
 NS = "mlflow"
 COMPONENT = "mlops:index:Monitoring"
+PROMETHEUS = "cluster.local/ns/observability/sa/kube-prom-stack-kube-prome-prometheus"
 
 # PromQL function and keyword names, and the label names the queries use: everything else in an expression is a metric.
 PROMQL_WORDS = {"sum", "rate", "by", "histogram_quantile", "absent", "count", "le", "status", "pod", "mlflow_version", "job", "namespace"}
@@ -73,7 +74,12 @@ def test_servicemonitor_scrapes_the_tracking_service_port_on_the_metrics_path(de
 
 
 def test_alerts_cover_down_errors_and_latency_with_configured_thresholds():
-    plan = run_with("dev", monitoring=json.dumps({"enabled": True, "alerts": {"errorRatio": 0.2, "p95LatencySeconds": 4, "for": "10m"}}))
+    plan = run_with(
+        "dev",
+        monitoring=json.dumps(
+            {"enabled": True, "meshPrincipal": PROMETHEUS, "alerts": {"errorRatio": 0.2, "p95LatencySeconds": 4, "for": "10m"}}
+        ),
+    )
     rules = {r["alert"]: r for g in plan.k8s("PrometheusRule", "mlflow", NS).inputs["spec"]["groups"] for r in g["rules"]}
     assert set(rules) == {"MLflowServerDown", "MLflowHighErrorRatio", "MLflowSlowRequests"}
     assert rules["MLflowHighErrorRatio"]["expr"].endswith("> 0.2")
@@ -111,3 +117,34 @@ def test_monitoring_off_declares_nothing_and_leaves_the_server_as_it_was():
     args = container(plan.k8s("Deployment", "mlflow", NS), "mlflow")["args"]
     assert "--expose-prometheus" not in args
     assert not [h for h in args[args.index("--allowed-hosts") + 1].split(",") if h.endswith(":5000")]
+
+
+def test_in_kubeflows_mesh_prometheus_scrapes_with_its_istio_identity_admitted_to_get_metrics_only(dev):
+    endpoint = dev.k8s("ServiceMonitor", "mlflow", NS).inputs["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert {k: v.rsplit("/", 1)[-1] for k, v in endpoint["tlsConfig"].items() if k.endswith("File")} == {
+        "caFile": "root-cert.pem",
+        "certFile": "cert-chain.pem",
+        "keyFile": "key.pem",
+    }
+    rules = dev.k8s("AuthorizationPolicy", "mlflow", NS).inputs["spec"]["rules"]
+    scraper = [r for r in rules if PROMETHEUS in r["from"][0]["source"]["principals"]]
+    assert scraper == [
+        {"from": [{"source": {"principals": [PROMETHEUS]}}], "to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"]}}]}
+    ]
+    # Nowhere else: not among the identities admitted to the whole API.
+    assert all(PROMETHEUS not in r["from"][0]["source"]["principals"] for r in rules if "to" not in r)
+
+
+def test_without_kubeflow_the_scrape_is_plain_http_and_there_is_no_mesh_principal():
+    plan = run_with(
+        "dev", kubeflow=json.dumps({"enabled": False}), serving=json.dumps({"enabled": False}), monitoring=json.dumps({"enabled": True})
+    )
+    endpoint = plan.k8s("ServiceMonitor", "mlflow", NS).inputs["spec"]["endpoints"][0]
+    assert "scheme" not in endpoint and "tlsConfig" not in endpoint
+
+
+def test_monitoring_in_kubeflows_mesh_without_a_scraper_identity_is_refused():
+    message, declared = refused("dev", monitoring=json.dumps({"enabled": True}))
+    assert message.startswith("mlops-platform:monitoring.meshPrincipal: is required with kubeflow.enabled")
+    assert declared == []

@@ -77,6 +77,7 @@ def test_without_kubeflow_a_job_in_the_tracking_namespace_gets_the_tracking_uri_
         "dev",
         kubeflow=json.dumps({"enabled": False}),
         serving=json.dumps({"enabled": False}),
+        monitoring=json.dumps({"enabled": False}),
         training=json.dumps([{"name": "nightly", "image": MLFLOW_IMAGE, "command": ["python", "train.py"], "experiment": "nightly"}]),
     )
     job = plan.k8s("Job", "nightly", "mlflow")
