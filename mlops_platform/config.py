@@ -547,9 +547,6 @@ class PlatformConfig(_Model):
                 )
         return self
 
-    def training_namespace(self, job: TrainingJob) -> str:
-        return job.namespace or self.namespace
-
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
         if self.target == "eks" and self.aws is None:
