@@ -55,6 +55,10 @@ _IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+)?(@s
 _K8S_VERSION = re.compile(r"^1\.[0-9]{2}$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:.+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+# What `mlflow gc --older-than` parses (whole numbers only here): days, hours, minutes, seconds, in that order.
+_AGE = re.compile(r"^(?=.)([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 
 
 def _check(pattern: re.Pattern[str], allowed: str):
@@ -280,6 +284,21 @@ _GATEWAY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-
 # No wildcards: the AuthorizationPolicy must admit the named identities and nothing else.
 _PRINCIPAL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 Principal = Annotated[str, _check(_PRINCIPAL, "an Istio principal without wildcards, e.g. cluster.local/ns/team-a/sa/default-editor")]
+
+
+Schedule = Annotated[str, _check(_CRON, "a five-field cron schedule of numbers, ranges, steps and '*', e.g. '15 2 * * *'")]
+
+
+class MaintenanceConfig(_Model):
+    """Day-two jobs: the scheduled database dump and its retention, and MLflow's garbage collection."""
+
+    backup_schedule: Schedule = "15 2 * * *"
+    # Scheduled dumps kept; older ones are removed by the backup job itself (pre-migration dumps are never removed).
+    backups_kept: int = Field(default=14, ge=1, le=1000)
+    # Default: backups/<artifacts.prefix>, beside (never inside) the tracking server's prefix.
+    backup_prefix: KeyPrefix | None = None
+    gc_schedule: Schedule = "45 3 * * *"
+    gc_older_than: Annotated[str, _check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = "30d"
 
 
 class KubeflowConfig(_Model):
@@ -546,6 +565,7 @@ class PlatformConfig(_Model):
                     f"training.{index}.name", f"{job.name!r} is already used in {namespace} by training[{other}]; allowed: a unique name"
                 )
         return self
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
@@ -573,6 +593,32 @@ class PlatformConfig(_Model):
             unread = IN_CLUSTER_DATABASE_KEYS | {"name", "user"}
             _refuse_unused(self.database, "database", unread, "database.mode is external", "database.mode inCluster")
         return self
+
+    @model_validator(mode="after")
+    def _maintenance_rules(self) -> PlatformConfig:
+        defaults = MaintenanceConfig()
+        if self.database.mode == "rds":
+            for key in ("backup_schedule", "backups_kept"):
+                if getattr(self.maintenance, key) != getattr(defaults, key):
+                    raise _KeyError(
+                        f"maintenance.{to_camel(key)}",
+                        "is set, but RDS takes its own automated backups; allowed: database.rds.backupRetentionDays, "
+                        f"or maintenance.{to_camel(key)} left out",
+                        quotes_value=False,
+                    )
+        backups, artifacts = self.backup_prefix, self.artifacts.prefix
+        if backups == artifacts or backups.startswith(artifacts + "/") or artifacts.startswith(backups + "/"):
+            raise _KeyError(
+                "maintenance.backupPrefix",
+                f"{backups!r} overlaps artifacts.prefix {artifacts!r} (the server and gc may delete there); "
+                "allowed: a prefix beside it, e.g. backups/" + artifacts,
+            )
+        return self
+
+    @property
+    def backup_prefix(self) -> str:
+        """Where database dumps go in the artifact bucket."""
+        return self.maintenance.backup_prefix or f"backups/{self.artifacts.prefix}"
 
     @property
     def is_eks(self) -> bool:

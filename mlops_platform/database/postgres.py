@@ -13,6 +13,13 @@ COMPONENT = "postgresql"
 PORT = 5432
 DATA_DIR = "/var/lib/postgresql/data"
 CREDENTIALS_DIR = "/etc/postgresql-credentials"
+# Pods carrying this label may reach PostgreSQL besides the tracking server (its migration, backup and gc jobs).
+CLIENT_LABEL = "mlops-platform/database-client"
+
+
+def url_without_password(user: str, host: pulumi.Input[str], database: str) -> pulumi.Output[str]:
+    """A libpq connection URL for pg_dump and friends; the password travels separately (PGPASSWORD from the Secret)."""
+    return pulumi.Output.concat("postgresql://", user, "@", host, f":{PORT}/", database)
 
 
 def deploy(

@@ -33,18 +33,10 @@ from mlops_platform.k8s.containers import (
 from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
+from mlops_platform.tracking import maintenance
 
 COMPONENT = "mlflow"
 PORT = 5000
-
-# `mlflow db upgrade` takes the URI as an argument, which would put the password
-# on the process command line; calling the same click command in-process does not.
-MIGRATE_COMMAND = [
-    "python",
-    "-c",
-    "import os; from mlflow.db import upgrade; upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
-]
-
 
 @dataclass(frozen=True)
 class TrackingStackArgs:
@@ -117,9 +109,13 @@ class TrackingStack(pulumi.ComponentResource):
                 opts=child,
             )
             db_password: pulumi.Output[str] | None = None
+            # The owner's database: no dump or backup of ours (it may not even be PostgreSQL).
+            dumped: maintenance.Database | None = None
         else:
-            db_secret_name, db_password = self._managed_database(name, cfg, child, protect)
+            db_secret_name, db_password, dump_url = self._managed_database(name, cfg, child, protect)
             db_uri_key = "uri"
+            dump_size = f"{cfg.database.managed.allocated_storage_gb}Gi" if cfg.database.mode == "rds" else cfg.database.storage_size
+            dumped = maintenance.Database(dump_url, db_secret_name, dump_size)
 
         self._artifact_store, storage = store.declare(
             name,
@@ -153,8 +149,28 @@ class TrackingStack(pulumi.ComponentResource):
             secret_env("MLFLOW_BACKEND_STORE_URI", db_secret_name, db_uri_key),
             *plain_env({"HOME": "/tmp", **telemetry}),
         ]
-        migrate = container(
-            "migrate-db", cfg.tracking.image, cfg.tracking.resources, command=MIGRATE_COMMAND, env=common_env, scratch=scratch
+        # The schema migration (after a dump) runs once per image in a Job the server waits for; backups and gc on schedules.
+        jobs = maintenance.Maintenance(
+            maintenance.MaintenanceArgs(
+                name=name,
+                namespace=cfg.namespace,
+                mlflow_image=cfg.tracking.image,
+                postgres_image=cfg.database.image,
+                resources=cfg.tracking.resources,
+                config=cfg.maintenance,
+                backend_uri=(db_secret_name, db_uri_key),
+                database=dumped,
+                scheduled_backups=cfg.database.mode == "inCluster",
+                bucket=cfg.artifacts.bucket,
+                backup_prefix=cfg.backup_prefix,
+                artifact_root=cfg.artifacts.root,
+                server_env=storage.env,
+                server_account=sa.metadata.name,
+                server_client_labels=in_cluster.client_labels if (in_cluster := self._artifact_store.in_cluster) else {},
+                base_env={"HOME": "/tmp", **telemetry},
+            ),
+            self._artifact_store,
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
         )
         server = container(
             "mlflow",
@@ -171,24 +187,22 @@ class TrackingStack(pulumi.ComponentResource):
             scratch=server_scratch,
         )
         replicas = cfg.tracking.replicas
-        # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; the migration must reach the database before it.
+        # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; PostgreSQL is outside the mesh, reached around it.
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         deployment = k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(
-                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server, migrate)
+                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
-                    spec=pod_spec(
-                        [server], init_containers=[migrate], volumes=scratch_volumes([server_scratch]), service_account=sa.metadata.name
-                    ),
+                    spec=pod_spec([server], volumes=scratch_volumes([server_scratch]), service_account=sa.metadata.name),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready, jobs.migration]),
         )
         k8s.core.v1.Service(
             f"{name}-svc",
@@ -239,8 +253,11 @@ class TrackingStack(pulumi.ComponentResource):
 
     def _managed_database(
         self, name: str, cfg: PlatformConfig, child: pulumi.ResourceOptions, protect: bool
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """PostgreSQL in the cluster or on RDS, with a generated password: (name of the Secret with ``uri``, the password)."""
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+        """PostgreSQL in the cluster or on RDS, with a generated password.
+
+        Returns the name of the Secret (``uri``, ``password``), the password, and the database's URL without it (for pg_dump).
+        """
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
         if cfg.database.mode == "rds":
@@ -284,7 +301,7 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
-        return db_secret.metadata.name, db_password.result
+        return db_secret.metadata.name, db_password.result, postgres.url_without_password(cfg.database.user, db_host, cfg.database.name)
 
     def allowed_hosts(self) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
@@ -339,6 +356,10 @@ class TrackingStack(pulumi.ComponentResource):
 
         from_mlflow = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels))
         any_pod = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs())
+        # The migration, backup and gc jobs of this namespace.
+        database_clients = k8s.networking.v1.NetworkPolicyPeerArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={postgres.CLIENT_LABEL: "true"})
+        )
 
         policy("default-deny", {}, [])
         # Who may call the API is Istio's AuthorizationPolicy's job (KubeflowIntegration); here: port 5000 only.
@@ -347,7 +368,7 @@ class TrackingStack(pulumi.ComponentResource):
             policy(
                 "postgresql",
                 naming.selector_labels(postgres.COMPONENT, f"{name}-postgresql"),
-                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow], ports=port(postgres.PORT))],
+                [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[from_mlflow, database_clients], ports=port(postgres.PORT))],
             )
         server = self._artifact_store.in_cluster
         if server is not None:

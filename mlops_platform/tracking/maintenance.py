@@ -1,0 +1,271 @@
+"""Day-two jobs of the tracking stack: the schema migration, the scheduled backup, MLflow's garbage collection.
+
+- Migration: one Job per MLflow image (its name carries a hash of the image), so a new
+  version migrates once and an unchanged one never again, whatever the replica count.
+  It dumps the database to the artifact store first (init containers: pg_dump, then the
+  upload); if either fails, the migration never starts. The Deployment waits for it.
+- Backup: a CronJob doing the same dump and upload, keeping the newest ``backupsKept``.
+- GC: a CronJob running ``mlflow gc --older-than`` with the server's own access (database
+  and artifact prefix) and nothing else.
+
+Dumps go under the backups prefix through the artifact store's own grant: a MinIO user
+limited to that prefix on dev, an IRSA role limited to it on eks. RDS keeps its own
+automated backups: no backup CronJob there (the pre-migration dump still runs). An external
+database (``database.mode: external``) is its owner's: the migration runs without a dump, and
+neither dump nor backup is declared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mlops_platform.config import MaintenanceConfig, Resources
+from mlops_platform.database import dumps, postgres
+from mlops_platform.k8s import naming
+from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.storage.store import ArtifactStore, Grant
+
+COMPONENT = "mlflow-maintenance"
+DUMP_DIR = "/backup"
+DUMP_FILE = f"{DUMP_DIR}/mlflow.dump"
+_JOB_RESOURCES = Resources(cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
+
+# `mlflow db upgrade` takes the URI as an argument, which would put the password
+# on the process command line; calling the same click command in-process does not.
+MIGRATE_COMMAND = [
+    "python",
+    "-c",
+    "import os; from mlflow.db import upgrade; upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
+]
+# Both run in the MLflow image, which does not have this package: the source travels in the command.
+DUMPS_SOURCE = Path(dumps.__file__).read_text()
+GC_SOURCE = (Path(__file__).parent / "gc.py").read_text()
+
+
+@dataclass(frozen=True)
+class Database:
+    """How a job reaches the metadata database: a libpq URL without password, and the Secret holding the rest."""
+
+    url: pulumi.Input[str]
+    secret: pulumi.Input[str]
+    # Upper bound of one dump's size (the database's own storage size).
+    dump_size: str
+
+
+@dataclass(frozen=True)
+class MaintenanceArgs:
+    name: str
+    namespace: str
+    mlflow_image: str
+    postgres_image: str
+    resources: Resources
+    config: MaintenanceConfig
+    # (Secret name, key) of MLFLOW_BACKEND_STORE_URI.
+    backend_uri: tuple[pulumi.Input[str], str]
+    # What pg_dump needs; None for an external database (no dumps of ours).
+    database: Database | None
+    # Scheduled backups (False with RDS, whose automated backups take their place).
+    scheduled_backups: bool
+    bucket: str
+    backup_prefix: str
+    artifact_root: str
+    # The tracking server's access (env, ServiceAccount, pod labels): what gc needs too.
+    server_env: list[k8s.core.v1.EnvVarArgs]
+    server_account: pulumi.Input[str]
+    server_client_labels: dict[str, str]
+    base_env: dict[str, str]
+
+
+def migration_job_name(name: str, image: str) -> str:
+    return f"{name}-migrate-{hashlib.sha256(image.encode()).hexdigest()[:10]}"
+
+
+def image_label(image: str) -> str:
+    """The image's tag (or digest) for the pre-migration dump's key: which version's schema the dump holds."""
+    return image.rsplit("@", 1)[-1] if "@" in image else image.rsplit(":", 1)[-1]
+
+
+class Maintenance:
+    """The migration Job (``migration``, which the server's Deployment waits for) and the two CronJobs."""
+
+    def __init__(self, args: MaintenanceArgs, store: ArtifactStore, opts: pulumi.ResourceOptions):
+        self._args = a = args
+        self.backup: k8s.batch.v1.CronJob | None = None
+        gc_labels = {**a.server_client_labels, postgres.CLIENT_LABEL: "true"}
+        self.gc = self._cron_job("gc", a.config.gc_schedule, [], [self._gc()], gc_labels, a.server_account, opts)
+        if a.database is None:
+            self.migration = self._migration_job([], {postgres.CLIENT_LABEL: "true"}, None, opts)
+            return
+        backup_account = f"{a.name}-backup"
+        access = store.grant(
+            backup_account,
+            {a.namespace: Grant(a.backup_prefix, "write", identity=backup_account, service_account=backup_account)},
+            secret_metadata=lambda ns: naming.metadata(f"{backup_account}-s3", ns, component=COMPONENT, instance=a.name),
+            job_name=f"{a.name}-backup-user",
+            opts=opts,
+        )[a.namespace]
+        sa = k8s.core.v1.ServiceAccount(
+            f"{backup_account}-sa",
+            metadata=naming.metadata(
+                backup_account, a.namespace, component=COMPONENT, instance=a.name, annotations=access.service_account_annotations() or None
+            ),
+            automount_service_account_token=False,
+            opts=opts,
+        )
+        self._backup_env = access.env
+        self._backup_labels = {**access.pod_labels, postgres.CLIENT_LABEL: "true"}
+        ready = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=access.ready))
+
+        pre_migration = [self._dump(a.database), self._upload("pre-migration", label=image_label(a.mlflow_image))]
+        self.migration = self._migration_job(pre_migration, self._backup_labels, sa.metadata.name, ready)
+        if a.scheduled_backups:
+            self.backup = self._cron_job(
+                "backup",
+                a.config.backup_schedule,
+                [self._dump(a.database)],
+                [self._upload("scheduled", keep=a.config.backups_kept)],
+                self._backup_labels,
+                sa.metadata.name,
+                ready,
+            )
+
+    # -- containers ---------------------------------------------------------------------
+
+    @property
+    def _scratch(self) -> list[ScratchDir]:
+        size = self._args.database.dump_size if self._args.database else "256Mi"
+        return [ScratchDir("tmp", "/tmp"), ScratchDir("backup", DUMP_DIR, size)]
+
+    def _dump(self, database: Database) -> k8s.core.v1.ContainerArgs:
+        """pg_dump of the whole database (custom format) into the shared scratch volume; the password only from the Secret."""
+        a = self._args
+        return container(
+            "dump",
+            a.postgres_image,
+            _JOB_RESOURCES,
+            command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
+            args=[pulumi.Output.concat("--dbname=", database.url)],
+            env=[secret_env("PGPASSWORD", database.secret, "password"), *plain_env({"HOME": "/tmp"})],
+            scratch=self._scratch,
+        )
+
+    def _upload(self, kind: str, *, keep: int = 0, label: str = "") -> k8s.core.v1.ContainerArgs:
+        a = self._args
+        args = ["upload", "--file", DUMP_FILE, "--bucket", a.bucket, "--prefix", a.backup_prefix, "--kind", kind]
+        args += ["--keep", str(keep)] if keep else []
+        args += ["--label", label] if label else []
+        return container(
+            "upload",
+            a.mlflow_image,
+            _JOB_RESOURCES,
+            command=["python", "-c", DUMPS_SOURCE],
+            args=args,
+            env=[*self._backup_env, *plain_env(a.base_env)],
+            scratch=self._scratch,
+        )
+
+    def _migrate(self) -> k8s.core.v1.ContainerArgs:
+        a = self._args
+        return container(
+            "migrate",
+            a.mlflow_image,
+            a.resources,
+            command=MIGRATE_COMMAND,
+            env=[secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri), *plain_env(a.base_env)],
+            scratch=[ScratchDir("tmp", "/tmp")],
+        )
+
+    def _gc(self) -> k8s.core.v1.ContainerArgs:
+        a = self._args
+        return container(
+            "gc",
+            a.mlflow_image,
+            a.resources,
+            command=["python", "-c", GC_SOURCE],
+            args=["--older-than", a.config.gc_older_than],
+            env=[
+                secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri),
+                *a.server_env,
+                *plain_env({"MLFLOW_ARTIFACTS_DESTINATION": a.artifact_root, **a.base_env}),
+            ],
+            scratch=[ScratchDir("tmp", "/tmp")],
+        )
+
+    # -- workloads ----------------------------------------------------------------------
+
+    def _pod(
+        self,
+        init: list[k8s.core.v1.ContainerArgs],
+        main: list[k8s.core.v1.ContainerArgs],
+        labels: dict[str, str],
+        account: pulumi.Input[str] | None,
+    ) -> k8s.core.v1.PodTemplateSpecArgs:
+        a = self._args
+        return k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, a.name, **labels)),
+            spec=pod_spec(
+                main,
+                init_containers=init,
+                volumes=scratch_volumes([self._scratch if init else [ScratchDir("tmp", "/tmp")]]),
+                service_account=account,
+                restart_policy="Never",
+            ),
+        )
+
+    def _job_spec(self, pod: k8s.core.v1.PodTemplateSpecArgs) -> k8s.batch.v1.JobSpecArgs:
+        # A failed pod is retried (the database may still be starting); every retry dumps again before migrating.
+        return k8s.batch.v1.JobSpecArgs(backoff_limit=3, active_deadline_seconds=3600, template=pod)
+
+    def _migration_job(
+        self, init: list[k8s.core.v1.ContainerArgs], labels: dict[str, str], account: pulumi.Input[str] | None, opts: pulumi.ResourceOptions
+    ) -> k8s.batch.v1.Job:
+        a = self._args
+        main = [self._migrate()]
+        return k8s.batch.v1.Job(
+            f"{a.name}-migrate",
+            metadata=naming.metadata(
+                migration_job_name(a.name, a.mlflow_image),
+                a.namespace,
+                component=COMPONENT,
+                instance=a.name,
+                annotations=scanner_exceptions(*init, *main),
+            ),
+            spec=self._job_spec(self._pod(init, main, labels, account)),
+            # A Job's spec is immutable: any change replaces it (delete first, as the name may stay the same).
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(delete_before_replace=True, custom_timeouts=pulumi.CustomTimeouts(create="60m"))
+            ),
+        )
+
+    def _cron_job(
+        self,
+        suffix: str,
+        schedule: str,
+        init: list[k8s.core.v1.ContainerArgs],
+        main: list[k8s.core.v1.ContainerArgs],
+        labels: dict[str, str],
+        account: pulumi.Input[str],
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.batch.v1.CronJob:
+        a = self._args
+        return k8s.batch.v1.CronJob(
+            f"{a.name}-{suffix}",
+            metadata=naming.metadata(
+                f"{a.name}-{suffix}", a.namespace, component=COMPONENT, instance=a.name, annotations=scanner_exceptions(*init, *main)
+            ),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule=schedule,
+                time_zone="Etc/UTC",
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=3600,
+                successful_jobs_history_limit=3,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(spec=self._job_spec(self._pod(init, main, labels, account))),
+            ),
+            opts=opts,
+        )
