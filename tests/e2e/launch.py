@@ -17,7 +17,7 @@ from tools.processes import HOST, Service, http, start
 VENV_BIN = Path(sys.prefix) / "bin"
 # Every bounded wait, in seconds (2 shared cores: generous, never unbounded).
 START_TIMEOUT = {"postgresql": 60, "minio": 30, "mlflow": 120, "mlserver": 90}
-RUN_TIMEOUT = {"initdb": 60, "migrate-db": 180, "notebook": 240, "storage-initializer": 120, "training": 240}
+RUN_TIMEOUT = {"initdb": 60, "notebook": 240, "storage-initializer": 120, "training": 240}
 
 # MLflow 3 sends usage telemetry to an external endpoint unless told not to; here only loopback traffic is allowed.
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}

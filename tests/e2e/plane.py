@@ -7,14 +7,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.e2e.declared import http_probe, port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
+from tests.e2e.jobs import Jobs
 from tests.e2e.kubeflow import Kubeflow
-from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, http_ready, run_once, spawn
+from tests.e2e.launch import START_TIMEOUT, Server, await_ready, base_env, http_ready, spawn
 from tests.e2e.mysql import MySQL
 from tests.e2e.postgres import PostgreSQL
 from tests.e2e.s3 import S3
@@ -25,7 +25,7 @@ from tools.harness import DeclaredResource, Plan
 from tools.processes import listening, process_group
 
 
-class DataPlane(PostgreSQL, MySQL, S3, Tracking, Kubeflow, KServe, Training):
+class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Training):
     """The processes and directories of one run. ``stop()`` ends every process it started.
 
     A fresh temporary directory holds the data directories (removed by ``close()``);
@@ -53,17 +53,6 @@ class DataPlane(PostgreSQL, MySQL, S3, Tracking, Kubeflow, KServe, Training):
             path = self.logs / f"{name}-{n}.log"
         return path
 
-    def run_init_containers(self, plan: Plan, deployment: DeclaredResource) -> None:
-        """Run each declared init container to completion, in order, as the kubelet does."""
-        for init in deployment.pod_spec().get("initContainers") or []:
-            component = init["name"]
-            if not init.get("command"):
-                raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
-            env = {**base_env(self.home), **self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, init, component), component)}
-            started = time.monotonic()
-            run_once(component, [*init["command"], *(init.get("args") or [])], env, self.log(component), RUN_TIMEOUT.get(component, 120))
-            self.timings[component] = time.monotonic() - started
-
     def start_deployment(
         self, plan: Plan, deployment: DeclaredResource, *, component: str | None = None, hosts: HostMap | None = None
     ) -> Server:
@@ -72,6 +61,8 @@ class DataPlane(PostgreSQL, MySQL, S3, Tracking, Kubeflow, KServe, Training):
         containers = deployment.pod_spec()["containers"]
         if len(containers) != 1:
             raise DataPlaneError(deployment.k8s_name, f"has {len(containers)} containers; one is supported")
+        if deployment.pod_spec().get("initContainers"):
+            raise DataPlaneError(deployment.k8s_name, "has init containers, which a server stand-in does not run")
         container = containers[0]
         component = component or container["name"]
         if not container.get("command"):

@@ -156,6 +156,16 @@ class PostgreSQL:
         finally:
             conn.close()
 
+    def _pg_databases(self) -> set[str]:
+        port, creds = self.postgres
+        conn = self._pg_connect(port, creds, "postgres")
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT datname FROM pg_database")
+            return {row[0] for row in cur.fetchall()}
+        finally:
+            conn.close()
+
     def tables(self) -> set[str]:
         """The tables in the declared database (what the migration created)."""
         port, creds = self.postgres

@@ -88,6 +88,11 @@ def replay_bootstrap(job: DeclaredResource, env: Mapping[str, str], log: Path) -
     return skipped
 
 
+def provisions_minio(job: DeclaredResource) -> bool:
+    """A MinIO provisioning Job (``mc alias set`` ...): replayed through the S3 API by :meth:`S3.bootstrap_buckets`."""
+    return "mc alias set" in " ".join(job.pod_spec()["containers"][0].get("command") or [])
+
+
 class S3:
     """The S3 part of a :class:`~tests.e2e.plane.DataPlane`: moto on MinIO's Service address, buckets as the bootstrap Job makes them."""
 
@@ -114,7 +119,7 @@ class S3:
     def bootstrap_buckets(self, plan: Plan) -> list[str]:
         """Replay every declared MinIO bootstrap Job (``mc alias set`` ... in its script); returns the unreplayable lines."""
         skipped: list[str] = []
-        jobs = [j for j in plan.kinds("Job") if "mc alias set" in " ".join(j.pod_spec()["containers"][0].get("command") or [])]
+        jobs = [j for j in plan.kinds("Job") if provisions_minio(j)]
         if not jobs:
             raise DataPlaneError("minio-bootstrap", "the program declares no bootstrap Job (mc alias set ...)")
         for job in jobs:

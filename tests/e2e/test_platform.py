@@ -280,16 +280,16 @@ def test_allowed_hosts_without_the_service_host_fail_the_api_with_403(plane, pla
 
 def test_backend_uri_with_the_plain_postgresql_scheme_fails_the_migration(plane, plan, tracking):
     deployment = DataPlane.tracking_deployment(plan)
-    secret = next(
-        e["valueFrom"]["secretKeyRef"] for e in deployment.pod_spec()["initContainers"][0]["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"
-    )
+    (job,) = plane.migration_jobs(plan, deployment)
+    migrate = job.pod_spec()["containers"][0]
+    secret = next(e["valueFrom"]["secretKeyRef"] for e in migrate["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
 
     def plain_scheme(obj: dict) -> None:
         obj["stringData"][secret["key"]] = obj["stringData"][secret["key"]].replace("postgresql+psycopg2://", "postgresql://", 1)
 
     broken = mutated(plan, "Secret", secret["name"], deployment.k8s_namespace, plain_scheme)
-    with pytest.raises(DataPlaneError, match=r"^migrate-db: exited with code 1(.|\n)*psycopg"):
-        plane.run_init_containers(broken, broken.k8s("Deployment", deployment.k8s_name, deployment.k8s_namespace))
+    with pytest.raises(DataPlaneError, match=r"^migrate: exited with code 1(.|\n)*psycopg"):
+        plane.run_job(broken, broken.k8s("Job", job.k8s_name, job.k8s_namespace))
 
 
 @pytest.mark.parametrize(

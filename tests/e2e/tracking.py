@@ -13,7 +13,13 @@ class Tracking:
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def bring_up_tracking(self, plan: Plan) -> Server:
-        """PostgreSQL (unless external), S3 with its bucket, the schema migration and the MLflow server: all from ``plan``."""
+        """PostgreSQL (unless external), S3 with its bucket, the Jobs the server waits for (the migration) and the MLflow server: all from ``plan``."""
+        deployment = self.bring_up_storage(plan)
+        self.run_migration(plan)
+        return self.start_deployment(plan, deployment)
+
+    def bring_up_storage(self, plan: Plan) -> DeclaredResource:
+        """PostgreSQL (unless external) and S3 with its bucket, as the MLflow server is declared to reach them; returns the server's Deployment."""
         deployment = self.tracking_deployment(plan)
         server_env = resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")
         backend = server_env["MLFLOW_BACKEND_STORE_URI"]
@@ -22,8 +28,15 @@ class Tracking:
             self.start_postgres(plan, backend)
         self.start_s3(plan, server_env["MLFLOW_S3_ENDPOINT_URL"])
         self.bootstrap_buckets(plan)
-        self.run_init_containers(plan, deployment)
-        return self.start_deployment(plan, deployment)
+        return deployment
+
+    def run_migration(self, plan: Plan) -> None:
+        """Every Job the server's Deployment waits for, to completion (the kubelet's and the engine's order)."""
+        jobs = self.migration_jobs(plan, self.tracking_deployment(plan))
+        if not jobs:
+            raise DataPlaneError("mlflow", "its Deployment waits for no Job: nothing migrates the schema before it starts")
+        for job in jobs:
+            self.timings.update(self.run_job(plan, job))
 
     @staticmethod
     def tracking_deployment(plan: Plan) -> DeclaredResource:
