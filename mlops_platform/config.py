@@ -565,6 +565,7 @@ class PlatformConfig(_Model):
                     f"training.{index}.name", f"{job.name!r} is already used in {namespace} by training[{other}]; allowed: a unique name"
                 )
         return self
+
     maintenance: MaintenanceConfig = MaintenanceConfig()
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ def client():
 
 def stamp(now: datetime.datetime | None = None) -> str:
     """A UTC timestamp that sorts as text, to the microsecond (two dumps in one second keep distinct keys)."""
-    return (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    return (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def dump_key(prefix: str, kind: str, label: str = "", now: datetime.datetime | None = None) -> str:

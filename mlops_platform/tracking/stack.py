@@ -38,6 +38,7 @@ from mlops_platform.tracking import maintenance
 COMPONENT = "mlflow"
 PORT = 5000
 
+
 @dataclass(frozen=True)
 class TrackingStackArgs:
     config: PlatformConfig
@@ -191,9 +192,7 @@ class TrackingStack(pulumi.ComponentResource):
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         deployment = k8s.apps.v1.Deployment(
             name,
-            metadata=naming.metadata(
-                name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)
-            ),
+            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
