@@ -27,6 +27,11 @@ def mlflow(plan):
     return plan.k8s("Deployment", "mlflow", NS)
 
 
+def migration(plan):
+    (job,) = [j for j in plan.kinds("Job") if j.k8s_name.startswith("mlflow-migrate-")]
+    return job
+
+
 # -- inventory ---------------------------------------------------------------------
 
 
@@ -89,7 +94,8 @@ PROD_AWS = [
 
 @pytest.mark.parametrize("type_", PROD_AWS)
 def test_prod_declares_on_aws(prod, type_):
-    assert len(prod.of_type(type_)) == 1
+    # Two IAM roles: the server's (artifact prefix) and the backups' (backups prefix).
+    assert len(prod.of_type(type_)) == (2 if type_.startswith("aws:iam/") else 1)
 
 
 def test_prod_runs_no_minio_and_holds_no_static_keys(prod):
@@ -146,8 +152,8 @@ def test_no_generated_credential_appears_outside_a_secret(dev, prod):
 
 
 def test_database_uri_reaches_mlflow_only_through_a_secret(dev):
-    for name in ("mlflow", "migrate-db"):
-        env = env_of(container(mlflow(dev), name))
+    for workload, name in ((mlflow(dev), "mlflow"), (migration(dev), "migrate")):
+        env = env_of(container(workload, name))
         ref = env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "mlflow-db", "key": "uri"}
     uri = dev.k8s("Secret", "mlflow-db", NS).inputs["stringData"]["uri"]
@@ -158,7 +164,7 @@ def test_no_password_on_any_command_line(dev):
     for r in dev.resources:
         for c in _containers(r):
             text = " ".join(c.get("command", []) + c.get("args", []))
-            assert "://" not in text or "@" not in text, f"{r.name}/{c['name']} has a credential URI in its command"
+            assert not re.search(r"://[^/@\s]*:[^/@\s]*@", text), f"{r.name}/{c['name']} has a credential URI in its command"
             assert not [s for s in generated_secrets(dev) if s in text]
 
 
@@ -180,14 +186,12 @@ def test_image_runs_the_mlflow_version_this_project_tests_with(dev, prod):
     pinned = re.search(r"^mlflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert MLFLOW_VERSION == pinned == importlib.metadata.version("mlflow")
     for plan in (dev, prod):
-        for name in ("mlflow", "migrate-db"):
-            assert container(mlflow(plan), name)["image"] == MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
+        for workload, name in ((mlflow(plan), "mlflow"), (migration(plan), "migrate"), (migration(plan), "upload")):
+            assert container(workload, name)["image"] == MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
 
 
-def test_schema_migration_runs_before_the_server_and_really_migrates_from_the_env(dev, tmp_path):
-    pod = mlflow(dev).inputs["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["migrate-db"]
-    (migrate,) = pod["initContainers"]
+def test_schema_migration_command_really_migrates_from_the_env(dev, tmp_path):
+    (migrate,) = migration(dev).pod_spec()["containers"]
     uri_env = [e for e in migrate["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
     assert uri_env and uri_env[0]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
     # The declared command, run as the init container would (the URI only in its env), creates MLflow's schema.
@@ -236,8 +240,8 @@ def test_artifacts_are_proxied_under_this_servers_own_prefix(dev, prod):
 
 
 def test_mlflow_telemetry_is_off_unless_opted_in(dev):
-    for name in ("mlflow", "migrate-db"):
-        assert env_of(container(mlflow(dev), name))["MLFLOW_DISABLE_TELEMETRY"]["value"] == "true"
+    for workload, name in ((mlflow(dev), "mlflow"), (migration(dev), "migrate")):
+        assert env_of(container(workload, name))["MLFLOW_DISABLE_TELEMETRY"]["value"] == "true"
     opted_in = run_with("dev", tracking=json.dumps({"telemetry": True}))
     assert "MLFLOW_DISABLE_TELEMETRY" not in env_of(container(opted_in.k8s("Deployment", "mlflow", NS), "mlflow"))
 
@@ -264,7 +268,7 @@ def test_every_container_is_hardened(dev, prod):
                 assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
                 assert sc["readOnlyRootFilesystem"] is True
                 assert set(c["resources"]["requests"]) == set(c["resources"]["limits"]) == {"cpu", "memory"}
-                if r.kind != "Job" and c["name"] != "migrate-db":
+                if r.kind not in ("Job", "CronJob"):
                     assert {"livenessProbe", "readinessProbe"} <= set(c), c["name"]
         assert checked >= (5 if plan is dev else 3)
 
@@ -294,11 +298,24 @@ def test_namespace_denies_ingress_by_default(dev):
     assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress"] and not spec.get("ingress")
 
 
-def test_postgresql_accepts_only_mlflow(dev):
+def test_postgresql_accepts_only_mlflow_and_its_maintenance_jobs(dev):
     server = mlflow(dev).inputs["spec"]["selector"]["matchLabels"]
     spec = _policy(dev, "mlflow-postgresql")
     assert spec["podSelector"]["matchLabels"] == dev.k8s("StatefulSet", "mlflow-postgresql", NS).inputs["spec"]["selector"]["matchLabels"]
-    assert spec["ingress"] == [{"from": [{"podSelector": {"matchLabels": server}}], "ports": [{"port": 5432, "protocol": "TCP"}]}]
+    clients = {"mlops-platform/database-client": "true"}
+    assert spec["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": server}}, {"podSelector": {"matchLabels": clients}}],
+            "ports": [{"port": 5432, "protocol": "TCP"}],
+        }
+    ]
+    labelled = sorted(
+        r.k8s_name
+        for r in dev.resources
+        if r.pod_spec()
+        and clients.items() <= (r.inputs["spec"].get("jobTemplate", r.inputs)["spec"]["template"]["metadata"]["labels"]).items()
+    )
+    assert labelled == ["mlflow-backup", "mlflow-gc", migration(dev).k8s_name]
 
 
 def test_minio_accepts_only_mlflow_and_labelled_clients(dev):
@@ -434,5 +451,5 @@ def test_minio_writes_only_to_its_volumes(dev):
 
 
 def test_prod_mlflow_account_waits_for_the_roles_permissions(prod):
-    (policy,) = prod.of_type("aws:iam/rolePolicy:RolePolicy")
+    (policy,) = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "mlflow-irsa-s3"]
     assert policy.urn in prod.k8s("ServiceAccount", "mlflow", NS).dependencies
