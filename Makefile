@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain local-up local-down plan plan-all golden test lint audit bench clean
+.PHONY: venv lint-venv toolchain local-up local-down plan plan-all golden test lint audit restore bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ test: venv lint-venv toolchain lint
 audit: venv
 	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
 	$(PY) -m tools.audit "$(STATE)"
+
+## restore: list or restore database dumps from the artifact store (README, Operations), e.g. ARGS="--bucket B --prefix backups/dev --list"
+restore: venv
+	$(PY) -m tools.restore $(ARGS)
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain

@@ -233,7 +233,8 @@ class Maintenance:
                 a.namespace,
                 component=COMPONENT,
                 instance=a.name,
-                annotations=scanner_exceptions(*init, *main),
+                # A failed migration is retried (dump included) by the next `pulumi up`, instead of waiting on the failed Job again.
+                annotations={**scanner_exceptions(*init, *main), "pulumi.com/replaceUnready": "true"},
             ),
             spec=self._job_spec(self._pod(init, main, labels, account)),
             # A Job's spec is immutable: any change replaces it (delete first, as the name may stay the same).
