@@ -597,16 +597,21 @@ class PlatformConfig(_Model):
 
     @model_validator(mode="after")
     def _maintenance_rules(self) -> PlatformConfig:
-        defaults = MaintenanceConfig()
         if self.database.mode == "rds":
-            for key in ("backup_schedule", "backups_kept"):
-                if getattr(self.maintenance, key) != getattr(defaults, key):
-                    raise _KeyError(
-                        f"maintenance.{to_camel(key)}",
-                        "is set, but RDS takes its own automated backups; allowed: database.rds.backupRetentionDays, "
-                        f"or maintenance.{to_camel(key)} left out",
-                        quotes_value=False,
-                    )
+            _refuse_unused(
+                self.maintenance,
+                "maintenance",
+                {"backupSchedule", "backupsKept"},
+                "database.mode is rds (RDS takes its own automated backups)",
+                "database.rds.backupRetentionDays",
+            )
+            dump_major, engine_major = _major(self.database.image), _major(self.database.managed.engine_version)
+            if dump_major is not None and engine_major is not None and engine_major > dump_major:
+                raise _KeyError(
+                    "database.rds.engineVersion",
+                    f"{self.database.managed.engine_version!r} is newer than the pg_dump of the pre-migration dump "
+                    f"({self.database.image}); allowed: {dump_major} or older",
+                )
         backups, artifacts = self.backup_prefix, self.artifacts.prefix
         if backups == artifacts or backups.startswith(artifacts + "/") or artifacts.startswith(backups + "/"):
             raise _KeyError(
@@ -648,6 +653,12 @@ class PlatformConfig(_Model):
     @property
     def storage_class(self) -> str:
         return "gp3" if self.is_eks else "microk8s-hostpath"
+
+
+def _major(version_or_image: str) -> int | None:
+    """The PostgreSQL major of ``15.18`` or ``docker.io/library/postgres:15.18`` (None when not spelled that way)."""
+    match = re.match(r"^(\d+)", version_or_image.rsplit(":", 1)[-1] if "/" in version_or_image else version_or_image)
+    return int(match.group(1)) if match else None
 
 
 class _KeyError(ValueError):

@@ -147,7 +147,14 @@ def test_rds_keeps_its_automated_backups_instead_of_a_backup_cron_job():
         "--dbname=postgresql://mlflow@mlflow-db.example.eu-west-1.rds.amazonaws.com:5432/mlflow"
     ]
     message, declared = refused("prod", database=RDS, maintenance=json.dumps({"backupsKept": 3}))
-    assert message.startswith("mlops-platform:maintenance.backupsKept: is set, but RDS takes its own automated backups") and not declared
+    assert message == (
+        "mlops-platform:maintenance.backupsKept: set, but database.mode is rds (RDS takes its own automated backups); "
+        "allowed: database.rds.backupRetentionDays, or maintenance.backupsKept left out"
+    )
+    assert not declared
+    newer = json.dumps({"mode": "rds", "rds": {**json.loads(RDS)["rds"], "engineVersion": "16.4"}})
+    message, declared = refused("prod", database=newer)
+    assert message.startswith("mlops-platform:database.rds.engineVersion: '16.4' is newer than the pg_dump") and not declared
 
 
 @pytest.mark.parametrize(
