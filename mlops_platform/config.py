@@ -597,6 +597,14 @@ class PlatformConfig(_Model):
 
     @model_validator(mode="after")
     def _maintenance_rules(self) -> PlatformConfig:
+        if self.database.mode == "external":
+            _refuse_unused(
+                self.maintenance,
+                "maintenance",
+                {"backupSchedule", "backupsKept", "backupPrefix"},
+                "database.mode is external (its backups are its owner's)",
+                "database.mode inCluster",
+            )
         if self.database.mode == "rds":
             _refuse_unused(
                 self.maintenance,

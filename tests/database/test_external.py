@@ -40,8 +40,13 @@ def test_a_mysql_uri_from_secret_config_goes_only_into_the_backend_secret():
     assert secret.inputs["stringData"] == {"uri": MYSQL_URI}
     assert "stringData.uri" in secret.secret_paths or "stringData" in secret.secret_paths
     server = container(plan.k8s("Deployment", "mlflow", NS), "mlflow")
-    for c in (server, container(plan.k8s("Deployment", "mlflow", NS), "migrate-db")):
+    (migration,) = [j for j in plan.kinds("Job") if j.k8s_name.startswith("mlflow-migrate-")]
+    for c in (server, container(migration, "migrate")):
         assert env_of(c)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
+    # The owner's database, the owner's backups: the migration runs without a dump of ours, and no backup is scheduled.
+    assert "initContainers" not in migration.pod_spec()
+    assert [c.k8s_name for c in plan.kinds("CronJob")] == ["mlflow-gc"]
+    assert not [s for s in plan.kinds("ServiceAccount") if s.k8s_name == "mlflow-backup"]
     holders = [r.k8s_name for r, m in plan.manifests() if any(PASSWORD in s for s in strings(r.inputs))]
     assert holders == ["mlflow-db"]
     assert not plan.outputs.get("databasePassword")

@@ -13,13 +13,13 @@ class Tracking:
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def bring_up_tracking(self, plan: Plan) -> Server:
-        """PostgreSQL (unless external), S3 with its bucket, the Jobs the server waits for (the migration) and the MLflow server: all from ``plan``."""
+        """PostgreSQL (unless external), S3 and its bucket, the Jobs the server waits for (migration) and the server, from ``plan``."""
         deployment = self.bring_up_storage(plan)
         self.run_migration(plan)
         return self.start_deployment(plan, deployment)
 
     def bring_up_storage(self, plan: Plan) -> DeclaredResource:
-        """PostgreSQL (unless external) and S3 with its bucket, as the MLflow server is declared to reach them; returns the server's Deployment."""
+        """PostgreSQL (unless external) and S3 with its bucket, as the server is declared to reach them; returns its Deployment."""
         deployment = self.tracking_deployment(plan)
         server_env = resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")
         backend = server_env["MLFLOW_BACKEND_STORE_URI"]
