@@ -344,20 +344,39 @@ def _tracking_uri(value: str) -> str:
     return value.rstrip("/")
 
 
+Alias = Annotated[str, _check(re.compile(r"^[\w-]{1,255}$"), "an MLflow alias: letters, digits, '_' or '-', e.g. production")]
+
+
+class CanaryConfig(_Model):
+    """A second alias or version of the same registered model that takes a share of the traffic before it is promoted."""
+
+    alias: Alias | None = None
+    version: int | None = Field(default=None, ge=1)
+    # 0 would be a rollback and 100 a promotion: both are expressed by dropping the canary.
+    traffic_percent: int = Field(ge=1, le=99)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CanaryConfig:
+        if (self.alias is None) == (self.version is None):
+            raise ValueError("set exactly one of alias or version")
+        return self
+
+
 class ModelSource(_Model):
     """One InferenceService: a registry alias or version resolved at deploy time, or a pinned S3 URI."""
 
     name: DnsLabel
     namespace: DnsLabel
     registered_model: str | None = Field(default=None, min_length=1)
-    alias: Annotated[str, _check(re.compile(r"^[\w-]{1,255}$"), "an MLflow alias: letters, digits, '_' or '-', e.g. production")] | None = (
-        None
-    )
+    alias: Alias | None = None
     version: int | None = Field(default=None, ge=1)
     storage_uri: (
         Annotated[str, _check(re.compile(r"^s3://[a-z0-9][a-z0-9.-]+/\S+$"), "an s3://bucket/key URI on the artifact bucket")] | None
     ) = None
     format: Literal["mlflow", "sklearn"] = "mlflow"
+    canary: CanaryConfig | None = None
+    # A registry version without an input/output signature is refused unless this is false.
+    require_signature: bool = True
     min_replicas: int = Field(default=1, ge=0, le=100)
     max_replicas: int = Field(default=1, ge=1, le=100)
     resources: Resources = Resources(cpu_request="100m", memory_request="512Mi", memory_limit="1Gi")
@@ -371,6 +390,13 @@ class ModelSource(_Model):
             raise ValueError("registeredModel is required with alias or version")
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.canary is not None:
+            if self.storage_uri is not None:
+                raise _KeyError("canary", "needs a registry source; allowed: registeredModel with alias or version, not storageUri")
+            if (self.canary.alias is not None and self.canary.alias == self.alias) or (
+                self.canary.version is not None and self.canary.version == self.version
+            ):
+                raise _KeyError("canary", "names the same alias or version as the model itself; allowed: a second alias, e.g. challenger")
         return self
 
 
@@ -386,6 +412,9 @@ class ServingConfig(_Model):
     install_kserve: bool = False
     # Namespaces that get storage credentials even without a configured model.
     namespaces: list[DnsLabel] = []
+    # MLflow model format versions (the major MLflow release that wrote MLmodel) the cluster's kserve-mlserver runtime serves:
+    # KServe 0.16's runtime declares "1" and "2". Declare "3" only for a runtime image that loads MLflow 3 models.
+    mlflow_format_versions: list[Literal["1", "2", "3"]] = ["1", "2"]
     models: list[ModelSource] = []
 
     @model_validator(mode="after")
@@ -407,6 +436,13 @@ class ServingConfig(_Model):
             )
         seen: dict[tuple[str, str], int] = {}
         for index, model in enumerate(self.models):
+            if model.canary is not None and self.deployment_mode != "Serverless":
+                raise _KeyError(
+                    f"models.{index}.canary",
+                    f"model {model.name!r} cannot split traffic in deploymentMode {self.deployment_mode}; "
+                    "allowed: deploymentMode Serverless (KServe's canaryTrafficPercent needs Knative revisions), or no canary",
+                    quotes_value=False,
+                )
             if model.min_replicas == 0 and self.deployment_mode != "Serverless":
                 raise _KeyError(f"models.{index}.minReplicas", "0 (scale to zero) needs deploymentMode Serverless; allowed: 1 or more")
             other = seen.setdefault((model.namespace, model.name), index)

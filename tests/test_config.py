@@ -309,6 +309,7 @@ SET_ONLY_WHEN_ENABLED = {
         "deploymentMode": "Serverless",
         "installKserve": True,
         "namespaces": ["team-a"],
+        "mlflowFormatVersions": ["1", "2", "3"],
         "models": [{"name": "diabetes", "namespace": "team-a", "registeredModel": "diabetes", "alias": "production"}],
     },
     "monitoring": {

@@ -55,7 +55,7 @@ def table(plan: Plan) -> str:
         if r.retain_on_delete:
             note.append("retain")
         if r.kind == "InferenceService":
-            note.append(describe_model(r.inputs["metadata"].get("annotations") or {}))
+            note.append(describe_model(r.inputs))
         rows.append((r.type, r.name, names.get(r.parent or "", "-"), ",".join(note)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]

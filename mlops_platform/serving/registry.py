@@ -1,14 +1,21 @@
-"""Resolve ``serving.models`` to the exact S3 locations KServe downloads.
+"""Resolve ``serving.models`` to the exact S3 locations KServe downloads, and gate what would be pinned.
 
 KServe reads neither ``models:/name@alias`` nor the ``mlflow-artifacts:/`` URIs a
 proxying tracking server records. So each alias or version is resolved here, at
 `pulumi preview` and `pulumi up` time, into a pinned ``s3://`` URI: a promotion
 (moving an alias) becomes a reviewed diff of the InferenceService.
 
+Each resolved version then passes gates, read from the ``MLmodel`` file the
+registry's artifact proxy serves from exactly where ``storageUri`` will point:
+the file exists, its flavor (and, for ``format: mlflow``, the MLflow format
+version) is one the chosen KServe runtime serves, and it has a signature unless
+the entry allows none. Otherwise the version would be pinned and fail only in
+the cluster.
+
 Resolution runs before any resource is declared. An entry that cannot be
-resolved, including when the registry is unreachable, stops the program with one
-line naming the entry and changes nothing. A preview cannot show what a deploy
-would serve without the registry, so it fails too rather than guess.
+resolved or fails a gate, including when the registry is unreachable, stops the
+program with one line naming the entry and changes nothing. A preview cannot
+show what a deploy would serve without the registry, so it fails too rather than guess.
 
 Registry credentials come from MLflow's own environment variables
 (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``) or the
@@ -17,47 +24,63 @@ secret config ``serving.registryToken``; they never appear in messages.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import posixpath
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from mlops_platform.config import PROJECT, ConfigError, ModelSource, PlatformConfig, ServingConfig
+from mlops_platform.config import PROJECT, CanaryConfig, ConfigError, ModelSource, PlatformConfig, ServingConfig
+from mlops_platform.serving.mlflow_rest import HTTP_LIMITS, MlflowRest, RegistryError
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+__all__ = ["HTTP_LIMITS", "ResolvedCanary", "ResolvedModel", "physical_uri", "resolve_models"]
 
-# MLflow's defaults (7 retries with exponential backoff, 120 s timeout) would hang a
-# preview for minutes on a dead registry. Values the operator exports win.
-HTTP_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-}
-# Lookups are independent and bound by registry latency (three REST calls each).
+# Lookups are independent and bound by registry latency (three HTTP requests per version); more would crowd a small server.
 CONCURRENT_LOOKUPS = 8
-# Only these fragments of a transport error reach a message: never URLs, headers or bodies.
-_CAUSES = (
-    (re.compile(r"\[Errno -?\d+\] ([A-Za-z ]+)"), "{}"),
-    (re.compile(r"(Read timed out|Connect timeout)"), "{}"),
-    (re.compile(r"error code (\d{3})"), "HTTP {}"),
-)
+# Model format -> (the KServe runtime that serves it, the MLmodel flavor that runtime loads).
+RUNTIME_FLAVORS = {"mlflow": ("kserve-mlserver", "python_function"), "sklearn": ("kserve-sklearnserver", "sklearn")}
+# Files kserve-sklearnserver loads from the model directory (kserve 0.16 sklearnserver/model.py).
+SKLEARN_FILES = ("model.joblib", "model.pkl", "model.pickle")
+
+
+@dataclass(frozen=True)
+class ResolvedCanary:
+    """The challenger: the latest revision, taking ``traffic_percent`` of the traffic."""
+
+    storage_uri: str
+    version: str
+    run_id: str | None
+    alias: str | None
+    traffic_percent: int
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A ``serving.models`` entry and the artifacts KServe will serve for it."""
+    """A ``serving.models`` entry and the artifacts KServe will serve for it (the stable ones when a canary runs)."""
 
     source: ModelSource
     storage_uri: str
     version: str | None = None
     run_id: str | None = None
+    canary: ResolvedCanary | None = None
+
+
+@dataclass(frozen=True)
+class _Version:
+    storage_uri: str
+    version: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """One registry version to resolve and gate: an entry's own source, or its canary."""
+
+    index: int
+    model: ModelSource
+    alias: str | None
+    version: int | None
+    canary: bool
 
 
 def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
@@ -67,9 +90,36 @@ def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
         return []
     token = _registry_token(serving)
     root = config.artifacts.root
+    # Pinned entries are checked in the same ordered pass, so the first failure in config order is the one reported.
+    lookups = [
+        _Lookup(index, model, source.alias, source.version, source is model.canary)
+        for index, model in enumerate(serving.models)
+        for source in (model, model.canary)
+        if source is not None
+    ]
     needs_registry = any(m.storage_uri is None for m in serving.models)
-    with _registry(serving, token) if needs_registry else contextlib.nullcontext() as client:
-        return _in_order(lambda item: _resolve(client, serving, item[0], item[1], root), list(enumerate(serving.models)))
+    client = MlflowRest(str(serving.mlflow_tracking_uri), token) if needs_registry else None
+    versions = _in_order(lambda lookup: _resolve(client, serving, lookup, root), lookups)
+    found = {(lookup.index, lookup.canary): version for lookup, version in zip(lookups, versions, strict=True)}
+    return [_model(index, model, found) for index, model in enumerate(serving.models)]
+
+
+def _model(index: int, model: ModelSource, found: dict[tuple[int, bool], _Version]) -> ResolvedModel:
+    stable = found[(index, False)]
+    if model.storage_uri is not None:
+        return ResolvedModel(model, stable.storage_uri)
+    canary = None
+    if model.canary is not None:
+        challenger = found[(index, True)]
+        if challenger.version == stable.version:
+            raise ConfigError(
+                f"{_entry(index, model)}: canary {_wanted(model.canary)} is version {stable.version}, the version already served; "
+                "allowed: a canary on another version, or no canary once the model is promoted"
+            )
+        canary = ResolvedCanary(
+            challenger.storage_uri, challenger.version, challenger.run_id, model.canary.alias, model.canary.traffic_percent
+        )
+    return ResolvedModel(model, stable.storage_uri, version=stable.version, run_id=stable.run_id, canary=canary)
 
 
 def physical_uri(uri: str, root: str) -> str | None:
@@ -101,29 +151,69 @@ def _in_order(work: Callable, items: Sequence) -> list:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _resolve(client: MlflowClient | None, serving: ServingConfig, index: int, model: ModelSource, root: str) -> ResolvedModel:
+def _resolve(client: MlflowRest | None, serving: ServingConfig, lookup: _Lookup, root: str) -> _Version:
+    index, model = lookup.index, lookup.model
     if model.storage_uri is not None:
-        return ResolvedModel(model, _on_bucket(model.storage_uri, root, index, model))
-    from mlflow.exceptions import MlflowException
-
+        return _Version(_on_bucket(model.storage_uri, root, index, model), "", None)
     name = model.registered_model
     if client is None or name is None:
         # Validation pairs every entry without storageUri with registeredModel, and resolve_models opens a client for it.
         raise ConfigError(f"{_entry(index, model)}: needs registeredModel and serving.mlflowTrackingUri")
     try:
-        if model.alias is not None:
-            version = client.get_model_version_by_alias(name, model.alias)
-        else:
-            version = client.get_model_version(name, str(model.version))
-        location = client.get_model_version_download_uri(name, version.version)
-    except MlflowException as exc:
-        raise ConfigError(f"{_entry(index, model)}: {_explain(exc, client, serving, model, name)}") from None
-    if version.status != "READY":
+        found = client.model_version(name, alias=lookup.alias, version=None if lookup.alias else str(lookup.version))
+        version = str(found["version"])
+        location = client.download_uri(name, version)
+    except RegistryError as exc:
+        raise ConfigError(f"{_entry(index, model)}: {_explain(exc, client, serving, lookup, name)}") from None
+    what = f"{'canary ' if lookup.canary else ''}version {version} of registered model {name!r}"
+    if found.get("status") != "READY":
+        raise ConfigError(f"{_entry(index, model)}: {what} is {found.get('status')}, not READY")
+    storage_uri = _on_bucket(location, root, index, model)
+    _gate(client, serving, model, storage_uri, root, f"{_entry(index, model)}: {what}")
+    return _Version(storage_uri, version, found.get("run_id") or None)
+
+
+def _gate(client: MlflowRest, serving: ServingConfig, model: ModelSource, storage_uri: str, root: str, what: str) -> None:
+    """Refuse a version KServe could not serve, from the MLmodel file at exactly the pinned location."""
+    import yaml
+
+    try:
+        text = client.artifact(storage_uri.removeprefix(root + "/") + "MLmodel")
+    except RegistryError as exc:
+        raise ConfigError(f"{what}: its MLmodel could not be read through the registry ({exc.reason})") from None
+    if text is None:
+        raise ConfigError(f"{what}: has no MLmodel file at {storage_uri} (artifact missing or deleted)")
+    try:
+        mlmodel = yaml.safe_load(text)
+    except yaml.YAMLError:
+        mlmodel = None
+    if not isinstance(mlmodel, dict):
+        raise ConfigError(f"{what}: its MLmodel at {storage_uri} is not an MLflow model description")
+    declared = mlmodel.get("flavors")
+    flavors: dict = declared if isinstance(declared, dict) else {}
+    runtime, flavor = RUNTIME_FLAVORS[model.format]
+    if flavor not in flavors:
         raise ConfigError(
-            f"{_entry(index, model)}: version {version.version} of registered model {model.registered_model!r} "
-            f"is {version.status}, not READY"
+            f"{what}: has flavors {', '.join(sorted(flavors)) or 'none'}; format {model.format} is served by {runtime}, "
+            f"which loads the {flavor} flavor"
         )
-    return ResolvedModel(model, _on_bucket(location, root, index, model), version=str(version.version), run_id=version.run_id or None)
+    if model.format == "mlflow":
+        written_by = str(mlmodel.get("mlflow_version", "unknown"))
+        major = written_by.split(".")[0]
+        if major not in serving.mlflow_format_versions:
+            raise ConfigError(
+                f"{what}: was written by MLflow {written_by} (mlflow format {major}); {runtime} serves mlflow format versions "
+                f"{', '.join(serving.mlflow_format_versions)} (serving.mlflowFormatVersions)"
+            )
+    else:
+        pickled = str(flavors[flavor].get("pickled_model", "")) if isinstance(flavors[flavor], dict) else ""
+        if pickled not in SKLEARN_FILES:
+            raise ConfigError(
+                f"{what}: stores its model as {pickled or 'nothing'}; {runtime} loads only {', '.join(SKLEARN_FILES)} "
+                "(log it with serialization_format='pickle')"
+            )
+    if model.require_signature and not mlmodel.get("signature"):
+        raise ConfigError(f"{what}: has no signature; allowed: a model logged with a signature, or requireSignature: false")
 
 
 def _on_bucket(uri: str, root: str, index: int, model: ModelSource) -> str:
@@ -136,15 +226,15 @@ def _on_bucket(uri: str, root: str, index: int, model: ModelSource) -> str:
     return physical
 
 
-def _explain(exc: MlflowException, client: MlflowClient, serving: ServingConfig, model: ModelSource, name: str) -> str:
+def _explain(exc: RegistryError, client: MlflowRest, serving: ServingConfig, lookup: _Lookup, name: str) -> str:
     """One line for a failed lookup, from MLflow's error code, never from response bodies."""
     registry = serving.mlflow_tracking_uri
     code = exc.error_code
     if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-        if not _model_exists(client, name):
-            return f"registered model {model.registered_model!r} not found in the registry at {registry}"
-        wanted = f"alias {model.alias!r}" if model.alias is not None else f"version {model.version}"
-        return f"registered model {model.registered_model!r} has no {wanted}"
+        if not client.registered_model_exists(name):
+            return f"registered model {name!r} not found in the registry at {registry}"
+        wanted = f"alias {lookup.alias!r}" if lookup.alias is not None else f"version {lookup.version}"
+        return f"registered model {name!r} has no {'canary ' if lookup.canary else ''}{wanted}"
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return (
             f"the registry at {registry} refused access ({code}); provide MLFLOW_TRACKING_TOKEN "
@@ -153,27 +243,12 @@ def _explain(exc: MlflowException, client: MlflowClient, serving: ServingConfig,
     if code == "ENDPOINT_NOT_FOUND":
         return f"no MLflow API at {registry} (HTTP 404); check serving.mlflowTrackingUri, including the server's --static-prefix"
     return (
-        f"the registry at {registry} is unreachable or failing ({_reason(exc)}); preview and deploy need it to resolve aliases and versions"
+        f"the registry at {registry} is unreachable or failing ({exc.reason}); preview and deploy need it to resolve aliases and versions"
     )
 
 
-def _model_exists(client: MlflowClient, name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException as exc:
-        return exc.error_code != "RESOURCE_DOES_NOT_EXIST"
-    return True
-
-
-def _reason(exc: MlflowException) -> str:
-    """The cause in a few words ('Connection refused', 'Read timed out', 'HTTP 503'), else MLflow's error code."""
-    for pattern, template in _CAUSES:
-        found = pattern.search(str(exc))
-        if found:
-            return template.format(found.group(1).strip())
-    return exc.error_code
+def _wanted(canary: CanaryConfig) -> str:
+    return f"alias {canary.alias!r}" if canary.alias is not None else f"version {canary.version}"
 
 
 def _registry_token(serving: ServingConfig) -> str | None:
@@ -189,33 +264,6 @@ def _registry_token(serving: ServingConfig) -> str | None:
             "allowed: a secret, set with `pulumi config set --secret --path serving.registryToken`"
         )
     return serving.registry_token.get_secret_value()
-
-
-@contextlib.contextmanager
-def _registry(serving: ServingConfig, token: str | None) -> Iterator[MlflowClient]:
-    """The run's one MlflowClient, with bounded HTTP retries and the token visible only while it works."""
-    from mlflow import MlflowClient
-
-    overrides = {name: os.environ.get(name, default) for name, default in HTTP_LIMITS.items()}
-    if token is not None:
-        overrides["MLFLOW_TRACKING_TOKEN"] = token
-    with _environ(overrides):
-        yield MlflowClient(tracking_uri=serving.mlflow_tracking_uri, registry_uri=serving.mlflow_tracking_uri)
-
-
-@contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    """MLflow reads its settings and credentials from the environment at each request."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _entry(index: int, model: ModelSource) -> str:

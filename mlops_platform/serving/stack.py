@@ -7,15 +7,22 @@ dev (microk8s): a MinIO user limited to the prefix; its keys in a Secret that
                 carries KServe's S3 annotations, listed by a ServiceAccount.
 prod (eks):     a ServiceAccount bound through IRSA to a read-only IAM role; no keys.
 
-Each InferenceService pins the storage URI that ``components/registry.py``
+Each InferenceService pins the storage URI that ``serving/registry.py``
 resolved, and records registered model, version, alias and run id in its
 annotations, so a promotion shows up in a preview as ``model-version: "3" => "4"``.
+
+A canary is declared the way KServe 0.16 supports it (Serverless only): the
+predictor's spec is the challenger's (its ``storageUri``) with
+``canaryTrafficPercent``, so Knative's latest revision serves the challenger to
+that share and the previously rolled-out revision, the production version that was
+served before the canary started, keeps the rest. Annotations name both versions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -33,6 +40,9 @@ REGISTERED_MODEL = "mlops-platform/registered-model"
 MODEL_VERSION = "mlops-platform/model-version"
 MODEL_ALIAS = "mlops-platform/model-alias"
 RUN_ID = "mlops-platform/run-id"
+CANARY_VERSION = "mlops-platform/canary-version"
+CANARY_ALIAS = "mlops-platform/canary-alias"
+CANARY_RUN_ID = "mlops-platform/canary-run-id"
 # Model format -> (ClusterServingRuntime, protocol). MLServer serves MLflow models on v2 only.
 RUNTIMES = {"mlflow": ("kserve-mlserver", "v2"), "sklearn": ("kserve-sklearnserver", "v1")}
 # KServe names the model container so; saying it avoids a perpetual diff against the defaulted value.
@@ -57,7 +67,7 @@ class ServingStack(pulumi.ComponentResource):
     """KServe serving of registry-resolved models, with least-privilege storage access per namespace."""
 
     service_account: str
-    models: dict[str, dict[str, str]]
+    models: dict[str, dict[str, Any]]
 
     def __init__(self, name: str, args: ServingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:ServingStack", name, None, opts)
@@ -193,6 +203,7 @@ def inference_service(model: ResolvedModel, deployment_mode: str, service_accoun
         spec=kserve.V1beta1InferenceServiceSpec(
             predictor=kserve.V1beta1PredictorSpec(
                 service_account_name=service_account,
+                canary_traffic_percent=model.canary.traffic_percent if model.canary else None,
                 min_replicas=source.min_replicas,
                 max_replicas=source.max_replicas,
                 model=kserve.V1beta1ModelSpec(
@@ -200,7 +211,8 @@ def inference_service(model: ResolvedModel, deployment_mode: str, service_accoun
                     model_format=kserve.V1beta1ModelFormat(name=source.format),
                     runtime=runtime,
                     protocol_version=protocol,
-                    storage_uri=model.storage_uri,
+                    # With a canary the spec is the challenger's: KServe rolls it out as the latest revision.
+                    storage_uri=model.canary.storage_uri if model.canary else model.storage_uri,
                     resources=V1ResourceRequirements(
                         requests={"cpu": resources.cpu_request, "memory": resources.memory_request},
                         limits={"cpu": resources.cpu_limit, "memory": resources.memory_limit},
@@ -223,31 +235,52 @@ def inference_service(model: ResolvedModel, deployment_mode: str, service_accoun
 
 
 def model_annotations(model: ResolvedModel) -> dict[str, str]:
-    """Where the served artifacts came from; absent for a pinned storageUri."""
+    """Where the served artifacts came from (both versions during a canary); absent for a pinned storageUri."""
+    canary = model.canary
     values = {
         REGISTERED_MODEL: model.source.registered_model,
         MODEL_VERSION: model.version,
         MODEL_ALIAS: model.source.alias,
         RUN_ID: model.run_id,
+        CANARY_VERSION: canary.version if canary else None,
+        CANARY_ALIAS: canary.alias if canary else None,
+        CANARY_RUN_ID: canary.run_id if canary else None,
     }
     return {key: value for key, value in values.items() if value is not None}
 
 
-def served(model: ResolvedModel) -> dict[str, str]:
+def served(model: ResolvedModel) -> dict[str, Any]:
     """One entry of the ``servingModels`` output: what a preview diff should make obvious."""
-    values = {
+    values: dict[str, Any] = {
         "storageUri": model.storage_uri,
         "registeredModel": model.source.registered_model,
         "version": model.version,
         "alias": model.source.alias,
         "runId": model.run_id,
     }
+    if model.canary is not None:
+        canary = {
+            "storageUri": model.canary.storage_uri,
+            "version": model.canary.version,
+            "alias": model.canary.alias,
+            "runId": model.canary.run_id,
+            "trafficPercent": model.canary.traffic_percent,
+        }
+        values["canary"] = {key: value for key, value in canary.items() if value is not None}
     return {key: value for key, value in values.items() if value is not None}
 
 
-def describe(annotations: Mapping[str, str]) -> str:
-    """A plan-table note for an InferenceService: ``diabetes v4 @production``, or ``pinned storageUri``."""
+def describe(manifest: Mapping[str, Any]) -> str:
+    """A plan-table note for an InferenceService: ``diabetes v4 @production``, with a canary
+    ``diabetes v3 @production 90% | v4 @challenger 10%``, or ``pinned storageUri``."""
+    annotations = manifest.get("metadata", {}).get("annotations") or {}
     if MODEL_VERSION not in annotations:
         return "pinned storageUri"
     note = f"{annotations.get(REGISTERED_MODEL)} v{annotations[MODEL_VERSION]}"
-    return f"{note} @{annotations[MODEL_ALIAS]}" if MODEL_ALIAS in annotations else note
+    if MODEL_ALIAS in annotations:
+        note += f" @{annotations[MODEL_ALIAS]}"
+    percent = manifest.get("spec", {}).get("predictor", {}).get("canaryTrafficPercent")
+    if CANARY_VERSION not in annotations or percent is None:
+        return note
+    challenger = f"v{annotations[CANARY_VERSION]}" + (f" @{annotations[CANARY_ALIAS]}" if CANARY_ALIAS in annotations else "")
+    return f"{note} {100 - int(percent)}% | {challenger} {percent}%"

@@ -18,9 +18,14 @@ E2E_TRAINING_JOB = "diabetes-train"
 E2E_TRAINING_MODEL = "diabetes-trained-by-job"
 E2E_TRAINING_EXPERIMENT = "e2e-training-job"
 TRAIN_SOURCE = Path(__file__).with_name("train_job.py").read_text()
+E2E_CHALLENGER = "challenger"
+E2E_CANARY_PERCENT = 10
+# The e2e serves with MLServer 1.7.1 and MLflow 3.17, which load the MLflow 3 models the notebook logs;
+# KServe 0.16's stock kserve-mlserver runtime declares mlflow formats 1 and 2 only.
+E2E_MLFLOW_FORMATS = ["1", "2", "3"]
 
 
-def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dict[str, str], list[str]]:
+def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool = False) -> tuple[dict[str, str], list[str]]:
     """The stack file's config with the e2e overlay.
 
     * ``kubeflow.externalHost`` (only if the stack sets none): so the external-host path
@@ -28,7 +33,8 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dic
     * ``training``: one Job in the first profile running ``train_job.py``;
     * with ``registry_uri`` (after the notebook set the alias): ``serving.mlflowTrackingUri``
       points at the running server and ``serving.models`` is the one model the notebook
-      registered, served in the first Kubeflow profile (the example in Pulumi.dev.yaml).
+      registered, served in the first Kubeflow profile (the example in Pulumi.dev.yaml);
+    * with ``canary``: the challenger alias takes ``E2E_CANARY_PERCENT`` of the traffic (Serverless, as KServe requires).
     """
     config, secret_keys = stack_config(stack)
     kubeflow = json.loads(config.get("mlops-platform:kubeflow", "{}"))
@@ -54,9 +60,12 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None) -> tuple[dic
         if not serving.get("enabled") or not profiles:
             raise DataPlaneError("serving", f"stack {stack} enables no serving or no Kubeflow profile to serve in")
         serving["mlflowTrackingUri"] = registry_uri
-        serving["models"] = [
-            {"name": E2E_REGISTERED_MODEL, "namespace": profiles[0], "registeredModel": E2E_REGISTERED_MODEL, "alias": E2E_ALIAS}
-        ]
+        serving["mlflowFormatVersions"] = E2E_MLFLOW_FORMATS
+        model = {"name": E2E_REGISTERED_MODEL, "namespace": profiles[0], "registeredModel": E2E_REGISTERED_MODEL, "alias": E2E_ALIAS}
+        if canary:
+            serving["deploymentMode"] = "Serverless"
+            model["canary"] = {"alias": E2E_CHALLENGER, "trafficPercent": E2E_CANARY_PERCENT}
+        serving["models"] = [model]
         config["mlops-platform:serving"] = json.dumps(serving)
     return config, secret_keys
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
+from tests.e2e.config import E2E_ALIAS, E2E_CHALLENGER, E2E_REGISTERED_MODEL, e2e_config, served_model
 from tests.e2e.launch import NO_TELEMETRY, Server
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
@@ -121,6 +121,19 @@ def model_dir(plane: DataPlane, serving_plan: Plan, isvc) -> Path:
 def predictor(plane: DataPlane, isvc, model_dir: Path) -> Server:
     """Step 6: the predictor as KServe's selected runtime would run it."""
     return plane.start_predictor(isvc, model_dir)
+
+
+@pytest.fixture(scope="module")
+def challenger(plane: DataPlane, plan: Plan, trained: dict, profile: str) -> dict:
+    """A second version of the same model, trained differently, that the notebook points ``challenger`` at."""
+    return plane.notebook(plan, profile, E2E_REGISTERED_MODEL, E2E_CHALLENGER, experiment="e2e-challenger", alpha=0.01)
+
+
+@pytest.fixture(scope="module")
+def canary_plan(serving_plan: Plan, challenger: dict, registry_uri: str) -> Plan:
+    """The program once more, with the challenger as a canary beside production (after ``serving_plan`` rolled production out)."""
+    config, secret_keys = e2e_config("dev", registry_uri=registry_uri, canary=True)
+    return run_program("dev", config=config, secret_keys=secret_keys)
 
 
 @pytest.fixture

@@ -84,7 +84,9 @@ class Kubeflow:
                     return http(f"http://{HOST}:{self.hosts.routes[address]}{forwarded}", host=rewrite.get("authority", host))
         raise DataPlaneError(component, f"no declared VirtualService routes {host}{path}")
 
-    def notebook(self, plan: Plan, namespace: str, registered_model: str, alias: str, experiment: str) -> dict[str, Any]:
+    def notebook(
+        self, plan: Plan, namespace: str, registered_model: str, alias: str, experiment: str, alpha: float = 0.5
+    ) -> dict[str, Any]:
         """Run ``notebook.py`` with exactly the env the namespace's PodDefaults inject (plus PATH, locale, HOME)."""
         env = self.hosts.rewrite_env(poddefault_env(plan, namespace), "notebook")
         for name in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
@@ -92,10 +94,10 @@ class Kubeflow:
                 raise DataPlaneError("notebook", f"{name} is {env[name]}: S3 calls would not go to the declared MinIO")
         home = self.workdir / f"notebook-{namespace}"
         home.mkdir(exist_ok=True)
-        result = home / "result.json"
+        result = home / f"result-{alias}.json"
         run_once(
             "notebook",
-            [str(VENV_BIN / "python"), str(NOTEBOOK), str(result), registered_model, alias, experiment],
+            [str(VENV_BIN / "python"), str(NOTEBOOK), str(result), registered_model, alias, experiment, str(alpha)],
             {**base_env(home), **env},
             self.log(f"notebook-{namespace}"),
             RUN_TIMEOUT["notebook"],

@@ -7,7 +7,7 @@ prefix (``PROFILE_S3_URI``) with the injected S3 settings. Writes what the test 
 JSON file given as the first argument: ids, and the model's own predictions on a
 held-out sample.
 
-Usage: python notebook.py RESULT_JSON REGISTERED_MODEL ALIAS EXPERIMENT
+Usage: python notebook.py RESULT_JSON REGISTERED_MODEL ALIAS EXPERIMENT [ALPHA]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import sys
 
 
-def main(result_path: str, registered_model: str, alias: str, experiment: str) -> None:
+def main(result_path: str, registered_model: str, alias: str, experiment: str, alpha: str = "0.5") -> None:
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.datasets import load_diabetes
@@ -30,8 +30,8 @@ def main(result_path: str, registered_model: str, alias: str, experiment: str) -
     x_train, x_test, y_train, _ = train_test_split(data.data, data.target, test_size=8, random_state=7)
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
-        model = Ridge(alpha=0.5).fit(x_train, y_train)
-        mlflow.log_params({"alpha": 0.5, "rows": len(x_train)})
+        model = Ridge(alpha=float(alpha)).fit(x_train, y_train)
+        mlflow.log_params({"alpha": float(alpha), "rows": len(x_train)})
         mlflow.log_metric("r2_train", float(model.score(x_train, y_train)))
         signature = infer_signature(x_train, model.predict(x_train))
         info = mlflow.sklearn.log_model(
@@ -70,4 +70,4 @@ def save_dataset(frame) -> str | None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

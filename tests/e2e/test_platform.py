@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mlops_platform.monitoring.metrics import SYNTHETIC
-from tests.e2e.config import E2E_TRAINING_EXPERIMENT, E2E_TRAINING_JOB, E2E_TRAINING_MODEL, served_model
+from tests.e2e.config import E2E_CANARY_PERCENT, E2E_TRAINING_EXPERIMENT, E2E_TRAINING_JOB, E2E_TRAINING_MODEL, served_model
 from tests.e2e.declared import mutated, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import poddefault_env
@@ -237,21 +237,43 @@ def test_mlserver_predictions_equal_the_models_own(plane, predictor, isvc, train
     assert predictions == trained["predictions"]
 
 
+def test_a_canary_pins_production_and_challenger_to_their_own_storage_uris(serving_plan, canary_plan, trained, challenger):
+    """The stable share is the revision rolled out before the canary: production's storageUri; the spec is the challenger's."""
+    production, canary = served_model(serving_plan), served_model(canary_plan)
+    served = canary_plan.outputs["servingModels"][f"{canary.k8s_namespace}/{canary.k8s_name}"]
+    assert served["storageUri"] == production.inputs["spec"]["predictor"]["model"]["storageUri"]
+    assert (served["version"], served["canary"]["version"]) == (trained["version"], challenger["version"])
+    assert canary.inputs["spec"]["predictor"]["model"]["storageUri"] == served["canary"]["storageUri"] != served["storageUri"]
+    assert canary.inputs["spec"]["predictor"]["canaryTrafficPercent"] == E2E_CANARY_PERCENT
+
+
+def test_production_and_challenger_each_serve_their_own_predictions(plane, predictor, isvc, canary_plan, trained, challenger):
+    """Both revisions as KServe runs them: each storageUri downloaded by KServe's storage code and served by MLServer."""
+    latest = served_model(canary_plan)
+    challenger_server = plane.start_predictor(latest, plane.download_model(canary_plan, latest))
+    assert trained["inputs"] == challenger["inputs"]
+    assert plane.infer(predictor, isvc.k8s_name, trained["inputs"]) == trained["predictions"]
+    assert plane.infer(challenger_server, latest.k8s_name, challenger["inputs"]) == challenger["predictions"]
+    assert challenger["predictions"] != trained["predictions"]
+
+
 # -- 7. restart --------------------------------------------------------------------------------
 
 
 def test_a_restarted_server_still_has_every_run_the_model_and_its_alias(plane, plan, tracking, trained, registry_uri):
     from mlflow import MlflowClient
 
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    aliases = client.get_registered_model(trained["registered_model"]).aliases
+    assert aliases[trained["alias"]] == trained["version"]
     plane.stop_server(tracking)
     assert not listening(tracking.port)
     restarted = plane.start_deployment(plan, tracking.workload)
     assert restarted.port == tracking.port  # same Service address, same URL for every client
-    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
     assert client.get_run(trained["run_id"]).info.status == "FINISHED"
     runs = client.search_runs([trained["experiment_id"]])
     assert [r.info.run_id for r in runs] == [trained["run_id"]]
-    assert client.get_registered_model(trained["registered_model"]).aliases == {trained["alias"]: trained["version"]}
+    assert client.get_registered_model(trained["registered_model"]).aliases == aliases
 
 
 # -- breaking a declared value fails at its component ------------------------------------------

@@ -6,6 +6,10 @@ server, the dev stack's artifact root. A model is logged, registered and aliased
 the way a training run does it; then the real program runs with
 ``serving.mlflowTrackingUri`` pointing at the server, and the declared
 InferenceService is compared with where the artifacts actually are in S3.
+
+Gates are checked on versions built in the same registry and bucket: a missing
+artifact, flavors the runtime cannot load, an MLflow format the runtime does not
+declare, no signature.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -25,9 +30,11 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import mlflow
 import pytest
+import yaml
 from mlflow import MlflowClient
 
-from mlops_platform.config import ConfigError
+from mlops_platform.config import MLFLOW_VERSION, ConfigError
+from mlops_platform.serving import registry as registry_module
 from mlops_platform.serving.registry import physical_uri
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
@@ -56,6 +63,7 @@ class Registry:
     uri: str
     client: MlflowClient
     versions: dict[str, Logged]
+    s3: object
 
     def promote(self, version: str, alias: str = "production") -> None:
         self.client.set_registered_model_alias(MODEL, alias, version)
@@ -110,35 +118,46 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
                 env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
         )
-        yield Registry(uri, MlflowClient(uri, registry_uri=uri), _train_two_versions(uri, s3))
+        yield Registry(uri, MlflowClient(uri, registry_uri=uri), _train_versions(uri, s3), s3)
 
 
-def _train_two_versions(uri: str, s3) -> dict[str, Logged]:
-    """Log and register two sklearn models as a training script would; find each one's files in S3."""
+def _train_versions(uri: str, s3) -> dict[str, Logged]:
+    """Log and register three signed sklearn models as a training script would; find each one's files in S3."""
+    versions = {}
+    for alpha in (1.0, 0.1, 0.01):
+        logged = log_model(uri, s3, MODEL, alpha)
+        versions[logged.version] = logged
+    assert list(versions) == ["1", "2", "3"]
+    return versions
+
+
+def log_model(uri: str, s3, name: str, alpha: float, *, signed: bool = True, serialization: str = "pickle") -> Logged:
+    from mlflow.models import infer_signature
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import Ridge
 
     features, target = load_diabetes(return_X_y=True, as_frame=True)
-    versions = {}
+    model = Ridge(alpha=alpha).fit(features, target)
+    signature = infer_signature(features, model.predict(features)) if signed else None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         assert mlflow.get_tracking_uri() == uri, "something in this process pinned MLflow's tracking URI"
-        for alpha in (1.0, 0.1):
-            with mlflow.start_run() as run:
-                info = mlflow.sklearn.log_model(
-                    Ridge(alpha=alpha).fit(features, target), name="model", registered_model_name=MODEL, serialization_format="pickle"
-                )
-            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
-            (mlmodel,) = [k for k in keys if k.endswith(f"/{info.model_id}/artifacts/MLmodel")]
-            location = f"s3://{BUCKET}/{mlmodel.removesuffix('MLmodel')}"
-            assert any(k == mlmodel.replace("MLmodel", "model.pkl") for k in keys)
-            versions[str(info.registered_model_version)] = Logged(str(info.registered_model_version), run.info.run_id, location)
-    assert list(versions) == ["1", "2"]
-    return versions
+        with mlflow.start_run() as run:
+            info = mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=name, signature=signature, serialization_format=serialization
+            )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    (mlmodel,) = [k for k in keys if k.endswith(f"/{info.model_id}/artifacts/MLmodel")]
+    assert any(k == mlmodel.replace("MLmodel", f"model.{'pkl' if serialization == 'pickle' else serialization}") for k in keys)
+    return Logged(str(info.registered_model_version), run.info.run_id, f"s3://{BUCKET}/{mlmodel.removesuffix('MLmodel')}")
 
 
-def serving(uri: str, *models: dict) -> dict:
-    return {"enabled": True, "mlflowTrackingUri": uri, "models": list(models)}
+# This process serves with MLServer 1.7.1 and MLflow 3.17, which load MLflow 3 models; KServe 0.16's stock runtime declares 1 and 2.
+FORMATS = ["1", "2", "3"]
+
+
+def serving(uri: str, *models: dict, **settings: object) -> dict:
+    return {"enabled": True, "mlflowTrackingUri": uri, "mlflowFormatVersions": FORMATS, "models": list(models), **settings}
 
 
 def entry(name: str = MODEL, namespace: str = NAMESPACE, **source: object) -> dict:
@@ -220,12 +239,12 @@ def test_a_version_pins_regardless_of_aliases(registry):
 def test_one_client_resolves_every_model(registry, monkeypatch):
     created = []
 
-    class CountingClient(mlflow.MlflowClient):
+    class CountingClient(registry_module.MlflowRest):
         def __init__(self, *args, **kwargs):
-            created.append(args or kwargs)
+            created.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(mlflow, "MlflowClient", CountingClient)
+    monkeypatch.setattr(registry_module, "MlflowRest", CountingClient)
     registry.promote("2")
     plan = deploy(
         serving(registry.uri, entry(alias="production"), entry("diabetes-v1", version=1), entry(namespace="team-a", alias="production"))
@@ -235,11 +254,114 @@ def test_one_client_resolves_every_model(registry, monkeypatch):
 
 
 def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
-    monkeypatch.setattr(mlflow, "MlflowClient", None)
+    monkeypatch.setattr(registry_module, "MlflowRest", None)
     plan = deploy(
         serving(f"http://{HOST}:{free_port()}", {"name": MODEL, "namespace": NAMESPACE, "storageUri": f"{ROOT_URI}/1/models/m-1/artifacts"})
     )
     assert isvc(plan)["spec"]["predictor"]["model"]["storageUri"] == f"{ROOT_URI}/1/models/m-1/artifacts/"
+
+
+def test_resolving_and_gating_never_imports_mlflow(registry):
+    """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench_serving.py)."""
+    registry.promote("1")
+    config = json.dumps(serving(registry.uri, entry(alias="production"), entry("pinned", storageUri=f"{ROOT_URI}/1/m/artifacts")))
+    code = (
+        "import json, sys; from mlops_platform.config import parse_config; from mlops_platform.serving.registry import resolve_models; "
+        "from tools.harness import stack_config; values, _ = stack_config('dev'); "
+        f"values['mlops-platform:serving'] = {config!r}; "
+        "resolved = resolve_models(parse_config('dev', values)); "
+        "print(json.dumps({'resolved': [[m.version, m.storage_uri] for m in resolved], 'mlflow': 'mlflow' in sys.modules}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=harness.ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "resolved": [["1", registry.versions["1"].location], [None, f"{ROOT_URI}/1/m/artifacts/"]],
+        "mlflow": False,
+    }
+
+
+# -- canary: production stays the stable revision, the challenger takes its share ------------------
+
+CANARY = {"alias": "challenger", "trafficPercent": 10}
+
+
+def canary_config(registry: Registry, **canary: object) -> dict:
+    return serving(registry.uri, entry(alias="production", canary={**CANARY, **canary}), deploymentMode="Serverless")
+
+
+def test_a_canary_resolves_production_and_challenger_to_their_own_locations(registry):
+    registry.promote("1")
+    registry.promote("2", "challenger")
+    plan = deploy(canary_config(registry))
+    v1, v2 = registry.versions["1"], registry.versions["2"]
+    manifest = isvc(plan)
+    assert manifest["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == v2.location
+    assert manifest["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "Serverless",
+        "mlops-platform/registered-model": MODEL,
+        "mlops-platform/model-version": "1",
+        "mlops-platform/model-alias": "production",
+        "mlops-platform/run-id": v1.run_id,
+        "mlops-platform/canary-version": "2",
+        "mlops-platform/canary-alias": "challenger",
+        "mlops-platform/canary-run-id": v2.run_id,
+    }
+    assert plan.outputs["servingModels"][f"{NAMESPACE}/{MODEL}"] == {
+        "storageUri": v1.location,
+        "registeredModel": MODEL,
+        "version": "1",
+        "alias": "production",
+        "runId": v1.run_id,
+        "canary": {"storageUri": v2.location, "version": "2", "alias": "challenger", "runId": v2.run_id, "trafficPercent": 10},
+    }
+    assert "diabetes v1 @production 90% | v2 @challenger 10%" in table(plan)
+
+
+def test_moving_the_challenger_changes_only_the_canary_fields(registry):
+    registry.promote("1")
+    registry.promote("2", "challenger")
+    before = isvc(deploy(canary_config(registry)))
+    registry.promote("3", "challenger")
+    after = isvc(deploy(canary_config(registry)))
+    assert changed(before, after) == {
+        "spec.predictor.model.storageUri": (registry.versions["2"].location, registry.versions["3"].location),
+        "metadata.annotations.mlops-platform/canary-version": ("2", "3"),
+        "metadata.annotations.mlops-platform/canary-run-id": (registry.versions["2"].run_id, registry.versions["3"].run_id),
+    }
+
+
+def test_promoting_is_moving_production_and_dropping_the_canary(registry):
+    registry.promote("1")
+    registry.promote("2", "challenger")
+    during = isvc(deploy(canary_config(registry)))
+    registry.promote("2")
+    after = isvc(deploy(serving(registry.uri, entry(alias="production"), deploymentMode="Serverless")))
+    # The latest revision keeps the challenger's files and now takes all the traffic.
+    assert after["spec"]["predictor"]["model"]["storageUri"] == during["spec"]["predictor"]["model"]["storageUri"]
+    assert "canaryTrafficPercent" not in after["spec"]["predictor"]
+    assert after["metadata"]["annotations"]["mlops-platform/model-version"] == "2"
+
+
+def test_a_canary_on_the_version_production_serves_is_refused(registry, monkeypatch):
+    """Moving production to the challenger but keeping the canary would leave 90% on the old revision while the alias says otherwise."""
+    registry.promote("2")
+    registry.promote("2", "challenger")
+    message, declared = failure(monkeypatch, canary_config(registry))
+    assert message == (
+        f"{ENTRY}: canary alias 'challenger' is version 2, the version already served; "
+        "allowed: a canary on another version, or no canary once the model is promoted"
+    )
+    assert declared == []
+
+
+def changed(old: dict, new: dict, path: str = "") -> dict[str, tuple]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: dict[str, tuple] = {}
+        for key in set(old) | set(new):
+            found |= changed(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        return found
+    return {} if old == new else {path: (old, new)}
 
 
 # -- failures: one line naming the entry, nothing declared ---------------------------------------
@@ -307,6 +429,116 @@ def test_an_unreachable_registry_fails_fast_in_preview_and_up(monkeypatch, previ
     assert declared == []
 
 
+# -- gates: what would be pinned must be servable ----------------------------------------------------
+
+
+def handmade(registry: Registry, name: str, mlmodel: dict | None) -> str:
+    """A registered model whose only version has exactly this MLmodel (or none) under the artifact root."""
+    key = f"dev/handmade/{name}/artifacts"
+    if mlmodel is not None:
+        registry.s3.put_object(Bucket=BUCKET, Key=f"{key}/MLmodel", Body=yaml.safe_dump(mlmodel).encode())
+    registry.client.create_registered_model(name)
+    registry.client.create_model_version(name, f"s3://{BUCKET}/{key}")
+    return f"s3://{BUCKET}/{key}/"
+
+
+@pytest.fixture(scope="module")
+def gated(registry) -> dict[str, str]:
+    """One registered model per gate, each failing only that gate; values are where storageUri would point."""
+    signature = {"inputs": '[{"type": "double", "name": "age"}]', "outputs": '[{"type": "tensor"}]'}
+    pyfunc = {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"}
+    return {
+        "missing": handmade(registry, "missing", None),
+        "onnx-only": handmade(
+            registry, "onnx-only", {"flavors": {"onnx": {"onnx_version": "1.17.0"}}, "mlflow_version": "2.9.2", "signature": signature}
+        ),
+        "pyfunc-only": handmade(
+            registry, "pyfunc-only", {"flavors": {"python_function": pyfunc}, "mlflow_version": "2.9.2", "signature": signature}
+        ),
+        "skops": handmade(
+            registry,
+            "skops",
+            {
+                "flavors": {"python_function": pyfunc, "sklearn": {"pickled_model": "model.skops", "serialization_format": "skops"}},
+                "mlflow_version": "3.17.2",
+                "signature": signature,
+            },
+        ),
+        "unsigned": log_model(registry.uri, registry.s3, "unsigned", 1.0, signed=False).location,
+    }
+
+
+def version_of(name: str) -> str:
+    return f"{ENTRY}: version 1 of registered model {name!r}"
+
+
+@pytest.mark.parametrize(
+    "name, settings, expected",
+    [
+        ("missing", {}, "{v}: has no MLmodel file at {uri} (artifact missing or deleted)"),
+        ("onnx-only", {}, "{v}: has flavors onnx; format mlflow is served by kserve-mlserver, which loads the python_function flavor"),
+        (
+            "pyfunc-only",
+            {"format": "sklearn"},
+            "{v}: has flavors python_function; format sklearn is served by kserve-sklearnserver, which loads the sklearn flavor",
+        ),
+        (
+            "skops",
+            {"format": "sklearn"},
+            "{v}: stores its model as model.skops; kserve-sklearnserver loads only model.joblib, model.pkl, model.pickle "
+            "(log it with serialization_format='pickle')",
+        ),
+        ("unsigned", {}, "{v}: has no signature; allowed: a model logged with a signature, or requireSignature: false"),
+    ],
+)
+def test_a_version_failing_a_gate_stops_before_any_resource(registry, gated, monkeypatch, name, settings, expected):
+    message, declared = failure(monkeypatch, serving(registry.uri, entry(registeredModel=name, version=1, **settings)))
+    assert message == expected.format(v=version_of(name), uri=gated[name])
+    assert declared == []
+
+
+def test_an_mlflow_format_the_runtime_does_not_declare_is_refused(registry, monkeypatch):
+    """KServe 0.16's kserve-mlserver declares mlflow formats 1 and 2; this registry's models were written by MLflow 3."""
+    config = serving(registry.uri, entry(version=1))
+    del config["mlflowFormatVersions"]
+    message, declared = failure(monkeypatch, config)
+    assert message == (
+        f"{ENTRY}: version 1 of registered model 'diabetes': was written by MLflow {MLFLOW_VERSION} (mlflow format 3); "
+        "kserve-mlserver serves mlflow format versions 1, 2 (serving.mlflowFormatVersions)"
+    )
+    assert declared == []
+
+
+def test_each_gate_passes_for_what_it_does_not_check(registry, gated):
+    """The same versions pass where their one defect does not matter: the gates test what they claim."""
+    plan = deploy(
+        serving(
+            registry.uri,
+            entry("unsigned", registeredModel="unsigned", version=1, requireSignature=False),
+            entry("pyfunc-only", registeredModel="pyfunc-only", version=1),
+            entry("pickled", version=1, format="sklearn"),
+        )
+    )
+    assert isvc(plan, "unsigned")["spec"]["predictor"]["model"]["storageUri"] == gated["unsigned"]
+    assert isvc(plan, "pyfunc-only")["spec"]["predictor"]["model"]["storageUri"] == gated["pyfunc-only"]
+    assert isvc(plan, "pickled")["spec"]["predictor"]["model"]["storageUri"] == registry.versions["1"].location
+
+
+def test_the_challenger_is_gated_too(registry, gated, monkeypatch):
+    unsigned = log_model(registry.uri, registry.s3, MODEL, 2.0, signed=False)
+    registry.promote("1")
+    registry.promote(unsigned.version, "challenger")
+    message, declared = failure(monkeypatch, canary_config(registry))
+    assert message == (
+        f"{ENTRY}: canary version {unsigned.version} of registered model 'diabetes': has no signature; "
+        "allowed: a model logged with a signature, or requireSignature: false"
+    )
+    assert declared == []
+    registry.client.delete_registered_model_alias(MODEL, "challenger")
+    message, _ = failure(monkeypatch, canary_config(registry))
+    assert message == f"{ENTRY}: registered model 'diabetes' has no canary alias 'challenger'"
+
+
 # -- credentials -----------------------------------------------------------------------------------
 
 
@@ -338,6 +570,13 @@ class _TokenRegistry(BaseHTTPRequestHandler):
             return self._send(200, {"registered_model": {"name": query["name"][0]}})
         if path == "/api/2.0/mlflow/model-versions/get-download-uri":
             return self._send(200, {"artifact_uri": "mlflow-artifacts:/3/models/m-5/artifacts"})
+        if path == "/api/2.0/mlflow-artifacts/artifacts/3/models/m-5/artifacts/MLmodel":
+            mlmodel = {
+                "flavors": {"python_function": {"loader_module": "mlflow.sklearn"}},
+                "mlflow_version": "2.22.0",
+                "signature": {"inputs": "[]"},
+            }
+            return self._send(200, mlmodel)
         return self._send(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path})
 
     def _send(self, status: int, body: dict) -> None:

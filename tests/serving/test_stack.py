@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from mlops_platform.config import ConfigError
+from mlops_platform.config import ConfigError, ModelSource
 from mlops_platform.serving import stack as serving
+from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
 from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
 from tools.plan import table
@@ -331,6 +332,10 @@ def model(**fields: object) -> dict:
     return {"name": "diabetes", "namespace": PROFILE, **fields}
 
 
+CANARY = {"alias": "challenger", "trafficPercent": 10}
+REGISTRY = "https://mlflow.example.com/mlflow"
+
+
 @pytest.mark.parametrize(
     "config, expected",
     [
@@ -357,6 +362,34 @@ def model(**fields: object) -> dict:
         (
             {"models": [model(storageUri=f"{ROOTS['dev']}/a"), model(storageUri=f"{ROOTS['dev']}/b")]},
             "mlops-platform:serving.models[1].name: 'diabetes' is already used in namespace",
+        ),
+        (
+            {"deploymentMode": "Serverless", "models": [model(storageUri=f"{ROOTS['dev']}/a", canary=CANARY)]},
+            "mlops-platform:serving.models[0].canary: needs a registry source; allowed: registeredModel with alias or version, "
+            "not storageUri",
+        ),
+        (
+            {"deploymentMode": "Serverless", "models": [model(registeredModel="diabetes", alias="challenger", canary=CANARY)]},
+            "mlops-platform:serving.models[0].canary: names the same alias or version as the model itself",
+        ),
+        (
+            {"deploymentMode": "Serverless", "models": [model(registeredModel="d", alias="production", canary={**CANARY, "version": 4})]},
+            "mlops-platform:serving.models[0].canary: set exactly one of alias or version",
+        ),
+        (
+            {
+                "deploymentMode": "Serverless",
+                "models": [model(registeredModel="d", alias="production", canary={**CANARY, "trafficPercent": 100})],
+            },
+            "mlops-platform:serving.models[0].canary.trafficPercent: 100 is not allowed; allowed: less than or equal to 99",
+        ),
+        (
+            {"deploymentMode": "Serverless", "models": [model(registeredModel="d", alias="production", canary={"alias": "challenger"})]},
+            "mlops-platform:serving.models[0].canary.trafficPercent: is required",
+        ),
+        (
+            {"mlflowFormatVersions": ["4"]},
+            "mlops-platform:serving.mlflowFormatVersions[0]: '4' is not allowed; allowed: '1', '2' or '3'",
         ),
         (
             {"installKserve": True, "deploymentMode": "Serverless"},
@@ -391,10 +424,88 @@ def test_a_registry_token_in_plain_text_is_refused_without_echoing_it():
     )
 
 
+def test_a_canary_in_raw_deployment_is_refused_naming_the_model_and_the_mode():
+    """RawDeployment has no revisions to split between: KServe would ignore canaryTrafficPercent and serve the challenger to all."""
+    config = {
+        "enabled": True,
+        "mlflowTrackingUri": REGISTRY,
+        "models": [model(registeredModel="diabetes", alias="production", canary=CANARY)],
+    }
+    message, declared = refused("dev", serving=json.dumps(config))
+    assert message == (
+        "mlops-platform:serving.models[0].canary: model 'diabetes' cannot split traffic in deploymentMode RawDeployment; "
+        "allowed: deploymentMode Serverless (KServe's canaryTrafficPercent needs Knative revisions), or no canary"
+    )
+    assert declared == []
+    assert parse_serving({**config, "deploymentMode": "Serverless"}).models[0].canary.traffic_percent == 10
+
+
+def parse_serving(config: dict):
+    from mlops_platform.config import parse_config
+    from tools.harness import stack_config
+
+    values, _ = stack_config("dev")
+    values["mlops-platform:serving"] = json.dumps(config)
+    return parse_config("dev", values).serving
+
+
+V3 = f"{ROOTS['dev']}/1/models/m-3/artifacts/"
+V4 = f"{ROOTS['dev']}/1/models/m-4/artifacts/"
+
+
+def resolved(canary: bool = True) -> ResolvedModel:
+    source = ModelSource.model_validate(model(registeredModel="diabetes", alias="production", canary=CANARY if canary else None))
+    challenger = ResolvedCanary(V4, "4", "run-4", "challenger", 10) if canary else None
+    return ResolvedModel(source, V3, version="3", run_id="run-3", canary=challenger)
+
+
+def test_a_canary_declares_the_challenger_as_latest_revision_with_its_share():
+    """KServe's canary: the spec is what the latest revision serves (the challenger), the previous rolled-out revision keeps the rest."""
+    manifest = serving.inference_service(resolved(), "Serverless", SA, {})
+    predictor = manifest["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    assert predictor["model"]["storageUri"] == V4
+    assert manifest["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "Serverless",
+        serving.REGISTERED_MODEL: "diabetes",
+        serving.MODEL_VERSION: "3",
+        serving.MODEL_ALIAS: "production",
+        serving.RUN_ID: "run-3",
+        serving.CANARY_VERSION: "4",
+        serving.CANARY_ALIAS: "challenger",
+        serving.CANARY_RUN_ID: "run-4",
+    }
+    assert conformance.inference_service_errors(manifest) == []
+
+
+def test_without_a_canary_the_spec_is_productions_and_has_no_split():
+    manifest = serving.inference_service(resolved(canary=False), "Serverless", SA, {})
+    assert "canaryTrafficPercent" not in manifest["spec"]["predictor"]
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == V3
+    assert not [key for key in manifest["metadata"]["annotations"] if "canary" in key]
+
+
+def test_the_output_and_the_plan_note_show_both_versions_and_the_split():
+    assert serving.served(resolved())["canary"] == {
+        "storageUri": V4,
+        "version": "4",
+        "alias": "challenger",
+        "runId": "run-4",
+        "trafficPercent": 10,
+    }
+    assert serving.served(resolved())["storageUri"] == V3
+    assert serving.describe(serving.inference_service(resolved(), "Serverless", SA, {})) == (
+        "diabetes v3 @production 90% | v4 @challenger 10%"
+    )
+
+
 def test_plan_notes_name_the_served_model_version():
     annotations = {serving.REGISTERED_MODEL: "diabetes", serving.MODEL_VERSION: "4", serving.MODEL_ALIAS: "production"}
-    assert serving.describe(annotations) == "diabetes v4 @production"
-    assert serving.describe({serving.REGISTERED_MODEL: "diabetes", serving.MODEL_VERSION: "3"}) == "diabetes v3"
+    assert serving.describe({"metadata": {"annotations": annotations}}) == "diabetes v4 @production"
+    assert (
+        serving.describe({"metadata": {"annotations": {serving.REGISTERED_MODEL: "diabetes", serving.MODEL_VERSION: "3"}}}) == "diabetes v3"
+    )
+    assert serving.describe({"metadata": {}}) == "pinned storageUri"
 
 
 def test_prod_service_accounts_wait_for_the_roles_permissions():

@@ -1,0 +1,151 @@
+"""The few MLflow REST calls registry resolution needs, without importing MLflow.
+
+Importing ``mlflow`` costs about 1.5 s warm (more cold), more than the whole time
+budget for resolving a hundred models (``tools/bench_serving.py``). Resolution
+needs four read-only endpoints of MLflow's documented REST API and the artifact
+proxy, so this client speaks them directly with the standard library.
+
+It honours the environment MLflow's own client reads: ``MLFLOW_TRACKING_USERNAME``/
+``_PASSWORD`` (basic auth, first), ``MLFLOW_TRACKING_TOKEN`` (bearer), TLS settings
+(``MLFLOW_TRACKING_INSECURE_TLS``, ``_SERVER_CERT_PATH``, ``_CLIENT_CERT_PATH``), and
+the HTTP limits ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``_BACKOFF_FACTOR``, ``_TIMEOUT``.
+Errors carry MLflow's error code and a few words of cause, never URLs, headers or bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+# Lower than MLflow's defaults (7 retries with exponential backoff, 120 s timeout), which would hang a
+# preview for minutes on a dead registry. Values the operator exports win.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# The statuses MLflow's client retries too.
+_RETRIED = frozenset({429, 500, 502, 503, 504})
+_STATUS_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}
+
+
+class RegistryError(Exception):
+    """A failed call: MLflow's error code (or ``UNREACHABLE``/``HTTP <status>``) and a short cause."""
+
+    def __init__(self, code: str, reason: str | None = None):
+        super().__init__(code)
+        self.error_code = code
+        self.reason = reason or code
+
+
+class MlflowRest:
+    """One registry, its credentials and limits read once; safe to share between threads (no state per call)."""
+
+    def __init__(self, uri: str, token: str | None = None, env: Mapping[str, str] = os.environ):
+        self.uri = uri.rstrip("/")
+        self._headers = {"Accept": "application/json", "User-Agent": "mlops-platform"}
+        user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+        bearer = token if token is not None else env.get("MLFLOW_TRACKING_TOKEN")
+        if user and password:
+            self._headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        elif bearer:
+            self._headers["Authorization"] = f"Bearer {bearer}"
+        limits = {name: env.get(name, default) for name, default in HTTP_LIMITS.items()}
+        self._retries = int(limits["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        self._backoff = float(limits["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
+        self._timeout = float(limits["MLFLOW_HTTP_REQUEST_TIMEOUT"])
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_tls(env)))
+
+    def model_version(self, name: str, *, alias: str | None = None, version: str | None = None) -> dict[str, Any]:
+        if alias is not None:
+            return self._json("registered-models/alias", name=name, alias=alias)["model_version"]
+        return self._json("model-versions/get", name=name, version=str(version))["model_version"]
+
+    def download_uri(self, name: str, version: str) -> str:
+        return str(self._json("model-versions/get-download-uri", name=name, version=version)["artifact_uri"])
+
+    def registered_model_exists(self, name: str) -> bool:
+        try:
+            self._json("registered-models/get", name=name)
+        except RegistryError as exc:
+            return exc.error_code != "RESOURCE_DOES_NOT_EXIST"
+        return True
+
+    def artifact(self, path: str) -> bytes | None:
+        """A file through the server's artifact proxy (``mlflow-artifacts:/<path>``); None if it does not exist.
+
+        With an S3 destination MLflow answers a missing object with HTTP 500, so a failure is
+        told apart from a missing file by listing the directory (only then: one request when all is well).
+        """
+        path = path.lstrip("/")
+        try:
+            return self._get(f"/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(path)}")
+        except RegistryError as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND"):
+                return None
+            directory, _, name = path.rpartition("/")
+            listing = json.loads(self._get(f"/api/2.0/mlflow-artifacts/artifacts?{urllib.parse.urlencode({'path': directory})}"))
+            if not any(entry.get("path", "").rpartition("/")[2] == name for entry in listing.get("files", [])):
+                return None
+            raise
+
+    def _json(self, endpoint: str, **params: str) -> dict[str, Any]:
+        body = self._get(f"/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}")
+        return json.loads(body)
+
+    def _get(self, path: str) -> bytes:
+        request = urllib.request.Request(self.uri + path, headers=self._headers)
+        failure = RegistryError("UNREACHABLE", "no attempt made")
+        for attempt in range(self._retries + 1):
+            if attempt > 1:
+                time.sleep(self._backoff * 2 ** (attempt - 2))
+            try:
+                with self._opener.open(request, timeout=self._timeout) as response:
+                    return bytes(response.read())
+            except urllib.error.HTTPError as exc:
+                failure = _http_error(exc)
+                if exc.code not in _RETRIED:
+                    raise failure from None
+            except (urllib.error.URLError, OSError) as exc:
+                failure = RegistryError("UNREACHABLE", _transport_reason(exc))
+        raise failure
+
+
+def _http_error(exc: urllib.error.HTTPError) -> RegistryError:
+    """MLflow's JSON ``error_code`` when the server sent one, else one derived from the status."""
+    try:
+        code = json.loads(exc.read() or b"{}").get("error_code")
+    except (ValueError, AttributeError, OSError):
+        code = None
+    return RegistryError(code or _STATUS_CODES.get(exc.code, f"HTTP {exc.code}"), f"HTTP {exc.code}")
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """'Connection refused', 'Read timed out', 'Name or service not known': the cause, never the URL."""
+    cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(cause, TimeoutError):
+        return "Read timed out"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS: {cause.reason or 'handshake failed'}"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return type(cause).__name__
+
+
+def _tls(env: Mapping[str, str]) -> ssl.SSLContext:
+    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl._create_unverified_context()
+    else:
+        context = ssl.create_default_context(cafile=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+    client_cert = env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    if client_cert:
+        context.load_cert_chain(client_cert)
+    return context
