@@ -1,13 +1,17 @@
-"""Plan time with 1, 10 and 100 served models, against a real MLflow registry on 127.0.0.1.
+"""Plan time with 0, 1, 10 and 100 served models, against a real MLflow registry on 127.0.0.1.
 
-Not a test: prints the figures docs/serving.md quotes and writes build/bench/serving.json.
-For each size it measures, against the same stack with pinned ``storageUri`` models:
+Not a test: prints the figures README.md and docs/serving.md quote and writes build/bench/serving.json.
+For each size it measures ``make plan`` wall time in a fresh interpreter (what a user or CI waits for):
 
-- ``make plan`` wall time in a fresh interpreter (what a user or CI waits for);
-- resolution alone, in-process: seconds, REST requests and MlflowClient instances.
+- models pinned by ``storageUri`` (no registry: the cost of declaring the InferenceServices);
+- models resolved by ``alias`` and gated (the registry asked, each version's MLmodel read);
+- the same with a canary per model (two versions resolved and gated per model; Serverless).
 
-The registry is a throwaway ``mlflow server`` (SQLite) holding ``SIZES[-1]``
-registered models, each with one version aliased ``production``.
+and resolution alone, in-process: seconds, HTTP requests, registry clients. The baseline is the
+same stack with no model. The registry is a throwaway ``mlflow server`` as TrackingStack declares it
+(``--workers 2``, artifacts proxied; SQLite instead of PostgreSQL, a local directory instead of S3)
+holding 100 registered models in MLflow 3's layout: each version a logged model (``models:/m-…``)
+whose artifacts are a real signed scikit-learn model, aliased ``production``, version 2 ``challenger``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from mlops_platform.config import parse_config
+from mlops_platform.config import TrackingConfig, parse_config
 from tools.harness import stack_config
 from tools.processes import HOST, free_port, running
 
@@ -34,34 +38,78 @@ RUNS = 3
 ROOT_URI = "s3://mlflow-artifacts/dev"
 
 
-def models(count: int, pinned: bool) -> list[dict]:
+def _kinds() -> tuple[str, ...]:
+    from mlops_platform.config import ModelSource
+
+    # A tree from before canaries (the "before" figures) measures pinned and alias only.
+    return ("pinned", "alias", "canary") if "canary" in ModelSource.model_fields else ("pinned", "alias")
+
+
+KINDS = _kinds()
+
+
+def models(count: int, kind: str) -> list[dict]:
     def source(i: int) -> dict:
-        if pinned:
+        if kind == "pinned":
             return {"storageUri": f"{ROOT_URI}/1/models/m-{i:03d}/artifacts"}
+        if kind == "canary":
+            return {"registeredModel": f"bench-{i:03d}", "alias": "production", "canary": {"alias": "challenger", "trafficPercent": 10}}
         return {"registeredModel": f"bench-{i:03d}", "alias": "production"}
 
     return [{"name": f"model-{i:03d}", "namespace": f"team-{i % 5}", **source(i)} for i in range(count)]
 
 
-def serving(uri: str, count: int, pinned: bool) -> dict:
-    return {"enabled": True, "mlflowTrackingUri": uri, "models": models(count, pinned)}
+def serving(uri: str, count: int, kind: str) -> dict:
+    config = {"enabled": True, "mlflowTrackingUri": uri, "namespaces": ["kubeflow-user-example-com"], "models": models(count, kind)}
+    if kind == "canary":
+        config["deploymentMode"] = "Serverless"
+    from mlops_platform.config import ServingConfig
+
+    # The registry's models are written by MLflow 3 (this project's version); the gates refuse them unless declared servable.
+    if "mlflow_format_versions" in ServingConfig.model_fields:
+        config["mlflowFormatVersions"] = ["1", "2", "3"]
+    return config
 
 
-def register(uri: str, count: int) -> None:
+def register(uri: str, artifacts: Path, count: int) -> None:
+    """``count`` registered models, two versions each, every version a logged model with a real signed sklearn model's files."""
+    import mlflow
     from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
 
     client = MlflowClient(uri, registry_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    features, target = load_diabetes(return_X_y=True, as_frame=True)
+    model = Ridge().fit(features, target)
+    with mlflow.start_run():
+        template = mlflow.sklearn.log_model(
+            model, name="template", signature=infer_signature(features, model.predict(features)), serialization_format="pickle"
+        )
+    template_dir = _local(artifacts, client.get_logged_model(template.model_id).artifact_location)
+    experiment = client.create_experiment("bench")
     for i in range(count):
         name = f"bench-{i:03d}"
         client.create_registered_model(name)
-        version = client.create_model_version(name, f"{ROOT_URI}/1/models/m-{i:03d}/artifacts")
-        client.set_registered_model_alias(name, "production", version.version)
+        for alias in ("production", "challenger"):
+            logged = client.create_logged_model(experiment, name=name)
+            shutil.copytree(template_dir, _local(artifacts, logged.artifact_location), dirs_exist_ok=True)
+            client.finalize_logged_model(logged.model_id, "READY")
+            version = client.create_model_version(name, f"models:/{logged.model_id}", model_id=logged.model_id)
+            client.set_registered_model_alias(name, alias, version.version)
 
 
-def plan_seconds(work: Path, stack: str, config: dict) -> float:
-    """Median wall time of `tools/plan.py` for a stack file holding ``config`` as its serving key."""
+def _local(artifacts: Path, location: str) -> Path:
+    """Where the server keeps ``mlflow-artifacts:/<path>``: its --artifacts-destination directory."""
+    return artifacts / location.split(":", 1)[1].lstrip("/")
+
+
+def plan_seconds(work: Path, stack: str, config: dict | None) -> float:
+    """Median wall time of `tools/plan.py` for a stack file holding ``config`` as its serving key (None: as committed)."""
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    document["config"]["mlops-platform:serving"] = config
+    if config is not None:
+        document["config"]["mlops-platform:serving"] = config
     (work / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document))
     times = []
     for _ in range(RUNS):
@@ -79,42 +127,54 @@ def plan_seconds(work: Path, stack: str, config: dict) -> float:
     return statistics.median(times)
 
 
-def resolution(uri: str, count: int) -> dict:
-    """Resolution alone, in-process and warm: seconds, REST requests, MlflowClient instances."""
-    import mlflow
-    from mlflow.utils import rest_utils
-
-    from mlops_platform.serving.registry import resolve_models
+def resolution(uri: str, count: int, kind: str) -> dict:
+    """Resolution and gates alone, in-process and warm: seconds, HTTP requests, registry clients."""
+    from mlops_platform.serving import registry
 
     raw, _ = stack_config("dev")
-    raw["mlops-platform:serving"] = json.dumps(serving(uri, count, pinned=False))
+    raw["mlops-platform:serving"] = json.dumps(serving(uri, count, kind))
     config = parse_config("dev", raw)
+    if not hasattr(registry, "MlflowRest"):
+        # A tree from before the REST client (the "before" figures): time only.
+        start = time.perf_counter()
+        registry.resolve_models(config)
+        return {"resolve_s": round(time.perf_counter() - start, 3), "requests": 0, "clients": 0}
+    from mlops_platform.serving import mlflow_rest
+
     counts = {"requests": 0, "clients": 0}
-    http_request, client_class = rest_utils.http_request, mlflow.MlflowClient
+    client_class, get = registry.MlflowRest, mlflow_rest.MlflowRest._get
 
-    def counted_request(*args, **kwargs):
-        counts["requests"] += 1
-        return http_request(*args, **kwargs)
-
-    class CountedClient(client_class):
+    class Counted(client_class):  # type: ignore[misc,valid-type]
         def __init__(self, *args, **kwargs):
             counts["clients"] += 1
             super().__init__(*args, **kwargs)
 
-    rest_utils.http_request, mlflow.MlflowClient = counted_request, CountedClient
+        def _get(self, path: str) -> bytes:
+            counts["requests"] += 1
+            return get(self, path)
+
+    registry.MlflowRest = Counted  # type: ignore[misc]
     try:
         start = time.perf_counter()
-        resolved = resolve_models(config)
+        resolved = registry.resolve_models(config)
         seconds = time.perf_counter() - start
     finally:
-        rest_utils.http_request, mlflow.MlflowClient = http_request, client_class
+        registry.MlflowRest = client_class  # type: ignore[misc]
     assert len(resolved) == count and all(m.version == "1" for m in resolved)
     return {"resolve_s": round(seconds, 3), "requests": counts["requests"], "clients": counts["clients"]}
+
+
+def import_seconds(module: str) -> float | None:
+    """Median time to import ``module`` in a fresh interpreter (what a plan pays once)."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True) for _ in range(RUNS)]
+    return round(statistics.median(float(r.stdout) for r in runs), 2) if all(r.returncode == 0 for r in runs) else None
 
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
+    artifacts = work / "artifacts"
     port = free_port()
     uri = f"http://{HOST}:{port}"
     argv = [
@@ -125,14 +185,15 @@ def main() -> None:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(TrackingConfig().workers),
         "--backend-store-uri",
         f"sqlite:///{work / 'mlflow.db'}",
         "--serve-artifacts",
         "--artifacts-destination",
-        ROOT_URI,
+        str(artifacts),
     ]
-    figures = []
+    figures: dict = {"imports_s": {m: import_seconds(m) for m in ("mlflow", "mlops_platform.serving.mlflow_rest", "kserve")}}
+    rows = []
     try:
         with running(
             "mlflow",
@@ -143,30 +204,31 @@ def main() -> None:
             cwd=work,
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ):
-            register(uri, SIZES[-1])
+            register(uri, artifacts, SIZES[-1])
+            figures["plan_no_models_s"] = round(plan_seconds(work, "base", None), 2)
             for count in SIZES:
-                figures.append(
-                    {
-                        "models": count,
-                        "plan_pinned_s": round(plan_seconds(work, f"pinned-{count}", serving(uri, count, pinned=True)), 2),
-                        "plan_alias_s": round(plan_seconds(work, f"alias-{count}", serving(uri, count, pinned=False)), 2),
-                        **resolution(uri, count),
-                    }
-                )
+                row: dict = {"models": count}
+                for kind in KINDS:
+                    row[f"plan_{kind}_s"] = round(plan_seconds(work, f"{kind}-{count}", serving(uri, count, kind)), 2)
+                for kind in KINDS[1:]:
+                    row[kind] = resolution(uri, count, kind)
+                rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    figures["sizes"] = rows
     out = ROOT / "build" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"{'models':>6}  {'plan, pinned':>12}  {'plan, alias':>11}  {'resolution':>10}  {'requests':>8}  {'clients':>7}")
-    for f in figures:
-        print(
-            f"{f['models']:>6}  {f['plan_pinned_s']:>10.2f} s  {f['plan_alias_s']:>9.2f} s  {f['resolve_s']:>8.3f} s  "
-            f"{f['requests']:>8}  {f['clients']:>7}"
-        )
+    base = figures["plan_no_models_s"]
+    print(f"plan, no model: {base:.2f} s; imports (fresh interpreter): {figures['imports_s']}")
+    print(f"{'models':>6}  {'pinned':>13}  {'alias+gates':>13}  {'canary+gates':>13}  {'resolve alias':>22}  {'resolve canary':>22}")
+    for r in rows:
+        cells = [f"{r[f'plan_{k}_s']:5.2f} s {r[f'plan_{k}_s'] - base:+5.2f}" for k in KINDS]
+        resolved = [f"{r[k]['resolve_s']:6.3f} s {r[k]['requests']:4d} req {r[k]['clients']} cl" for k in KINDS[1:]]
+        print(f"{r['models']:>6}  " + "  ".join(cells) + "  " + "  ".join(resolved))
     print(
-        f"(median of {RUNS} fresh `python -m tools.plan` runs each; resolution in-process, warm; {sys.platform}, Python "
-        f"{sys.version.split()[0]})"
+        f"(plan: median of {RUNS} fresh `python -m tools.plan` runs, +/- against no model; resolution in-process, warm; "
+        f"{sys.platform}, Python {sys.version.split()[0]})"
     )
 
 

@@ -48,3 +48,49 @@ def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster,
     finally:
         deployment.engine.write_stack_file({})
         deployment.changed()
+
+
+def test_moving_the_challenger_previews_exactly_the_canary_update(cluster, deployment, registry):  # noqa: F811
+    """During a canary, a new challenger changes what the latest revision serves and nothing else: production's fields stay."""
+    deployment.ensure_up()
+    config = serving(
+        registry.uri, entry(alias="production", canary={"alias": "challenger", "trafficPercent": 10}), deploymentMode="Serverless"
+    )
+    config["namespaces"] = [NAMESPACE]
+    isvcs = dynamic.DynamicClient(cluster.api()).resources.get(api_version="serving.kserve.io/v1beta1", kind="InferenceService")
+    v1, v2, v3 = (registry.versions[v] for v in ("1", "2", "3"))
+    try:
+        registry.promote("1")
+        registry.promote("2", "challenger")
+        deployment.engine.write_stack_file({"serving": config})
+        deployment.changed()
+        deployment.engine.up()
+        live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()
+        assert live["spec"]["predictor"]["canaryTrafficPercent"] == 10
+        assert live["spec"]["predictor"]["model"]["storageUri"] == v2.location
+        assert live["metadata"]["annotations"]["mlops-platform/model-version"] == "1"
+
+        registry.promote("3", "challenger")
+        preview = deployment.engine.preview()
+        assert expect.engine_changes(preview) == {
+            "create": set(),
+            "delete": set(),
+            "change": {("kubernetes:serving.kserve.io/v1beta1:InferenceService", f"serving-{NAMESPACE}-{MODEL}")},
+        }
+        (step,) = [s for s in preview.steps() if s["op"] == "update"]
+        assert expect.changed_paths(step["old_inputs"], step["inputs"]) == {
+            "spec.predictor.model.storageUri",
+            "metadata.annotations.mlops-platform/canary-version",
+            "metadata.annotations.mlops-platform/canary-run-id",
+        }
+        old, new = step["old_inputs"], step["inputs"]
+        assert (old["spec"]["predictor"]["model"]["storageUri"], new["spec"]["predictor"]["model"]["storageUri"]) == (
+            v2.location,
+            v3.location,
+        )
+        assert new["metadata"]["annotations"]["mlops-platform/canary-version"] == "3"
+        assert new["metadata"]["annotations"]["mlops-platform/run-id"] == v1.run_id
+        assert new["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()
