@@ -135,6 +135,16 @@ def inference_service_errors(manifest: dict) -> list[str]:
     return typed_errors(manifest, "V1beta1InferenceService", "InferenceService")
 
 
+def inference_service_round_trip(manifest: dict) -> dict:
+    """``manifest`` rebuilt as the kserve SDK's typed models and serialised back (camelCase, no nulls), as the SDK would write it."""
+    import kserve
+
+    built, errors = _build(manifest, "V1beta1InferenceService", "InferenceService")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return kserve.ApiClient().sanitize_for_serialization(built)
+
+
 # -- Istio and Kubeflow: the fields this project writes ---------------------------------
 
 _META = {"type": "object", "required": ["name", "namespace"], "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}}

@@ -184,54 +184,53 @@ class ServingStack(pulumi.ComponentResource):
 
 
 def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict:
-    """The InferenceService manifest, built with the kserve SDK's typed models (unknown fields fail here)."""
-    import kserve
-    from kubernetes.client import V1Capabilities, V1ObjectMeta, V1ResourceRequirements, V1SeccompProfile, V1SecurityContext
+    """The InferenceService manifest (serving.kserve.io/v1beta1, KServe 0.16).
 
+    Written as plain data: importing the kserve SDK costs more than the whole plan-time budget for a
+    hundred models (tools/bench_serving.py). ``make test`` rebuilds every render through the SDK's typed
+    models (tools/conformance.py) and checks the round trip is identical, so a misspelt field still fails.
+    """
     source = model.source
     runtime, protocol = RUNTIMES[source.format]
     resources = source.resources
-    isvc = kserve.V1beta1InferenceService(
-        api_version=API_VERSION,
-        kind="InferenceService",
-        metadata=V1ObjectMeta(
-            name=source.name,
-            namespace=source.namespace,
-            labels=naming.labels(COMPONENT, source.name, **pod_labels),
-            annotations={DEPLOYMENT_MODE: deployment_mode, **model_annotations(model)},
-        ),
-        spec=kserve.V1beta1InferenceServiceSpec(
-            predictor=kserve.V1beta1PredictorSpec(
-                service_account_name=service_account,
-                canary_traffic_percent=model.canary.traffic_percent if model.canary else None,
-                min_replicas=source.min_replicas,
-                max_replicas=source.max_replicas,
-                model=kserve.V1beta1ModelSpec(
-                    name=MODEL_CONTAINER,
-                    model_format=kserve.V1beta1ModelFormat(name=source.format),
-                    runtime=runtime,
-                    protocol_version=protocol,
-                    # With a canary the spec is the challenger's: KServe rolls it out as the latest revision.
-                    storage_uri=model.canary.storage_uri if model.canary else model.storage_uri,
-                    resources=V1ResourceRequirements(
-                        requests={"cpu": resources.cpu_request, "memory": resources.memory_request},
-                        limits={"cpu": resources.cpu_limit, "memory": resources.memory_limit},
-                    ),
-                    # Both runtime images run as a numeric non-root user and write to their working directory.
-                    security_context=V1SecurityContext(
-                        run_as_non_root=True,
-                        allow_privilege_escalation=False,
-                        privileged=False,
-                        capabilities=V1Capabilities(drop=["ALL"]),
-                        seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
-                    ),
-                ),
-            )
-        ),
-    )
-    # kserve's ApiClient serialises with each model's attribute_map (camelCase, no nulls);
-    # kubernetes>=33's ApiClient would emit snake_case to_dict() output for kserve models.
-    return kserve.ApiClient().sanitize_for_serialization(isvc)
+    predictor: dict[str, Any] = {"serviceAccountName": service_account}
+    if model.canary is not None:
+        predictor["canaryTrafficPercent"] = model.canary.traffic_percent
+    predictor |= {
+        "minReplicas": source.min_replicas,
+        "maxReplicas": source.max_replicas,
+        "model": {
+            "name": MODEL_CONTAINER,
+            "modelFormat": {"name": source.format},
+            "runtime": runtime,
+            "protocolVersion": protocol,
+            # With a canary the spec is the challenger's: KServe rolls it out as the latest revision.
+            "storageUri": model.canary.storage_uri if model.canary else model.storage_uri,
+            "resources": {
+                "requests": {"cpu": resources.cpu_request, "memory": resources.memory_request},
+                "limits": {"cpu": resources.cpu_limit, "memory": resources.memory_limit},
+            },
+            # Both runtime images run as a numeric non-root user and write to their working directory.
+            "securityContext": {
+                "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False,
+                "privileged": False,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        },
+    }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {
+            "name": source.name,
+            "namespace": source.namespace,
+            "labels": naming.labels(COMPONENT, source.name, **pod_labels),
+            "annotations": {DEPLOYMENT_MODE: deployment_mode, **model_annotations(model)},
+        },
+        "spec": {"predictor": predictor},
+    }
 
 
 def model_annotations(model: ResolvedModel) -> dict[str, str]:

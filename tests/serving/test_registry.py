@@ -497,6 +497,24 @@ def test_a_version_failing_a_gate_stops_before_any_resource(registry, gated, mon
     assert declared == []
 
 
+def test_make_plan_exits_2_with_the_gates_one_line(registry, gated, tmp_path, monkeypatch, capsys):
+    from tools import plan as plan_tool
+
+    document = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"]["mlops-platform:serving"] = serving(registry.uri, entry(registeredModel="unsigned", version=1))
+    (tmp_path / "Pulumi.yaml").write_text((harness.ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.gated.yaml").write_text(yaml.safe_dump(document))
+    declared: list = []
+    record_into = harness._monitor
+    monkeypatch.setattr(harness, "_monitor", lambda mocks, _: record_into(mocks, declared))
+    code = plan_tool.main(["--stack", "gated", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")])
+    captured = capsys.readouterr()
+    assert (code, captured.out, declared) == (2, "", [])
+    assert captured.err == (
+        f"error: {version_of('unsigned')}: has no signature; allowed: a model logged with a signature, or requireSignature: false\n"
+    )
+
+
 def test_an_mlflow_format_the_runtime_does_not_declare_is_refused(registry, monkeypatch):
     """KServe 0.16's kserve-mlserver declares mlflow formats 1 and 2; this registry's models were written by MLflow 3."""
     config = serving(registry.uri, entry(version=1))

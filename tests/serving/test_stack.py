@@ -478,6 +478,14 @@ def test_a_canary_declares_the_challenger_as_latest_revision_with_its_share():
     assert conformance.inference_service_errors(manifest) == []
 
 
+@pytest.mark.parametrize("canary", [True, False], ids=["canary", "no-canary"])
+def test_the_manifest_is_exactly_what_the_kserve_sdk_models_write(plan, canary):
+    """Plain data (no SDK import at plan time), but every field must survive the typed models unchanged."""
+    manifests = [r.inputs for r in plan.kinds("InferenceService")] + [serving.inference_service(resolved(canary), "Serverless", SA, {})]
+    for manifest in manifests:
+        assert conformance.inference_service_round_trip(manifest) == manifest
+
+
 def test_without_a_canary_the_spec_is_productions_and_has_no_split():
     manifest = serving.inference_service(resolved(canary=False), "Serverless", SA, {})
     assert "canaryTrafficPercent" not in manifest["spec"]["predictor"]
