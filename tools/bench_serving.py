@@ -173,6 +173,11 @@ def import_seconds(module: str) -> float | None:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="model counts to measure (default: 1 10 100)")
+    sizes = parser.parse_args().sizes
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     artifacts = work / "artifacts"
@@ -207,9 +212,9 @@ def main() -> None:
             cwd=work,
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ):
-            register(uri, artifacts, SIZES[-1])
+            register(uri, artifacts, max(sizes))
             figures["plan_no_models_s"] = plan_seconds(work, "base", None)
-            for count in SIZES:
+            for count in sizes:
                 row: dict = {"models": count}
                 for kind in KINDS:
                     row[f"plan_{kind}_s"] = plan_seconds(work, f"{kind}-{count}", serving(uri, count, kind))
