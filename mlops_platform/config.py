@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -106,10 +107,46 @@ class Resources(_Model):
     memory_limit: Memory = "1Gi"
 
 
+class ScratchConfig(_Model):
+    """The server's ``/tmp``: MLflow writes each proxied upload there whole before sending it to the store.
+
+    ``memory`` is a tmpfs of exactly ``size`` (counted in the pod's memory limit); ``volume`` a volume of ``size``
+    claimed from ``storageClass`` per pod. Either way a write beyond ``size`` fails that request (ENOSPC), and no
+    pod is evicted; a disk-backed emptyDir would be evicted instead. Defaults per target: see ``TrackingConfig``.
+    """
+
+    medium: Literal["memory", "volume"] | None = None
+    size: Storage | None = None
+    storage_class: DnsName | None = None
+
+
+class AutoscalingConfig(_Model):
+    """A HorizontalPodAutoscaler on CPU for the tracking server; it owns the replica count while enabled."""
+
+    enabled: bool = False
+    min_replicas: int = Field(default=2, ge=1, le=20)
+    max_replicas: int = Field(default=4, ge=1, le=20)
+    target_cpu_percent: int = Field(default=70, ge=10, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise _KeyError("minReplicas", f"{self.min_replicas} exceeds maxReplicas {self.max_replicas}; allowed: at most maxReplicas")
+        return _only_when_enabled(self, "tracking.autoscaling")
+
+
 class TrackingConfig(_Model):
     image: Image = MLFLOW_IMAGE
     replicas: int = Field(default=1, ge=1, le=10)
     workers: int = Field(default=2, ge=1, le=16)
+    # SQLAlchemy pool per engine (MLflow opens two per worker: tracking and registry); chosen from tests/e2e/bench_load.py.
+    # MLflow passes either to SQLAlchemy only when non-zero (store/db/utils.py), so 0 would mean SQLAlchemy's 5 and 10.
+    db_pool_size: int = Field(default=3, ge=1, le=50)
+    db_max_overflow: int = Field(default=2, ge=1, le=50)
+    # The longest a request may take end to end: the Istio route, and the clients' MLFLOW_HTTP_REQUEST_TIMEOUT.
+    request_timeout_seconds: int = Field(default=600, ge=30, le=86400)
+    scratch: ScratchConfig = ScratchConfig()
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     path_prefix: PathPrefix = "/mlflow"
     external_host: DnsName | None = None
     # MLflow 3 reports usage to an external endpoint unless told not to.
@@ -617,6 +654,7 @@ class PlatformConfig(_Model):
             _refuse_unused(self.artifacts, "artifacts", S3_ONLY_ARTIFACT_KEYS, "target is microk8s (MinIO)", "target eks")
         else:
             _refuse_unused(self.artifacts.minio, "artifacts.minio", None, "target is eks (S3, no MinIO)", "target microk8s")
+        _tracking_capacity_rules(self)
         if self.database.mode == "rds":
             _refuse_unused(self.database, "database", IN_CLUSTER_DATABASE_KEYS, "database.mode is rds", "database.mode inCluster")
         elif self.database.rds is not None:
@@ -697,6 +735,99 @@ class PlatformConfig(_Model):
     @property
     def storage_class(self) -> str:
         return "gp3" if self.is_eks else "microk8s-hostpath"
+
+    @property
+    def scratch(self) -> Scratch:
+        """The server's scratch space with the target's defaults filled in.
+
+        microk8s-hostpath volumes are directories on the node that ignore their size, so dev uses a tmpfs.
+        """
+        s = self.tracking.scratch
+        medium = s.medium or ("volume" if self.is_eks else "memory")
+        size = s.size or SCRATCH_DEFAULT_SIZE[medium]
+        return Scratch(medium, size, s.storage_class or self.storage_class if medium == "volume" else None)
+
+    @property
+    def tracking_max_pods(self) -> int:
+        a = self.tracking.autoscaling
+        return a.max_replicas if a.enabled else self.tracking.replicas
+
+    @property
+    def tracking_min_pods(self) -> int:
+        a = self.tracking.autoscaling
+        return a.min_replicas if a.enabled else self.tracking.replicas
+
+    @property
+    def tracking_db_connections(self) -> int:
+        """The most connections the tracking server can open: per pod, workers x engines x (pool + overflow)."""
+        t = self.tracking
+        return self.tracking_max_pods * t.workers * MLFLOW_ENGINES_PER_WORKER * (t.db_pool_size + t.db_max_overflow)
+
+
+@dataclass(frozen=True)
+class Scratch:
+    medium: str
+    size: str
+    storage_class: str | None
+
+    @property
+    def bytes(self) -> int:
+        return quantity_bytes(self.size)
+
+
+def quantity_bytes(quantity: str) -> int:
+    """``512Mi`` -> bytes (the Storage forms only: Mi, Gi, Ti)."""
+    units = {"Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+# MLflow's tracking and registry stores each create their own SQLAlchemy engine in every worker.
+MLFLOW_ENGINES_PER_WORKER = 2
+# The postgres image's max_connections, less superuser_reserved_connections (3) and room for the migration, psql and backups.
+POSTGRES_MAX_CONNECTIONS = 100
+POSTGRES_RESERVED_CONNECTIONS = 10
+SCRATCH_DEFAULT_SIZE = {"memory": "512Mi", "volume": "4Gi"}
+# What the server itself needs beside a memory-backed scratch (measured: about 830 MiB RSS with 2 workers after traffic).
+SERVER_MEMORY_BESIDE_SCRATCH = 1024 * 2**20
+
+
+def _tracking_capacity_rules(cfg: PlatformConfig) -> None:
+    t = cfg.tracking
+    if t.autoscaling.enabled and "replicas" in t.model_fields_set:
+        raise _KeyError(
+            "tracking.replicas",
+            "set, but tracking.autoscaling.enabled is true and the autoscaler owns the replica count; "
+            "allowed: tracking.autoscaling.minReplicas and maxReplicas, or tracking.replicas left out",
+            quotes_value=False,
+        )
+    scratch = cfg.scratch
+    if scratch.medium == "memory":
+        if t.scratch.storage_class is not None:
+            raise _KeyError(
+                "tracking.scratch.storageClass",
+                "set, but tracking.scratch.medium is memory (a tmpfs); allowed: medium volume, or storageClass left out",
+                quotes_value=False,
+            )
+        beside = quantity_bytes(t.resources.memory_limit) - scratch.bytes
+        if beside < SERVER_MEMORY_BESIDE_SCRATCH:
+            raise _KeyError(
+                "tracking.scratch.size",
+                f"{scratch.size} in memory leaves {beside // 2**20}Mi of tracking.resources.memoryLimit "
+                f"{t.resources.memory_limit} to the server, which needs {SERVER_MEMORY_BESIDE_SCRATCH // 2**20}Mi; "
+                "allowed: a smaller size, a larger memoryLimit, or medium volume",
+                quotes_value=False,
+            )
+    if cfg.database.mode == "inCluster":
+        budget = POSTGRES_MAX_CONNECTIONS - POSTGRES_RESERVED_CONNECTIONS
+        if cfg.tracking_db_connections > budget:
+            raise _KeyError(
+                "tracking.dbPoolSize",
+                f"lets the tracking server open up to {cfg.tracking_db_connections} PostgreSQL connections "
+                f"(pods {cfg.tracking_max_pods} x workers {t.workers} x {MLFLOW_ENGINES_PER_WORKER} engines x "
+                f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} its max_connections "
+                f"{POSTGRES_MAX_CONNECTIONS} leaves; allowed: fewer pods or workers, or a smaller pool",
+                quotes_value=False,
+            )
 
 
 def _major(version_or_image: str) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,11 +35,18 @@ Probe = HttpProbe | ExecProbe
 
 @dataclass(frozen=True)
 class ScratchDir:
-    """A writable emptyDir for a container whose root filesystem is read-only."""
+    """A writable directory for a container whose root filesystem is read-only.
+
+    ``disk``: an emptyDir on the node's disk (the kubelet evicts the pod once it holds more than ``size_limit``);
+    ``memory``: a tmpfs of exactly ``size_limit`` (writes beyond fail with ENOSPC; counted in the memory limit);
+    ``volume``: a generic ephemeral volume of ``size_limit`` from ``storage_class``, one per pod (ENOSPC beyond).
+    """
 
     name: str
     mount_path: str
     size_limit: str = "256Mi"
+    medium: Literal["disk", "memory", "volume"] = "disk"
+    storage_class: str | None = None
 
 
 def secret_env(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
@@ -153,9 +160,24 @@ def scratch_volumes(containers: Sequence[Sequence[ScratchDir]]) -> list[k8s.core
     for dirs in containers:
         for d in dirs:
             seen.setdefault(d.name, d)
-    return [
-        k8s.core.v1.VolumeArgs(name=d.name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=d.size_limit)) for d in seen.values()
-    ]
+    return [_scratch_volume(d) for d in seen.values()]
+
+
+def _scratch_volume(d: ScratchDir) -> k8s.core.v1.VolumeArgs:
+    if d.medium == "volume":
+        claim = k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=d.storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": d.size_limit}),
+        )
+        return k8s.core.v1.VolumeArgs(
+            name=d.name,
+            ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+                volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(spec=claim)
+            ),
+        )
+    medium = "Memory" if d.medium == "memory" else None
+    return k8s.core.v1.VolumeArgs(name=d.name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium=medium, size_limit=d.size_limit))
 
 
 def pod_spec(

@@ -147,6 +147,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
                         "name": "mlflow",
                         "match": [{"uri": {"prefix": f"{prefix}/"}}],
                         "route": [{"destination": {"host": naming.service_host(t.service_name, t.namespace), "port": {"number": t.port}}}],
+                        # Istio's own default is no limit; declared, a large proxied upload is known to fit.
+                        "timeout": f"{t.request_timeout_seconds}s",
                     },
                 ],
             },

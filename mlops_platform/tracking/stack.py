@@ -22,7 +22,6 @@ from mlops_platform.database import external, postgres
 from mlops_platform.k8s import mesh, naming, options
 from mlops_platform.k8s.containers import (
     HttpProbe,
-    ScratchDir,
     container,
     plain_env,
     pod_spec,
@@ -33,7 +32,7 @@ from mlops_platform.k8s.containers import (
 from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
-from mlops_platform.tracking import maintenance
+from mlops_platform.tracking import capacity, maintenance
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -60,6 +59,8 @@ class TrackingEndpoint:
     server: pulumi.Resource
     # What an MLflow client needs besides storage access (tracking URI, telemetry opt-out).
     client_env: dict[str, str]
+    # The Istio route's timeout: as long as the clients' own (MLFLOW_HTTP_REQUEST_TIMEOUT in client_env).
+    request_timeout_seconds: int
     artifact_store: ArtifactStore
     artifact_prefix: str
     artifact_root: str
@@ -88,7 +89,7 @@ class TrackingStack(pulumi.ComponentResource):
         self._artifact_root = cfg.artifacts.root
         self._server_labels = naming.selector_labels(COMPONENT, name)
         telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
-        self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry}
+        self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry, **capacity.client_env(cfg)}
         self._service_account = name
         protect = cfg.protect_data
 
@@ -144,7 +145,7 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
-        scratch = [ScratchDir("tmp", "/tmp", "1Gi")]
+        scratch = [capacity.scratch_dir(cfg)]
         server_scratch = [*scratch, metrics.SCRATCH] if cfg.monitoring.enabled else scratch
         common_env = [
             secret_env("MLFLOW_BACKEND_STORE_URI", db_secret_name, db_uri_key),
@@ -182,19 +183,18 @@ class TrackingStack(pulumi.ComponentResource):
             env=common_env
             + storage.env
             # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
-            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(cfg)}),
             ports={"http": PORT},
             probe=HttpProbe(f"{self._path_prefix}/health", "http"),
             scratch=server_scratch,
         )
-        replicas = cfg.tracking.replicas
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; PostgreSQL is outside the mesh, reached around it.
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
         deployment = k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=replicas,
+                replicas=capacity.replicas(cfg),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
@@ -213,15 +213,7 @@ class TrackingStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        if replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels)
-                ),
-                opts=child,
-            )
+        capacity.scale_out(name, cfg, deployment, self._server_labels, COMPONENT, child)
         self._network_policies(name, cfg, child)
 
         self.database_password = db_password
@@ -235,6 +227,7 @@ class TrackingStack(pulumi.ComponentResource):
             server_labels=self._server_labels,
             server=deployment,
             client_env=self._client_env,
+            request_timeout_seconds=cfg.tracking.request_timeout_seconds,
             artifact_store=self._artifact_store,
             artifact_prefix=self._artifact_prefix,
             artifact_root=self._artifact_root,

@@ -280,12 +280,6 @@ def test_mlflow_is_a_clusterip_service_on_its_named_port(dev):
     assert spec["selector"] == mlflow(dev).inputs["spec"]["selector"]["matchLabels"]
 
 
-def test_disruption_budget_only_with_several_replicas(dev, prod):
-    assert not dev.kinds("PodDisruptionBudget")
-    pdb = prod.k8s("PodDisruptionBudget", "mlflow", NS).inputs["spec"]
-    assert pdb["minAvailable"] == 1 and mlflow(prod).inputs["spec"]["replicas"] == 2
-
-
 # -- network -----------------------------------------------------------------------
 
 
