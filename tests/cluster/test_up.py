@@ -158,3 +158,35 @@ def test_a_training_job_and_a_scheduled_one_are_created_in_the_profile_and_the_j
     finally:
         deployment.engine.write_stack_file({})
         deployment.changed()
+
+
+def test_autoscaling_and_a_per_pod_scratch_volume_are_accepted_and_converge(cluster, deployment):
+    """The API server accepts the generic ephemeral volume and the HorizontalPodAutoscaler; each pod gets its own claim."""
+    deployment.ensure_up()
+    api = cluster.api()
+    try:
+        config, _ = stack_config("dev")
+        tracking = json.loads(config.get("mlops-platform:tracking", "{}"))
+        scaled = {
+            **tracking,
+            "scratch": {"medium": "volume", "size": "1Gi"},
+            "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 3},
+        }
+        _converge(deployment, {"tracking": scaled})
+        live = client.AppsV1Api(api).read_namespaced_deployment("mlflow", "mlflow")
+        scratch = next(v for v in live.spec.template.spec.volumes if v.name == "tmp")
+        assert scratch.empty_dir is None and scratch.ephemeral.volume_claim_template.spec.resources.requests == {"storage": "1Gi"}
+        hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("mlflow", "mlflow")
+        assert (hpa.spec.min_replicas, hpa.spec.max_replicas, hpa.spec.scale_target_ref.name) == (2, 3, "mlflow")
+        assert client.PolicyV1Api(api).read_namespaced_pod_disruption_budget("mlflow", "mlflow").spec.min_available == 1
+        pods = (
+            client.CoreV1Api(api)
+            .list_namespaced_pod("mlflow", label_selector="app.kubernetes.io/name=mlflow,app.kubernetes.io/instance=mlflow")
+            .items
+        )
+        claims = {c.metadata.name: c for c in client.CoreV1Api(api).list_namespaced_persistent_volume_claim("mlflow").items}
+        running = [p for p in pods if p.metadata.deletion_timestamp is None]
+        assert running and all(f"{p.metadata.name}-tmp" in claims for p in running)
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()
