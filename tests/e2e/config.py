@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from mlops_platform.config import MLFLOW_IMAGE
@@ -23,6 +24,8 @@ E2E_CANARY_PERCENT = 10
 # The e2e serves with MLServer 1.7.1 and MLflow 3.17, which load the MLflow 3 models the notebook logs;
 # KServe 0.16's stock kserve-mlserver runtime declares mlflow formats 1 and 2 only.
 E2E_MLFLOW_FORMATS = ["1", "2", "3"]
+E2E_SCRATCH_SIZE = "256Mi"
+REPLICAS_ENV = "E2E_TRACKING_REPLICAS"
 
 
 def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool = False) -> tuple[dict[str, str], list[str]]:
@@ -30,6 +33,10 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool
 
     * ``kubeflow.externalHost`` (only if the stack sets none): so the external-host path
       (VirtualService host, MLflow's allowed hosts) is exercised with a real name;
+    * ``tracking.scratch.size`` 256Mi (only if the stack sets none): the large-artifact test sends a
+      model bigger than the server's scratch space, and a small one keeps that artifact small;
+    * ``tracking.replicas`` from ``E2E_TRACKING_REPLICAS`` when set (e.g. 2: two server processes
+      behind a round-robin balancer on the Service's port);
     * ``training``: one Job in the first profile running ``train_job.py``;
     * with ``registry_uri`` (after the notebook set the alias): ``serving.mlflowTrackingUri``
       points at the running server and ``serving.models`` is the one model the notebook
@@ -37,6 +44,11 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool
     * with ``canary``: the challenger alias takes ``E2E_CANARY_PERCENT`` of the traffic (Serverless, as KServe requires).
     """
     config, secret_keys = stack_config(stack)
+    tracking = json.loads(config.get("mlops-platform:tracking", "{}"))
+    tracking.setdefault("scratch", {}).setdefault("size", E2E_SCRATCH_SIZE)
+    if os.environ.get(REPLICAS_ENV):
+        tracking["replicas"] = int(os.environ[REPLICAS_ENV])
+    config["mlops-platform:tracking"] = json.dumps(tracking)
     kubeflow = json.loads(config.get("mlops-platform:kubeflow", "{}"))
     kubeflow.setdefault("externalHost", E2E_EXTERNAL_HOST)
     config["mlops-platform:kubeflow"] = json.dumps(kubeflow)

@@ -10,16 +10,19 @@ now (a test may restart it), and the test that stops everything gets a plane of 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.config import E2E_ALIAS, E2E_CHALLENGER, E2E_REGISTERED_MODEL, e2e_config, served_model
 from tests.e2e.launch import NO_TELEMETRY, Server
+from tests.e2e.meter import declared_limits
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tools.harness import ROOT, Plan, run_program
@@ -134,6 +137,27 @@ def canary_plan(serving_plan: Plan, challenger: dict, registry_uri: str) -> Plan
     """The program once more, with the challenger as a canary beside production (after ``serving_plan`` rolled production out)."""
     config, secret_keys = e2e_config("dev", registry_uri=registry_uri, canary=True)
     return run_program("dev", config=config, secret_keys=secret_keys)
+
+
+@dataclass(frozen=True)
+class LargeFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+@pytest.fixture(scope="module")
+def large_file(plane: DataPlane, tracking_up: Server) -> LargeFile:
+    """Random bytes (incompressible), 64 MiB more than the server's declared scratch space; removed with the plane's directory."""
+    size = declared_limits(tracking_up).scratch_bytes + 64 * 2**20
+    path = plane.workdir / "weights.bin"
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for _ in range(size // 2**20):
+            block = os.urandom(2**20)
+            digest.update(block)
+            out.write(block)
+    return LargeFile(path, size, digest.hexdigest())
 
 
 @pytest.fixture

@@ -88,18 +88,41 @@ class Kubeflow:
         self, plan: Plan, namespace: str, registered_model: str, alias: str, experiment: str, alpha: float = 0.5
     ) -> dict[str, Any]:
         """Run ``notebook.py`` with exactly the env the namespace's PodDefaults inject (plus PATH, locale, HOME)."""
+        return self.run_in_notebook(
+            plan, namespace, NOTEBOOK, [registered_model, alias, experiment, str(alpha)], result_name=f"result-{alias}.json"
+        )
+
+    def notebook_env(self, plan: Plan, namespace: str) -> dict[str, str]:
+        """The PodDefaults' env after the host mapping; S3 settings must name the declared MinIO."""
         env = self.hosts.rewrite_env(poddefault_env(plan, namespace), "notebook")
         for name in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
             if name in env and not env[name].startswith(f"http://{HOST}:"):
                 raise DataPlaneError("notebook", f"{name} is {env[name]}: S3 calls would not go to the declared MinIO")
-        home = self.workdir / f"notebook-{namespace}"
+        return env
+
+    def run_in_notebook(
+        self,
+        plan: Plan,
+        namespace: str,
+        script: Path,
+        args: list[str],
+        *,
+        change_env: dict[str, str] | None = None,
+        name: str = "notebook",
+        result_name: str = "result.json",
+    ) -> dict[str, Any]:
+        """Run ``script RESULT_JSON *args`` as a notebook cell would, with the PodDefaults' env and ``change_env``; returns its JSON."""
+        env = {**self.notebook_env(plan, namespace), **(change_env or {})}
+        home = self.workdir / f"{name}-{namespace}"
         home.mkdir(exist_ok=True)
-        result = home / f"result-{alias}.json"
+        result = home / result_name
+        result.unlink(missing_ok=True)
         run_once(
             "notebook",
-            [str(VENV_BIN / "python"), str(NOTEBOOK), str(result), registered_model, alias, experiment, str(alpha)],
-            {**base_env(home), **env},
-            self.log(f"notebook-{namespace}"),
+            [str(VENV_BIN / "python"), str(script), str(result), *args],
+            # The notebook's own temporary files stay in its home (a per-run directory), as on its PVC.
+            {**base_env(home), "TMPDIR": str(home), **env},
+            self.log(f"{name}-{namespace}"),
             RUN_TIMEOUT["notebook"],
             cwd=home,
         )

@@ -6,10 +6,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.errors import DataPlaneError
+from tests.e2e.scratch import ScratchMount
 from tools.harness import DeclaredResource
 from tools.processes import HOST, Service, http, start
 
@@ -86,6 +87,15 @@ class Server:
     seconds_to_ready: float = 0.0
     workload: DeclaredResource | None = None
     other_ports: tuple[int, ...] = ()
+    # A Deployment with several replicas: this server is the Service's balancer, these are the pods behind it.
+    pods: list[Server] = field(default_factory=list)
+    # The pod's scratch volumes as mounted here (tests/e2e/scratch.py).
+    scratch: list[ScratchMount] = field(default_factory=list)
+
+    @property
+    def processes(self) -> list[Server]:
+        """The servers running the workload's container: the pods, or this one when there is a single pod."""
+        return self.pods or [self]
 
     @property
     def base(self) -> str:

@@ -9,12 +9,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.e2e import scratch
 from tests.e2e.declared import http_probe, port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
 from tests.e2e.jobs import Jobs
 from tests.e2e.kubeflow import Kubeflow
-from tests.e2e.launch import START_TIMEOUT, Server, await_ready, base_env, http_ready, spawn
+from tests.e2e.launch import START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, spawn
 from tests.e2e.mysql import MySQL
 from tests.e2e.postgres import PostgreSQL
 from tests.e2e.s3 import S3
@@ -22,7 +23,21 @@ from tests.e2e.serving import KServe
 from tests.e2e.tracking import Tracking
 from tests.e2e.training import Training
 from tools.harness import DeclaredResource, Plan
-from tools.processes import listening, process_group
+from tools.processes import free_port, listening, process_group
+
+BALANCER = Path(__file__).with_name("balancer.py")
+
+
+def pod_count(plan: Plan, deployment: DeclaredResource) -> int:
+    """How many pods run: the Deployment's replicas, or, while an autoscaler owns them, its minReplicas."""
+    replicas = deployment.inputs["spec"].get("replicas")
+    if replicas is not None:
+        return int(replicas)
+    for hpa in plan.kinds("HorizontalPodAutoscaler"):
+        target = hpa.inputs["spec"]["scaleTargetRef"]
+        if hpa.k8s_namespace == deployment.k8s_namespace and target["kind"] == "Deployment" and target["name"] == deployment.k8s_name:
+            return int(hpa.inputs["spec"].get("minReplicas", 1))
+    return 1
 
 
 class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Training):
@@ -43,6 +58,7 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         self.home = self.workdir / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        self.scratch_mounts: list[scratch.ScratchMount] = []
 
     def log(self, name: str) -> Path:
         """A fresh log file per process start (a restart or a second instance gets ``name-2.log`` ...)."""
@@ -56,7 +72,12 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
     def start_deployment(
         self, plan: Plan, deployment: DeclaredResource, *, component: str | None = None, hosts: HostMap | None = None
     ) -> Server:
-        """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe."""
+        """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe.
+
+        With ``replicas`` above 1 (or an autoscaler's minReplicas), each pod is a process of its own on a port
+        of its own, with its own scratch volumes, behind a round-robin balancer on the Service's port (what
+        kube-proxy does); the returned server is the balancer, its ``pods`` the replicas.
+        """
         hosts = hosts or self.hosts
         containers = deployment.pod_spec()["containers"]
         if len(containers) != 1:
@@ -70,12 +91,46 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         path, probe_port = http_probe(container)
         container_port = port_number(container, probe_port)
         local = hosts.expose(plan, deployment)[container_port]
-        scratch = self.scratch_dirs(deployment.pod_spec(), container, Path(tempfile.mkdtemp(prefix=f"{component}-", dir=self.workdir)))
-        args = [scratch.get(arg, arg) for arg in container.get("args") or []]
+        count = pod_count(plan, deployment)
+        if count == 1:
+            return self._start_pod(plan, deployment, container, component, hosts, container_port, local, path)
+        pods = [
+            self._start_pod(plan, deployment, container, f"{component}-{i}", hosts, container_port, free_port(), path) for i in range(count)
+        ]
+        balancer = spawn(
+            f"{component}-service",
+            [str(VENV_BIN / "python"), str(BALANCER), str(local), *(str(p.port) for p in pods)],
+            base_env(self.home),
+            self.log(f"{component}-service"),
+        )
+        server = Server(component, balancer, local, workload=deployment, pods=pods)
+        self.servers.append(server)
+        server.seconds_to_ready = max(p.seconds_to_ready for p in pods) + await_ready(
+            balancer, http_ready(f"{server.base}{path}"), 30, f"GET {path} through the balancer answered 200"
+        )
+        return server
+
+    def _start_pod(
+        self,
+        plan: Plan,
+        deployment: DeclaredResource,
+        container: dict,
+        component: str,
+        hosts: HostMap,
+        container_port: int,
+        local: int,
+        path: str,
+    ) -> Server:
+        root = Path(tempfile.mkdtemp(prefix=f"{component}-", dir=self.workdir))
+        mounts = scratch.provide(deployment.pod_spec(), container, root, component)
+        self.scratch_mounts += mounts
+        paths = {m.mount_path: str(m.path) for m in mounts}
+        args = [paths.get(arg, arg) for arg in container.get("args") or []]
         argv = [*container["command"], *hosts.listen_args(component, args, container_port, local)]
-        env = {**base_env(self.home), **hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)}
+        declared_env = hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
+        env = {**base_env(self.home), **scratch.rewrite_mount_paths(declared_env, mounts)}
         service = spawn(component, argv, env, self.log(component))
-        server = Server(component, service, local, workload=deployment)
+        server = Server(component, service, local, workload=deployment, scratch=mounts)
         self.servers.append(server)
         server.seconds_to_ready = await_ready(
             service,
@@ -111,6 +166,10 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         server.service.stop(timeout=timeout)
         if server in self.servers:
             self.servers.remove(server)
+        for pod in server.pods:
+            self.stop_server(pod, timeout)
+        for mount in server.scratch:
+            mount.release()
 
     def stop(self) -> list[str]:
         """Stop every process (newest first); returns what is still alive or listening (should be nothing)."""
@@ -127,4 +186,6 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
 
     def close(self) -> None:
         self.stop()
+        for mount in self.scratch_mounts:
+            mount.release()
         shutil.rmtree(self.workdir, ignore_errors=True)

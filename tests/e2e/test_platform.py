@@ -11,6 +11,8 @@ runs alone and in any order.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,12 +22,15 @@ from tests.e2e.config import E2E_CANARY_PERCENT, E2E_TRAINING_EXPERIMENT, E2E_TR
 from tests.e2e.declared import mutated, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import poddefault_env
-from tests.e2e.plane import DataPlane
+from tests.e2e.meter import Meter, declared_limits
+from tests.e2e.plane import DataPlane, pod_count
 from tests.e2e.serving import select_runtime
 from tests.monitoring.test_stack import queried_metrics
 from tools.processes import http, listening, process_tree
 
 pytestmark = pytest.mark.e2e
+
+LARGE_ARTIFACT = Path(__file__).with_name("large_artifact.py")
 
 
 def in_cluster_host(plan) -> str:
@@ -95,11 +100,16 @@ def test_mlflow_is_healthy_on_the_declared_probe_path_and_serves_only_under_its_
 
 def test_mlflow_runs_its_declared_workers_and_no_job_runner(tracking):
     args = tracking.workload.pod_spec()["containers"][0]["args"]
-    commands = process_tree(tracking.service.process.pid).values()
-    workers = [c for c in commands if "multiprocessing.spawn" in c]
-    assert len(workers) == int(args[args.index("--workers") + 1])
-    # The job runner (huey consumers) would more than double the server's memory.
-    assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c]
+    for pod in tracking.processes:
+        commands = process_tree(pod.service.process.pid).values()
+        workers = [c for c in commands if "multiprocessing.spawn" in c]
+        assert len(workers) == int(args[args.index("--workers") + 1])
+        # The job runner (huey consumers) would more than double the server's memory.
+        assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c]
+
+
+def test_mlflow_runs_as_many_pods_as_declared(plan, tracking):
+    assert len(tracking.processes) == pod_count(plan, tracking.workload)
 
 
 def test_api_accepts_the_in_cluster_host_header(plane, plan, tracking):
@@ -276,6 +286,60 @@ def test_a_restarted_server_still_has_every_run_the_model_and_its_alias(plane, p
     assert client.get_registered_model(trained["registered_model"]).aliases == aliases
 
 
+# -- 8. artifacts larger than the server's scratch space ---------------------------------------
+
+
+def test_a_model_larger_than_the_scratch_space_round_trips_within_the_declared_limits(plane, plan, tracking, profile, large_file):
+    """Logged and loaded back with the notebook's env, through the declared server; it never holds the file."""
+    limits = declared_limits(tracking)
+    assert large_file.size > limits.scratch_bytes
+    with Meter(tracking) as meter:
+        result = plane.run_in_notebook(plan, profile, LARGE_ARTIFACT, [str(large_file.path), "e2e-large", "model"], name="large-model")
+    assert result["loaded_sha256"] == large_file.sha256
+    assert meter.samples >= 3 and len(meter.peaks) == len(tracking.processes)
+    for port, peak in meter.peaks.items():
+        assert peak.scratch_bytes <= limits.scratch_bytes, f"pod on {port}: scratch peaked at {peak.scratch_bytes}"
+        assert peak.scratch_bytes < large_file.size // 4, f"pod on {port}: the file was staged in scratch ({peak.scratch_bytes} bytes)"
+        assert peak.charged_bytes <= limits.memory_bytes, (
+            f"pod on {port}: {peak.charged_bytes} bytes against a limit of {limits.memory_bytes}"
+        )
+        assert peak.rss_bytes - peak.baseline_rss_bytes < large_file.size // 4, f"pod on {port}: the file passed through memory"
+    root = urlsplit(plan.outputs["artifactRoot"])
+    stored = [
+        k
+        for k in plane.s3_keys(plane.hosts.routes[urlsplit(s3_endpoint(plan)).netloc], root.netloc)
+        if k.endswith("/" + large_file.path.name)
+    ]
+    assert len(stored) == 1 and stored[0].startswith(root.path.strip("/") + "/"), stored
+
+
+def test_a_proxied_upload_beyond_the_scratch_space_fails_that_request_and_every_pod_survives(plane, plan, tracking, profile, large_file):
+    """A client without a path to the store (multipart off) sends the file through the server: ENOSPC, HTTP 500, no eviction."""
+    if os.geteuid() != 0:
+        pytest.skip("reproducing the declared scratch size needs root (a tmpfs of that size is mounted)")
+    pids = [pod.service.process.pid for pod in tracking.processes]
+    with Meter(tracking) as meter:
+        result = plane.run_in_notebook(
+            plan,
+            profile,
+            LARGE_ARTIFACT,
+            [str(large_file.path), "e2e-proxied", "artifact"],
+            # One attempt: MLflow's client retries a 500 up to 7 times with backoff.
+            change_env={"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+            name="proxied-upload",
+        )
+    peaks = [p.scratch_bytes for p in meter.peaks.values()]
+    assert result["error"] is not None and "500" in result["error"], f"the upload went through, scratch peaking at {peaks} bytes"
+    assert [pod.service.process.pid for pod in tracking.processes] == pids
+    assert all(pod.service.process.poll() is None for pod in tracking.processes)
+    probe = tracking.workload.pod_spec()["containers"][0]["readinessProbe"]["httpGet"]["path"]
+    assert all(http(f"{pod.base}{probe}")[0] == 200 for pod in tracking.processes)
+    assert any("No space left on device" in pod.service.log.read_text(errors="replace") for pod in tracking.processes)
+    assert all(sum(m.used_bytes() for m in pod.scratch) < 2**20 for pod in tracking.processes), "the failed upload's file was left behind"
+    limits = declared_limits(tracking)
+    assert all(p.charged_bytes <= limits.memory_bytes for p in meter.peaks.values())
+
+
 # -- breaking a declared value fails at its component ------------------------------------------
 
 
@@ -344,7 +408,7 @@ def test_a_broken_storage_secret_annotation_fails_the_kserve_download(plane, ser
         plane.download_model(broken, served_model(broken))
 
 
-# -- 8. stop -----------------------------------------------------------------------------------
+# -- 9. stop -----------------------------------------------------------------------------------
 
 
 def test_stopping_leaves_no_process_running_and_no_port_listening(own_plane):
