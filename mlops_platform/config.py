@@ -141,8 +141,9 @@ class TrackingConfig(_Model):
     workers: int = Field(default=2, ge=1, le=16)
     # SQLAlchemy pool per engine (MLflow opens two per worker: tracking and registry); chosen from tests/e2e/bench_load.py.
     # MLflow passes either to SQLAlchemy only when non-zero (store/db/utils.py), so 0 would mean SQLAlchemy's 5 and 10.
-    db_pool_size: int = Field(default=3, ge=1, le=50)
-    db_max_overflow: int = Field(default=2, ge=1, le=50)
+    # A log-batch holds two connections at once: a pool of 3 + 2 ran dry at 16 clients (bench_load); 5 + 10 did not.
+    db_pool_size: int = Field(default=5, ge=1, le=50)
+    db_max_overflow: int = Field(default=10, ge=1, le=50)
     # The longest a request may take end to end: the Istio route, and the clients' MLFLOW_HTTP_REQUEST_TIMEOUT.
     request_timeout_seconds: int = Field(default=600, ge=30, le=86400)
     scratch: ScratchConfig = ScratchConfig()
@@ -216,6 +217,8 @@ class DatabaseConfig(_Model):
     user: DnsLabel = "mlflow"
     storage_class: DnsName | None = None
     storage_size: Storage = "10Gi"
+    # The image's default is 100; the tracking server's pools are checked against it (see TrackingConfig.db_pool_size).
+    max_connections: int = Field(default=200, ge=20, le=5000)
     resources: Resources = Resources(cpu_request="100m", memory_request="256Mi", memory_limit="1Gi")
     rds: RdsConfig | None = None
     external: ExternalDatabaseConfig | None = None
@@ -498,7 +501,7 @@ class ServingConfig(_Model):
 
 
 S3_ONLY_ARTIFACT_KEYS = frozenset({"noncurrentVersionDays", "kmsKeyArn"})
-IN_CLUSTER_DATABASE_KEYS = frozenset({"image", "storageClass", "storageSize", "resources"})
+IN_CLUSTER_DATABASE_KEYS = frozenset({"image", "storageClass", "storageSize", "maxConnections", "resources"})
 
 
 _DURATION = re.compile(r"^[1-9][0-9]*(s|m)$")
@@ -783,8 +786,7 @@ def quantity_bytes(quantity: str) -> int:
 
 # MLflow's tracking and registry stores each create their own SQLAlchemy engine in every worker.
 MLFLOW_ENGINES_PER_WORKER = 2
-# The postgres image's max_connections, less superuser_reserved_connections (3) and room for the migration, psql and backups.
-POSTGRES_MAX_CONNECTIONS = 100
+# Of PostgreSQL's max_connections: superuser_reserved_connections (3) and room for the migration, psql and backups.
 POSTGRES_RESERVED_CONNECTIONS = 10
 SCRATCH_DEFAULT_SIZE = {"memory": "512Mi", "volume": "4Gi"}
 # What the server itself needs beside a memory-backed scratch (measured: about 830 MiB RSS with 2 workers after traffic).
@@ -818,14 +820,15 @@ def _tracking_capacity_rules(cfg: PlatformConfig) -> None:
                 quotes_value=False,
             )
     if cfg.database.mode == "inCluster":
-        budget = POSTGRES_MAX_CONNECTIONS - POSTGRES_RESERVED_CONNECTIONS
+        budget = cfg.database.max_connections - POSTGRES_RESERVED_CONNECTIONS
         if cfg.tracking_db_connections > budget:
             raise _KeyError(
                 "tracking.dbPoolSize",
                 f"lets the tracking server open up to {cfg.tracking_db_connections} PostgreSQL connections "
                 f"(pods {cfg.tracking_max_pods} x workers {t.workers} x {MLFLOW_ENGINES_PER_WORKER} engines x "
-                f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} its max_connections "
-                f"{POSTGRES_MAX_CONNECTIONS} leaves; allowed: fewer pods or workers, or a smaller pool",
+                f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} that "
+                f"database.maxConnections {cfg.database.max_connections} leaves; allowed: fewer pods or workers, a smaller pool, "
+                "or a larger database.maxConnections",
                 quotes_value=False,
             )
 

@@ -40,6 +40,8 @@ def deploy(
         "postgresql",
         config.image,
         config.resources,
+        # The image's entrypoint hands arguments starting with '-' to postgres.
+        args=["-c", f"max_connections={config.max_connections}"],
         # The image reads each *_FILE at initdb time: credentials stay files, not env.
         env=plain_env(
             {

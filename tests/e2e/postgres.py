@@ -116,10 +116,27 @@ class PostgreSQL:
             cwd=root,
         )
         pwfile.unlink()
+        settings = statefulset.pod_spec()["containers"][0].get("args") or []
+        if len(settings) % 2 or any(flag != "-c" for flag in settings[::2]):
+            raise DataPlaneError(component, f"declares args {settings}; only '-c name=value' settings are reproduced here")
         service = spawn(
             component,
             # fsync=off: a throwaway cluster; durability across *this* server's restarts is not what is tested.
-            [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port), "-k", str(sockets), "-c", "fsync=off"],
+            [
+                *as_postgres,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                HOST,
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                "fsync=off",
+                *settings,
+            ],
             base_env(self.home),
             self.log("postgresql"),
             cwd=root,

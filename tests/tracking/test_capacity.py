@@ -102,8 +102,16 @@ def test_route_and_clients_wait_as_long_as_each_other(dev):
 
 def test_server_pool_is_declared(dev):
     env = env_of(container(mlflow(dev), "mlflow"))
-    assert env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]["value"] == "3"
-    assert env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]["value"] == "2"
+    assert env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]["value"] == "5"
+    assert env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]["value"] == "10"
+
+
+def test_postgresql_admits_the_connections_the_pools_may_open(dev):
+    db = container(dev.k8s("StatefulSet", "mlflow-postgresql", NS), "postgresql")
+    assert db["args"] == ["-c", "max_connections=200"]
+    assert "command" not in db  # the image's entrypoint passes '-c' settings to postgres
+    raised = run_with("dev", database=json.dumps({"storageSize": "5Gi", "maxConnections": 400}))
+    assert container(raised.k8s("StatefulSet", "mlflow-postgresql", NS), "postgresql")["args"] == ["-c", "max_connections=400"]
 
 
 # -- scale out -------------------------------------------------------------------------------------
@@ -112,7 +120,7 @@ def test_server_pool_is_declared(dev):
 def test_prod_autoscales_on_cpu_and_leaves_the_replica_count_to_the_autoscaler(prod):
     hpa = prod.k8s("HorizontalPodAutoscaler", "mlflow", NS).inputs["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mlflow"}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 4)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
     assert hpa["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
     ]
@@ -154,9 +162,10 @@ def test_disruption_budget_whenever_two_pods_always_run(dev, prod):
             "which needs 1024Mi",
         ),
         (
-            {"replicas": 4, "workers": 4, "dbPoolSize": 5},
-            "mlops-platform:tracking.dbPoolSize: lets the tracking server open up to 224 PostgreSQL connections "
-            "(pods 4 x workers 4 x 2 engines x (dbPoolSize 5 + dbMaxOverflow 2)), more than the 90 its max_connections 100 leaves",
+            {"replicas": 4},
+            "mlops-platform:tracking.dbPoolSize: lets the tracking server open up to 240 PostgreSQL connections "
+            "(pods 4 x workers 2 x 2 engines x (dbPoolSize 5 + dbMaxOverflow 10)), more than the 190 that database.maxConnections 200 "
+            "leaves; allowed: fewer pods or workers, a smaller pool, or a larger database.maxConnections",
         ),
         ({"dbMaxOverflow": 0}, "mlops-platform:tracking.dbMaxOverflow: 0 is not allowed; allowed: greater than or equal to 1"),
     ],
