@@ -71,6 +71,7 @@ bench: venv toolchain
 	$(PY) -m tools.bench_kubeflow
 	$(PY) -m tools.bench_serving
 	$(PY) -m tests.e2e.bench
+	$(PY) -m tests.e2e.bench_load
 	$(PY) -m tools.bench_engine
 
 clean:
