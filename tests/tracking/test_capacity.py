@@ -50,11 +50,6 @@ def test_prod_scratch_is_a_per_pod_volume_of_the_declared_size(prod):
     assert claim == {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": {"requests": {"storage": "4Gi"}}}
 
 
-def test_the_migration_and_the_server_share_the_scratch_volume(dev, prod):
-    for plan in (dev, prod):
-        assert scratch_volume(plan, "migrate-db") is scratch_volume(plan, "mlflow")
-
-
 def test_scratch_size_medium_and_class_come_from_config():
     plan = run_with("dev", tracking=json.dumps({"scratch": {"medium": "volume", "size": "8Gi", "storageClass": "fast-ssd"}}))
     claim = scratch_volume(plan)["ephemeral"]["volumeClaimTemplate"]["spec"]
