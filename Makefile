@@ -73,6 +73,7 @@ bench: venv toolchain
 	$(PY) -m tests.e2e.bench
 	$(PY) -m tests.e2e.bench_load
 	$(PY) -m tools.bench_engine
+	$(PY) -m tests.cluster.bench_tenancy
 
 clean:
 	if [ -x $(PY) ]; then $(PY) -m tools.local_up down; fi

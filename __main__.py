@@ -26,7 +26,9 @@ kubeflow = (
 )
 
 serving = (
-    ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models)) if config.serving.enabled else None
+    ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models, workspaces=config.workspaces))
+    if config.serving.enabled
+    else None
 )
 
 monitoring = Monitoring("monitoring", MonitoringArgs(config.monitoring, endpoint)) if config.monitoring.enabled else None
@@ -52,6 +54,9 @@ pulumi.export("externalUrl", tracking.external_url)
 pulumi.export("bucket", endpoint.artifact_store.bucket)
 pulumi.export("artifactRoot", endpoint.artifact_root)
 pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password) if tracking.database_password is not None else None)
+# basic-auth's admin password (the default authorization app with tracking.externalHost), else None.
+pulumi.export("trackingAdminPassword", pulumi.Output.secret(tracking.admin_password) if tracking.admin_password else None)
+pulumi.export("trackingAuth", config.auth)
 pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
 pulumi.export("servingModels", serving.models if serving else {})

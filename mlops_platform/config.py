@@ -32,6 +32,10 @@ PROJECT = "mlops-platform"
 # project is tested with (requirements.txt pins mlflow==MLFLOW_VERSION).
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_IMAGE = f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
+# Kubeflow's Kubernetes workspace provider and authorization app (images/mlflow/requirements.txt pins both):
+# the image `.github/workflows/image.yml` builds from images/mlflow, used whenever an authorization app runs.
+K8S_PLUGINS_VERSION = "2.1.0"
+MLFLOW_AUTH_IMAGE = f"ghcr.io/mlops-platform/mlflow:{MLFLOW_VERSION}-k8s{K8S_PLUGINS_VERSION}"
 # The major the end-to-end test runs against (Debian 12 ships PostgreSQL 15).
 POSTGRES_IMAGE = "docker.io/library/postgres:15.18"
 # MinIO stopped publishing community images after this release (Sept 2025);
@@ -135,8 +139,30 @@ class AutoscalingConfig(_Model):
         return _only_when_enabled(self, "tracking.autoscaling")
 
 
+class TlsConfig(_Model):
+    """The Ingress's certificate: issued by cert-manager, or an existing Secret. Exactly one."""
+
+    issuer: DnsName | None = None
+    issuer_kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
+    secret_name: DnsName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TlsConfig:
+        if (self.issuer is None) == (self.secret_name is None):
+            raise _KeyError("issuer", "and secretName: set exactly one; allowed: a cert-manager issuer, or an existing TLS Secret")
+        return self
+
+
+class IngressConfig(_Model):
+    """The prod route to MLflow: an Ingress for ``tracking.externalHost`` (nginx or the AWS load balancer controller)."""
+
+    class_name: DnsLabel = "nginx"
+    tls: TlsConfig = TlsConfig(issuer="letsencrypt")
+
+
 class TrackingConfig(_Model):
-    image: Image = MLFLOW_IMAGE
+    # Default: the official image without an authorization app, ours (MLflow plus Kubeflow's plugins) with one.
+    image: Image | None = None
     replicas: int = Field(default=1, ge=1, le=10)
     workers: int = Field(default=2, ge=1, le=16)
     # SQLAlchemy pool per engine (MLflow opens two per worker: tracking and registry); chosen from tests/e2e/bench_load.py.
@@ -153,6 +179,10 @@ class TrackingConfig(_Model):
     # MLflow 3 reports usage to an external endpoint unless told not to.
     telemetry: bool = False
     resources: Resources = Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi")
+    # Who may call the API: MLflow's basic-auth app, Kubernetes RBAC (Kubeflow's app), or nobody checks (in-cluster only).
+    # Default: kubernetes with Kubeflow workspaces, basic with an externalHost, none otherwise (PlatformConfig.auth).
+    auth: Literal["basic", "kubernetes", "none"] | None = None
+    ingress: IngressConfig = IngressConfig()
 
 
 class RdsConfig(_Model):
@@ -357,6 +387,8 @@ class KubeflowConfig(_Model):
     kfp_access: bool = False
     dashboard_tab: bool = True
     insecure_cookies: bool = False
+    # One MLflow workspace per profile, every request authorized by Kubernetes RBAC (mlflow-kubernetes-plugins).
+    workspaces: bool = True
 
     @model_validator(mode="after")
     def _nothing_set_while_disabled(self) -> KubeflowConfig:
@@ -706,10 +738,60 @@ class PlatformConfig(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _no_route_without_authentication(self) -> PlatformConfig:
+        chosen = self.tracking.auth
+        if self.workspaces and chosen not in (None, "kubernetes"):
+            raise _KeyError(
+                "tracking.auth",
+                f"{chosen!r} cannot authorize Kubeflow workspaces; allowed: 'kubernetes', or kubeflow.workspaces false",
+            )
+        if self.workspaces and self.serving.enabled:
+            for index, model in enumerate(self.serving.models):
+                if model.storage_uri is None and model.namespace not in self.kubeflow.profiles:
+                    raise _KeyError(
+                        f"serving.models.{index}.namespace",
+                        f"{model.namespace!r} is no Kubeflow profile, so no MLflow workspace to resolve its model in; "
+                        "allowed: one of kubeflow.profiles, or storageUri",
+                    )
+        if self.auth == "basic" and self.database.mode == "external":
+            raise _KeyError(
+                "tracking.auth",
+                "'basic' (the default with tracking.externalHost) keeps its users in the tracking database, whose URI an external "
+                "database keeps in your Secret; allowed: 'kubernetes', or database.mode inCluster or rds",
+                quotes_value=False,
+            )
+        if chosen == "none" and self.tracking.external_host:
+            raise _KeyError(
+                "tracking.auth",
+                "'none' with tracking.externalHost would route the internet to MLflow unauthenticated; allowed: 'basic' or 'kubernetes'",
+            )
+        return self
+
     @property
     def backup_prefix(self) -> str:
         """Where database dumps go in the artifact bucket."""
         return self.maintenance.backup_prefix or f"backups/{self.artifacts.prefix}"
+
+    @property
+    def workspaces(self) -> bool:
+        """MLflow workspaces per Kubeflow profile: on by default wherever the Kubeflow integration is."""
+        return self.kubeflow.enabled and self.kubeflow.workspaces
+
+    @property
+    def auth(self) -> Literal["basic", "kubernetes", "none"]:
+        """The authorization app the server runs (see TrackingConfig.auth for the defaults)."""
+        if self.tracking.auth is not None:
+            return self.tracking.auth
+        if self.workspaces:
+            return "kubernetes"
+        return "basic" if self.tracking.external_host else "none"
+
+    @property
+    def tracking_image(self) -> str:
+        if self.tracking.image is not None:
+            return self.tracking.image
+        return MLFLOW_IMAGE if self.auth == "none" else MLFLOW_AUTH_IMAGE
 
     @property
     def is_eks(self) -> bool:

@@ -1131,6 +1131,8 @@ def test_crossguard_on_the_leaky_export_differs_from_the_audit_only_where_secret
         ("stateful-resources-protected", "artifacts", "protect", checks.NOT_PROTECTED),
         ("stateful-resources-protected", "postgres-data", "protect", checks.NOT_PROTECTED),
         ("mlflow-minio-not-exposed", "mlflow-public", "spec.type", "mlflow exposed outside the cluster by a LoadBalancer Service"),
+        # The export's MLflow runs no authorization app, and the same Service routes the internet to it.
+        ("mlflow-route-authenticated", "mlflow-public", "spec.type", checks.UNAUTHENTICATED_ROUTE),
         (CREDENTIALS, "minio-users", "spec.template.spec.containers[0].args[5]", d.COMMAND_LINE),
         (CREDENTIALS, "minio-users", "spec.template.spec.containers[1].command[2]", d.COMMAND_LINE),
         (CREDENTIALS, "minio-users", "spec.template.spec.initContainers[0].command[3]", d.COMMAND_LINE),
@@ -1185,6 +1187,7 @@ def test_the_pack_assembles_every_policy_with_its_level_and_config_schema(analyz
         "stateful-resources-protected": "MANDATORY",
         "images-pinned": "MANDATORY",
         "mlflow-minio-not-exposed": "MANDATORY",
+        "mlflow-route-authenticated": "MANDATORY",
     }
     schema = {p.name: set(p.configSchema.properties) for p in info.policies}
     assert schema["no-plaintext-credentials"] == {"allowedPaths", "allowedValues"}
@@ -1240,3 +1243,106 @@ def test_the_engine_path_unwraps_secrets_and_reports_without_the_value(analyzer:
 
 def test_every_policy_in_the_package_is_in_the_pack() -> None:
     assert [p.name for p in crossguard_policies()] == [spec.name for spec in POLICIES]
+
+
+# -- mlflow-route-authenticated -----------------------------------------------------------
+
+ROUTE = "mlflow-route-authenticated"
+MLFLOW_LABELS = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": "mlflow"}
+
+
+def _mlflow_server(*extra_args: str, namespace: str = "mlflow") -> PolicyResource:
+    container = {
+        "name": "mlflow",
+        "image": "ghcr.io/x/mlflow:3.17.2",
+        "command": ["mlflow", "server"],
+        "args": ["--port", "5000", *extra_args],
+    }
+    return resource(
+        "kubernetes:apps/v1:Deployment",
+        "mlflow",
+        {
+            "metadata": {"name": "mlflow", "namespace": namespace},
+            "spec": {"template": {"metadata": {"labels": {**MLFLOW_LABELS, "extra": "x"}}, "spec": {"containers": [container]}}},
+        },
+    )
+
+
+def _mlflow_service(type_: str = "ClusterIP", name: str = "mlflow") -> PolicyResource:
+    return resource(
+        "kubernetes:core/v1:Service",
+        f"svc-{name}-{type_}",
+        {"metadata": {"name": name, "namespace": "mlflow"}, "spec": {"type": type_, "selector": MLFLOW_LABELS, "ports": [{"port": 5000}]}},
+    )
+
+
+def _ingress(service: str = "mlflow") -> PolicyResource:
+    backend = {"service": {"name": service, "port": {"number": 5000}}}
+    return resource(
+        "kubernetes:networking.k8s.io/v1:Ingress",
+        "route",
+        {
+            "metadata": {"name": "mlflow", "namespace": "mlflow"},
+            "spec": {"rules": [{"host": "mlflow.example.com", "http": {"paths": [{"path": "/mlflow/", "backend": backend}]}}]},
+        },
+    )
+
+
+def _virtual_service(host: str) -> PolicyResource:
+    return resource(
+        "kubernetes:networking.istio.io/v1:VirtualService",
+        "vs",
+        {
+            "metadata": {"name": "mlflow", "namespace": "mlflow"},
+            "spec": {"hosts": ["*"], "http": [{"route": [{"destination": {"host": host, "port": {"number": 5000}}}]}]},
+        },
+    )
+
+
+def test_every_route_to_an_mlflow_server_without_authentication_is_a_violation() -> None:
+    server = _mlflow_server()
+    routes = [
+        _mlflow_service(),
+        _ingress(),
+        _virtual_service("mlflow.mlflow.svc.cluster.local"),
+        _mlflow_service("LoadBalancer", "mlflow-lb"),
+        _mlflow_service("NodePort", "mlflow-np"),
+    ]
+    assert stack_findings(ROUTE, [server, *routes]) == {
+        ("route", "spec.rules[0].http.paths[0].backend", checks.UNAUTHENTICATED_ROUTE),
+        ("vs", "spec.http[0].route[0].destination.host", checks.UNAUTHENTICATED_ROUTE),
+        ("svc-mlflow-lb-LoadBalancer", "spec.type", checks.UNAUTHENTICATED_ROUTE),
+        ("svc-mlflow-np-NodePort", "spec.type", checks.UNAUTHENTICATED_ROUTE),
+    }
+
+
+@pytest.mark.parametrize("args", [("--app-name", "basic-auth"), ("--app-name=kubernetes-auth",)])
+def test_routes_to_an_authenticating_mlflow_server_pass(args: tuple[str, ...]) -> None:
+    routes = [_mlflow_service(), _ingress(), _virtual_service("mlflow.mlflow.svc.cluster.local"), _mlflow_service("LoadBalancer", "lb")]
+    assert stack_findings(ROUTE, [_mlflow_server(*args), *routes]) == set()
+
+
+def test_an_app_that_authenticates_nobody_and_routes_elsewhere_are_told_apart() -> None:
+    # Another --app-name (MLflow's own list includes apps that do not authenticate) counts as none.
+    assert stack_findings(ROUTE, [_mlflow_server("--app-name", "custom"), _mlflow_service(), _ingress()]) != set()
+    # A route to another Service, or the same Service name in another namespace, reaches no MLflow server.
+    other = _virtual_service("mlflow.elsewhere.svc.cluster.local")
+    assert stack_findings(ROUTE, [_mlflow_server(), _mlflow_service(), _ingress("dashboard"), other]) == set()
+
+
+def test_the_stacks_as_declared_pass_and_dropping_the_auth_app_from_prod_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.harness import run_program
+
+    def policy_resources(plan: Any, drop_auth: bool = False) -> list[PolicyResource]:
+        out = []
+        for r in plan.resources:
+            props = json.loads(json.dumps(r.inputs))
+            if drop_auth and r.kind == "Deployment" and r.k8s_name == "mlflow":
+                c = props["spec"]["template"]["spec"]["containers"][0]
+                c["args"] = [a for a in c["args"] if a not in ("--app-name", "basic-auth")]
+            out.append(resource(r.type, r.name, props))
+        return out
+
+    for stack in ("dev", "prod"):
+        assert stack_findings(ROUTE, policy_resources(run_program(stack))) == set(), stack
+    assert {f[2] for f in stack_findings(ROUTE, policy_resources(run_program("prod"), drop_auth=True))} == {checks.UNAUTHENTICATED_ROUTE}

@@ -6,6 +6,8 @@ before `pulumi up`, as a MicroK8s cluster with Kubeflow and KServe would have th
 - namespaces the program writes into but does not create (Kubeflow's, Istio's, the profiles');
 - each profile's ``default-editor`` ServiceAccount (Kubeflow's profile controller makes it);
 - ClusterRoles that the program's RoleBindings name and does not create (Kubeflow Pipelines');
+- Kubeflow's aggregated roles (kubeflow-admin, -edit, -view) and the profile controller's
+  RoleBindings of each profile (its owner as admin, ``default-editor`` as edit, ``default-viewer`` as view);
 - ``centraldashboard-config`` with other tools' menu links, which must survive us;
 - the storage classes the claims name, with enough PersistentVolumes for every claim;
 - CustomResourceDefinitions for every custom kind declared, plus InferenceService.
@@ -31,6 +33,22 @@ OTHER_LINKS = [
     {"type": "item", "link": "/pipeline/#/pipelines", "text": "Pipelines", "icon": "kubeflow:pipeline-centered"},
     {"type": "item", "link": "/katib/", "text": "Experiments (AutoML)", "icon": "kubeflow:katib"},
 ]
+# kubeflow/manifests common/kubeflow-roles: each role aggregates the ClusterRoles carrying its label;
+# view is part of edit, edit of admin. Profile owners are users named by email (Profile spec.owner).
+_AGGREGATE = "rbac.authorization.kubeflow.org/aggregate-to-kubeflow-"
+# role: (the label it selects, the label it carries)
+KUBEFLOW_ROLES = {
+    "kubeflow-admin": (f"{_AGGREGATE}admin", None),
+    "kubeflow-edit": (f"{_AGGREGATE}edit", f"{_AGGREGATE}admin"),
+    "kubeflow-view": (f"{_AGGREGATE}view", f"{_AGGREGATE}edit"),
+}
+PROFILE_ACCOUNTS = {"default-editor": "kubeflow-edit", "default-viewer": "kubeflow-view"}
+
+
+def profile_owner(namespace: str) -> str:
+    return f"owner@{namespace}.example.com"
+
+
 # Static volumes with reclaimPolicy Retain are never rebound once released: enough for many up/destroy cycles.
 SPARE_VOLUMES = 16
 VOLUME_SIZE = "200Gi"
@@ -51,7 +69,12 @@ def _meta(name: str, namespace: str | None = None, **extra: Any) -> dict[str, An
 def existing_objects(plan: Plan, profiles: list[str], dashboard_namespace: str = "kubeflow") -> list[dict[str, Any]]:
     """The objects a cluster must hold before the program runs, in creation order."""
     manifests = [m for _, m in plan.manifests()]
-    created = {(m["kind"], (m.get("metadata") or {}).get("namespace"), m["metadata"].get("name")) for m in manifests}
+    # A patch (NamespacePatch, ServiceAccountPatch, ...) changes an object that must already exist.
+    created = {
+        (m["kind"], (m.get("metadata") or {}).get("namespace"), m["metadata"].get("name"))
+        for r, m in plan.manifests()
+        if not r.type.endswith("Patch")
+    }
     objects: list[dict[str, Any]] = []
 
     namespaces = {dashboard_namespace, "istio-system", *profiles}
@@ -60,7 +83,7 @@ def existing_objects(plan: Plan, profiles: list[str], dashboard_namespace: str =
         labels = {"app.kubernetes.io/part-of": "kubeflow-profile", "istio-injection": "enabled"} if ns in profiles else {}
         objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns, labels=labels)})
 
-    editors = {(ns, "default-editor") for ns in profiles}
+    editors = {(ns, account) for ns in profiles for account in PROFILE_ACCOUNTS}
     for m in manifests:
         for subject in m.get("subjects") or []:
             if subject.get("kind") == "ServiceAccount":
@@ -87,6 +110,7 @@ def existing_objects(plan: Plan, profiles: list[str], dashboard_namespace: str =
                 }
             )
 
+    objects += kubeflow_roles(profiles)
     objects.append(
         {
             "apiVersion": "v1",
@@ -138,6 +162,38 @@ def existing_objects(plan: Plan, profiles: list[str], dashboard_namespace: str =
     kinds.add(("serving.kserve.io/v1beta1", "InferenceService"))
     for api_version, kind in sorted(kinds):
         objects.append(crd(api_version, kind))
+    return objects
+
+
+def kubeflow_roles(profiles: list[str]) -> list[dict[str, Any]]:
+    """Kubeflow's aggregated ClusterRoles, and per profile the RoleBindings its profile controller makes."""
+    objects: list[dict[str, Any]] = []
+    for name, (selects, label) in KUBEFLOW_ROLES.items():
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": _meta(name, labels={label: "true"} if label else {}),
+                "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {selects: "true"}}]},
+                "rules": [],
+            }
+        )
+    rbac = "rbac.authorization.k8s.io"
+    for ns in profiles:
+        bindings = [("namespaceAdmin", "kubeflow-admin", {"kind": "User", "apiGroup": rbac, "name": profile_owner(ns)})]
+        bindings += [
+            (account, role, {"kind": "ServiceAccount", "name": account, "namespace": ns}) for account, role in PROFILE_ACCOUNTS.items()
+        ]
+        for binding, role, subject in bindings:
+            objects.append(
+                {
+                    "apiVersion": f"{rbac}/v1",
+                    "kind": "RoleBinding",
+                    "metadata": _meta(binding, ns),
+                    "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+                    "subjects": [subject],
+                }
+            )
     return objects
 
 

@@ -275,7 +275,7 @@ AUTHORIZATION_POLICY = _cr(
                                         "additionalProperties": False,
                                         "properties": {
                                             k: {"type": "array", "items": {"type": "string"}}
-                                            for k in ("principals", "namespaces", "ipBlocks", "requestPrincipals")
+                                            for k in ("principals", "notPrincipals", "namespaces", "ipBlocks", "requestPrincipals")
                                         },
                                     }
                                 },
@@ -295,6 +295,19 @@ AUTHORIZATION_POLICY = _cr(
                                             for k in ("paths", "methods", "ports", "hosts", "notPaths")
                                         },
                                     }
+                                },
+                            },
+                        },
+                        "when": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["key"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "values": {"type": "array", "items": {"type": "string"}},
+                                    "notValues": {"type": "array", "items": {"type": "string"}},
                                 },
                             },
                         },

@@ -10,7 +10,10 @@ is installed and installs none of it. It declares:
 - an MLflow tab in the central dashboard (see :mod:`components.dashboard`);
 - per profile: a PodDefault for notebooks, its own storage identity limited to
   ``profiles/<namespace>/`` of the artifact bucket, an Istio Sidecar keeping its
-  calls to MLflow on mTLS, and optionally Kubeflow Pipelines access.
+  calls to MLflow on mTLS, and optionally Kubeflow Pipelines access;
+- with workspaces (default): each profile an MLflow workspace authorized by Kubernetes RBAC
+  (see :mod:`mlops_platform.kubeflow.tenancy`), notebooks calling with their own account's token,
+  and a DENY policy for identity headers from anyone but the ingress gateway.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pulumi_kubernetes as k8s
 from mlops_platform.config import KubeflowConfig
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import plain_env
+from mlops_platform.kubeflow import tenancy
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
 from mlops_platform.storage.store import ClientAccess, Grant
 from mlops_platform.tracking.stack import TrackingEndpoint
@@ -42,6 +46,10 @@ KFP_PODDEFAULT = "access-ml-pipeline"
 KFP_AUDIENCE = "pipelines.kubeflow.org"
 KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 KFP_CLUSTER_ROLE = "kubeflow-pipelines-edit"
+# Kubeflow's gateway puts the authenticated user here; only the gateway may send them (see _identity_headers).
+IDENTITY_HEADERS = ("kubeflow-userid", "kubeflow-groups")
+# MLflow's client reads the pod's own ServiceAccount token and namespace (the workspace) from the kubelet's mount.
+NOTEBOOK_AUTH = {"MLFLOW_TRACKING_AUTH": "kubernetes-namespaced"}
 FIELD_MANAGER = "mlops-platform-kubeflow"
 # Kubeflow 1.11 narrows every sidecar's egress to these namespaces (Sidecar istio-system/default);
 # a call to a Service outside them leaves in plain text, without the identity the policy checks.
@@ -104,6 +112,10 @@ class KubeflowIntegration(pulumi.ComponentResource):
 
         self._route(kf.gateway, [kf.external_host] if kf.external_host else ["*"], prefix)
         self._access_policy(args.scraper)
+        self._workspaces = kf.workspaces
+        if kf.workspaces:
+            self._identity_headers(kf.ingress_principal)
+            tenancy.cluster_roles(name, self._child)
         if kf.dashboard_tab:
             DashboardLink(
                 f"{name}-dashboard-link",
@@ -116,6 +128,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
         pod_defaults = []
         for namespace in kf.profiles:
             pod_defaults.append(self._profile(namespace, storage[namespace]))
+            if kf.workspaces:
+                tenancy.workspace(name, namespace, PROFILE_SERVICE_ACCOUNT, self._child)
             if kf.kfp_access:
                 self._pipelines_access(namespace)
         self.clients = ProfileClients(
@@ -183,6 +197,29 @@ class KubeflowIntegration(pulumi.ComponentResource):
             opts=self._in_tracking_namespace,
         )
 
+    def _identity_headers(self, gateway: str) -> None:
+        """Identity headers reach MLflow only from the ingress gateway, which sets them from the session it authenticated.
+
+        The server authorizes by bearer token and reads no identity header (tracking/auth.py); this
+        keeps any in-cluster caller from presenting a forged one to anything behind MLflow's port too.
+        """
+        t = self._tracking
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-identity-headers",
+            api_version="security.istio.io/v1",
+            kind="AuthorizationPolicy",
+            metadata=self._meta(f"{t.service_name}-identity-headers", t.namespace),
+            spec={
+                "action": "DENY",
+                "selector": {"matchLabels": t.server_labels},
+                "rules": [
+                    {"from": [{"source": {"notPrincipals": [gateway]}}], "when": [{"key": f"request.headers[{header}]", "values": ["*"]}]}
+                    for header in IDENTITY_HEADERS
+                ],
+            },
+            opts=self._in_tracking_namespace,
+        )
+
     def _insecure_cookies(self, namespace: str) -> None:
         """Opt-in for HTTP-only dev clusters: the notebook app otherwise sets cookies a browser drops over HTTP."""
         k8s.apps.v1.DeploymentPatch(
@@ -240,7 +277,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
         spec = {
             "desc": f"MLflow tracking and registry; S3 data under {uri}",
             "selector": {"matchLabels": {SELECTOR_LABEL: "true"}},
-            "env": [*plain_env({**t.client_env, PROFILE_S3_URI_ENV: uri}), *storage.env],
+            "env": [*plain_env({**t.client_env, **(NOTEBOOK_AUTH if self._workspaces else {}), PROFILE_S3_URI_ENV: uri}), *storage.env],
         }
         if storage.pod_labels:
             spec["labels"] = storage.pod_labels

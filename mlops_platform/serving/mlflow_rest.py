@@ -15,6 +15,7 @@ Errors carry MLflow's error code and a few words of cause, never URLs, headers o
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import ssl
@@ -34,6 +35,8 @@ HTTP_LIMITS = {
 }
 # The statuses MLflow's client retries too.
 _RETRIED = frozenset({429, 500, 502, 503, 504})
+# MLflow's header naming the workspace of a request (mlflow.utils.workspace_utils).
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 _STATUS_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}
 
 
@@ -63,6 +66,14 @@ class MlflowRest:
         self._backoff = float(limits["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
         self._timeout = float(limits["MLFLOW_HTTP_REQUEST_TIMEOUT"])
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_tls(env)))
+
+    def in_workspace(self, workspace: str | None) -> MlflowRest:
+        """The same registry seen from one MLflow workspace (``X-MLFLOW-WORKSPACE``), or as is when None."""
+        if workspace is None:
+            return self
+        scoped = copy.copy(self)
+        scoped._headers = {**self._headers, WORKSPACE_HEADER: workspace}
+        return scoped
 
     def model_version(self, name: str, *, alias: str | None = None, version: str | None = None) -> dict[str, Any]:
         if alias is not None:
@@ -122,7 +133,10 @@ class MlflowRest:
 def _http_error(exc: urllib.error.HTTPError) -> RegistryError:
     """MLflow's JSON ``error_code`` when the server sent one, else one derived from the status."""
     try:
-        code = json.loads(exc.read() or b"{}").get("error_code")
+        body = json.loads(exc.read() or b"{}")
+        # The Kubernetes authorization app nests it: {"error": {"code": "PERMISSION_DENIED", ...}}.
+        nested = body.get("error")
+        code = body.get("error_code") or (nested.get("code") if isinstance(nested, dict) else None)
     except (ValueError, AttributeError, OSError):
         code = None
     return RegistryError(code or _STATUS_CODES.get(exc.code, f"HTTP {exc.code}"), f"HTTP {exc.code}")

@@ -20,6 +20,9 @@ show what a deploy would serve without the registry, so it fails too rather than
 Registry credentials come from MLflow's own environment variables
 (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``) or the
 secret config ``serving.registryToken``; they never appear in messages.
+
+With Kubeflow workspaces each model is looked up in the workspace of its own namespace,
+with the token of that namespace's ``mlflow-registry-reader`` (kubeflow/tenancy.py).
 """
 
 from __future__ import annotations
@@ -99,7 +102,12 @@ def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
     ]
     needs_registry = any(m.storage_uri is None for m in serving.models)
     client = MlflowRest(str(serving.mlflow_tracking_uri), token) if needs_registry else None
-    versions = _in_order(lambda lookup: _resolve(client, serving, lookup, root), lookups)
+
+    # With workspaces each model is looked up in the workspace of its own namespace.
+    def workspace(lookup: _Lookup) -> str | None:
+        return lookup.model.namespace if config.workspaces else None
+
+    versions = _in_order(lambda lookup: _resolve(client and client.in_workspace(workspace(lookup)), serving, lookup, root), lookups)
     found = {(lookup.index, lookup.canary): version for lookup, version in zip(lookups, versions, strict=True)}
     return [_model(index, model, found) for index, model in enumerate(serving.models)]
 

@@ -29,6 +29,7 @@ import pulumi_kubernetes as k8s
 
 from mlops_platform.config import ServingConfig
 from mlops_platform.k8s import naming
+from mlops_platform.kubeflow import tenancy
 from mlops_platform.serving.registry import ResolvedModel
 from mlops_platform.storage.store import ClientAccess, Grant
 from mlops_platform.tracking.stack import TrackingEndpoint
@@ -61,6 +62,8 @@ class ServingStackArgs:
     serving: ServingConfig
     tracking: TrackingEndpoint
     models: Sequence[ResolvedModel]
+    # Kubeflow workspaces: each serving namespace gets the registry reader that resolves its aliases.
+    workspaces: bool = False
 
 
 class ServingStack(pulumi.ComponentResource):
@@ -75,6 +78,9 @@ class ServingStack(pulumi.ComponentResource):
         self.service_account = f"{name}-model-reader"
         kserve_ready = self._install_kserve(name) if cfg.install_kserve else []
         access = self._storage_access(name, args.tracking, cfg.credential_namespaces)
+        if args.workspaces:
+            for namespace in cfg.credential_namespaces:
+                tenancy.registry_reader(name, namespace, pulumi.ResourceOptions(parent=self))
         for model in args.models:
             self._inference_service(
                 # KServe copies the InferenceService's labels to its pods (the storage initializer's way through MinIO's NetworkPolicy).

@@ -32,7 +32,7 @@ from mlops_platform.k8s.containers import (
 from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
-from mlops_platform.tracking import capacity, maintenance
+from mlops_platform.tracking import auth, capacity, ingress, maintenance
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -72,6 +72,8 @@ class TrackingStack(pulumi.ComponentResource):
     endpoint: TrackingEndpoint
     external_url: str | None
     database_password: pulumi.Output[str] | None
+    # basic-auth's admin password (pulumi-random), None with any other authorization app.
+    admin_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
@@ -113,6 +115,7 @@ class TrackingStack(pulumi.ComponentResource):
             db_password: pulumi.Output[str] | None = None
             # The owner's database: no dump or backup of ours (it may not even be PostgreSQL).
             dumped: maintenance.Database | None = None
+            self._backend_uri: pulumi.Output[str] | None = None
         else:
             db_secret_name, db_password, dump_url = self._managed_database(name, cfg, child, protect)
             db_uri_key = "uri"
@@ -145,6 +148,8 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
+        server_auth = auth.declare(name, cfg, backend_uri=self._backend_uri, service_account=self._service_account, opts=child)
+        self._auth_args = server_auth.args
         scratch = [capacity.scratch_dir(cfg)]
         server_scratch = [*scratch, metrics.SCRATCH] if cfg.monitoring.enabled else scratch
         common_env = [
@@ -156,7 +161,7 @@ class TrackingStack(pulumi.ComponentResource):
             maintenance.MaintenanceArgs(
                 name=name,
                 namespace=cfg.namespace,
-                mlflow_image=cfg.tracking.image,
+                mlflow_image=cfg.tracking_image,
                 postgres_image=cfg.database.image,
                 resources=cfg.tracking.resources,
                 config=cfg.maintenance,
@@ -176,17 +181,19 @@ class TrackingStack(pulumi.ComponentResource):
         )
         server = container(
             "mlflow",
-            cfg.tracking.image,
+            cfg.tracking_image,
             cfg.tracking.resources,
             command=["mlflow", "server"],
             args=self.server_args(),
             env=common_env
             + storage.env
             # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
-            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(cfg)}),
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(cfg)})
+            + server_auth.env,
             ports={"http": PORT},
             probe=HttpProbe(f"{self._path_prefix}/health", "http"),
             scratch=server_scratch,
+            mounts=server_auth.mounts,
         )
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; PostgreSQL is outside the mesh, reached around it.
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
@@ -198,7 +205,11 @@ class TrackingStack(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
-                    spec=pod_spec([server], volumes=scratch_volumes([server_scratch]), service_account=sa.metadata.name),
+                    spec=pod_spec(
+                        [server],
+                        volumes=scratch_volumes([server_scratch]) + server_auth.volumes,
+                        service_account=sa.metadata.name,
+                    ),
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready, jobs.migration]),
@@ -215,8 +226,21 @@ class TrackingStack(pulumi.ComponentResource):
         )
         capacity.scale_out(name, cfg, deployment, self._server_labels, COMPONENT, child)
         self._network_policies(name, cfg, child)
+        if cfg.tracking.external_host:
+            ingress.declare(
+                name,
+                namespace=cfg.namespace,
+                host=cfg.tracking.external_host,
+                path_prefix=self._path_prefix,
+                service=name,
+                port=PORT,
+                auth=server_auth.mode,
+                ingress=cfg.tracking.ingress,
+                opts=child,
+            )
 
         self.database_password = db_password
+        self.admin_password = server_auth.admin_password
         self.endpoint = TrackingEndpoint(
             uri=self._tracking_uri,
             service_name=self._service_name,
@@ -293,6 +317,7 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
+        self._backend_uri = backend_uri
         return db_secret.metadata.name, db_password.result, postgres.url_without_password(cfg.database.user, db_host, cfg.database.name)
 
     def allowed_hosts(self) -> list[str]:
@@ -326,6 +351,7 @@ class TrackingStack(pulumi.ComponentResource):
             "--artifacts-destination",
             self._artifact_root,
             *(metrics.server_args() if self._cfg.monitoring.enabled else []),
+            *self._auth_args,
         ]
 
     def _network_policies(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> None:

@@ -270,6 +270,98 @@ def check_exposure(resource: Resource, ctx: Context) -> Iterator[Finding]:
             return
 
 
+# -- mlflow-route-authenticated --------------------------------------------------------
+
+_INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+_VIRTUAL_SERVICE_PREFIX = "kubernetes:networking.istio.io/"
+_SERVICE = "kubernetes:core/v1:Service"
+_WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
+# MLflow's own apps that authenticate every API request (MLflow's basic-auth, Kubeflow's Kubernetes RBAC app).
+AUTH_APPS = frozenset({"basic-auth", "kubernetes-auth"})
+UNAUTHENTICATED_ROUTE = "route to an MLflow server without authentication"
+
+
+def _mlflow_auth(workload: Resource) -> bool | None:
+    """None if no container runs `mlflow server`; else whether it runs an authenticating app."""
+    template = workload.lookup("spec", "template", "spec") or {}
+    for container in (template.get("containers") or []) if isinstance(template, Mapping) else []:
+        argv = [a for a in [*(container.get("command") or []), *(container.get("args") or [])] if isinstance(a, str)]
+        if not any(a.endswith("mlflow") for a in argv) or "server" not in argv:
+            continue
+        app = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--app-name"), None)
+        app = app or next((a.split("=", 1)[1] for a in argv if a.startswith("--app-name=")), None)
+        return app in AUTH_APPS
+    return None
+
+
+def _namespace(resource: Resource) -> str | None:
+    ns = resource.lookup("metadata", "namespace")
+    return ns if isinstance(ns, str) else None
+
+
+def _unauthenticated_mlflow_services(resources: Sequence[Resource]) -> dict[tuple[str | None, str], Resource]:
+    """Services (by namespace and name) whose selector picks the pods of an MLflow server without authentication."""
+    open_pods = []
+    for r in resources:
+        if r.type in _WORKLOADS and _mlflow_auth(r) is False:
+            labels = r.lookup("spec", "template", "metadata", "labels")
+            if isinstance(labels, Mapping):
+                open_pods.append((_namespace(r), labels))
+    found = {}
+    for r in resources:
+        selector = r.lookup("spec", "selector") if r.type == _SERVICE else None
+        name = r.lookup("metadata", "name")
+        if not isinstance(selector, Mapping) or not selector or not isinstance(name, str):
+            continue
+        if any(ns == _namespace(r) and all(labels.get(k) == v for k, v in selector.items()) for ns, labels in open_pods):
+            found[(_namespace(r), name)] = r
+    return found
+
+
+def _ingress_backends(resource: Resource) -> Iterator[tuple[str, str]]:
+    spec = resource.lookup("spec") or {}
+    backends = [("spec.defaultBackend", spec.get("defaultBackend"))] if isinstance(spec, Mapping) else []
+    for i, rule in enumerate(spec.get("rules") or [] if isinstance(spec, Mapping) else []):
+        for j, path in enumerate(((rule or {}).get("http") or {}).get("paths") or []):
+            backends.append((f"spec.rules[{i}].http.paths[{j}].backend", (path or {}).get("backend")))
+    for where, backend in backends:
+        name = ((backend or {}).get("service") or {}).get("name") if isinstance(backend, Mapping) else None
+        if isinstance(name, str):
+            yield where, name
+
+
+def _virtual_service_destinations(resource: Resource) -> Iterator[tuple[str, str, str | None]]:
+    """(path, service, namespace or None for the VirtualService's own) of every HTTP and TCP route destination."""
+    for kind in ("http", "tcp", "tls"):
+        for i, route in enumerate(resource.lookup("spec", kind) or []):
+            for j, target in enumerate((route or {}).get("route") or []):
+                host = ((target or {}).get("destination") or {}).get("host")
+                if isinstance(host, str):
+                    parts = host.split(".")
+                    yield f"spec.{kind}[{i}].route[{j}].destination.host", parts[0], parts[1] if len(parts) > 1 else None
+
+
+def check_mlflow_routes(resources: Sequence[Resource], ctx: Context) -> Iterator[Hit]:
+    """Any Ingress, VirtualService, or LoadBalancer/NodePort Service that reaches an MLflow server running no auth app."""
+    services = _unauthenticated_mlflow_services(resources)
+    if not services:
+        return
+    for r in resources:
+        ns = _namespace(r)
+        if r.type == _INGRESS:
+            for where, name in _ingress_backends(r):
+                if (ns, name) in services:
+                    yield Hit(r, Finding(where, UNAUTHENTICATED_ROUTE))
+        elif r.type.startswith(_VIRTUAL_SERVICE_PREFIX) and r.type.endswith(":VirtualService"):
+            for where, name, target_ns in _virtual_service_destinations(r):
+                if (target_ns or ns, name) in services:
+                    yield Hit(r, Finding(where, UNAUTHENTICATED_ROUTE))
+        elif r.type == _SERVICE and r.lookup("spec", "type") in _EXPOSING_TYPES:
+            name = r.lookup("metadata", "name")
+            if (ns, name) in services:
+                yield Hit(r, Finding("spec.type", UNAUTHENTICATED_ROUTE))
+
+
 # -- the pack -------------------------------------------------------------------------
 
 POLICIES: tuple[PolicySpec, ...] = (
@@ -340,5 +432,14 @@ POLICIES: tuple[PolicySpec, ...] = (
         remediation="Use a ClusterIP Service and route external traffic through the Istio gateway with authentication.",
         config_keys=("allowedPaths", "apps"),
         resource_check=check_exposure,
+    ),
+    PolicySpec(
+        name="mlflow-route-authenticated",
+        description="No Ingress, VirtualService or LoadBalancer/NodePort Service reaches an MLflow server that authenticates nobody.",
+        level="mandatory",
+        severity="critical",
+        remediation="Run the server with an authorization app (tracking.auth basic or kubernetes: --app-name basic-auth "
+        "or kubernetes-auth), or remove the route.",
+        stack_check=check_mlflow_routes,
     ),
 )

@@ -14,10 +14,14 @@ def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster,
     deployment.ensure_up()
     config = serving(registry.uri, entry(alias="production"))
     config["namespaces"] = [NAMESPACE]
+    # The registry fixture is a plain MLflow server, without workspaces (tests/cluster/test_tenancy.py runs them). Without them the
+    # Kubeflow route would reach a server that authenticates nobody, which the policy pack refuses: Kubeflow is off here.
+    # Monitoring's mesh principal is only accepted with Kubeflow: monitoring is off too.
+    overrides = {"serving": config, "kubeflow": {"enabled": False}, "monitoring": {"enabled": False}}
     isvcs = dynamic.DynamicClient(cluster.api()).resources.get(api_version="serving.kserve.io/v1beta1", kind="InferenceService")
     try:
         registry.promote("1")
-        deployment.engine.write_stack_file({"serving": config})
+        deployment.engine.write_stack_file(overrides)
         deployment.changed()
         deployment.engine.up()
         live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()

@@ -38,6 +38,8 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool
     * ``tracking.replicas`` from ``E2E_TRACKING_REPLICAS`` when set (e.g. 2: two server processes
       behind a round-robin balancer on the Service's port);
     * ``training``: one Job in the first profile running ``train_job.py``;
+    * ``kubeflow.workspaces`` false: this lane has no API server for the Kubernetes authorization
+      app to ask; the workspace path runs against a real one in tests/cluster/test_tenancy.py;
     * with ``registry_uri`` (after the notebook set the alias): ``serving.mlflowTrackingUri``
       points at the running server and ``serving.models`` is the one model the notebook
       registered, served in the first Kubeflow profile (the example in Pulumi.dev.yaml);
@@ -51,6 +53,7 @@ def e2e_config(stack: str = "dev", registry_uri: str | None = None, canary: bool
     config["mlops-platform:tracking"] = json.dumps(tracking)
     kubeflow = json.loads(config.get("mlops-platform:kubeflow", "{}"))
     kubeflow.setdefault("externalHost", E2E_EXTERNAL_HOST)
+    kubeflow["workspaces"] = False
     config["mlops-platform:kubeflow"] = json.dumps(kubeflow)
     profiles = kubeflow.get("profiles") or []
     if profiles:

@@ -85,11 +85,28 @@ class Kubeflow:
         raise DataPlaneError(component, f"no declared VirtualService routes {host}{path}")
 
     def notebook(
-        self, plan: Plan, namespace: str, registered_model: str, alias: str, experiment: str, alpha: float = 0.5
+        self,
+        plan: Plan,
+        namespace: str,
+        registered_model: str,
+        alias: str,
+        experiment: str,
+        alpha: float = 0.5,
+        *,
+        kubeconfig: Path | None = None,
     ) -> dict[str, Any]:
-        """Run ``notebook.py`` with exactly the env the namespace's PodDefaults inject (plus PATH, locale, HOME)."""
+        """Run ``notebook.py`` with exactly the env the namespace's PodDefaults inject (plus PATH, locale, HOME).
+
+        ``kubeconfig``: what the kubelet's ServiceAccount mount gives a pod (its token and namespace),
+        which MLflow's ``kubernetes`` auth provider reads from a kubeconfig outside a pod.
+        """
         return self.run_in_notebook(
-            plan, namespace, NOTEBOOK, [registered_model, alias, experiment, str(alpha)], result_name=f"result-{alias}.json"
+            plan,
+            namespace,
+            NOTEBOOK,
+            [registered_model, alias, experiment, str(alpha)],
+            change_env={"KUBECONFIG": str(kubeconfig)} if kubeconfig else None,
+            result_name=f"result-{alias}.json",
         )
 
     def notebook_env(self, plan: Plan, namespace: str) -> dict[str, str]:

@@ -24,13 +24,13 @@ RUN_TIMEOUT = {"initdb": 60, "notebook": 240, "storage-initializer": 120, "train
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
-def base_env(home: Path) -> dict[str, str]:
+def base_env(home: Path, entrypoints: Path | None = None) -> dict[str, str]:
     """What the images provide besides the declared env: a PATH to the entrypoints, a locale, a HOME; telemetry off.
 
     Nothing is inherited from the caller's environment, so a developer's own AWS_* or
     MLFLOW_* variables can neither help nor break a run.
     """
-    return {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), **NO_TELEMETRY}
+    return {"PATH": f"{entrypoints or VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), **NO_TELEMETRY}
 
 
 def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None) -> Service:

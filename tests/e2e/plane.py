@@ -7,6 +7,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e import scratch
@@ -40,6 +42,14 @@ def pod_count(plan: Plan, deployment: DeclaredResource) -> int:
     return 1
 
 
+@dataclass(frozen=True)
+class _Outside:
+    """What a pod gets from outside its spec: the image's bin directory (when not the project venv's), extra env."""
+
+    entrypoints: Path | None
+    env: Mapping[str, str]
+
+
 class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Training):
     """The processes and directories of one run. ``stop()`` ends every process it started.
 
@@ -70,13 +80,23 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         return path
 
     def start_deployment(
-        self, plan: Plan, deployment: DeclaredResource, *, component: str | None = None, hosts: HostMap | None = None
+        self,
+        plan: Plan,
+        deployment: DeclaredResource,
+        *,
+        component: str | None = None,
+        hosts: HostMap | None = None,
+        entrypoints: Path | None = None,
+        outside_env: Mapping[str, str] | None = None,
     ) -> Server:
         """Start the pod's single container with its declared ``command + args`` and env; wait for its readiness probe.
 
         With ``replicas`` above 1 (or an autoscaler's minReplicas), each pod is a process of its own on a port
         of its own, with its own scratch volumes, behind a round-robin balancer on the Service's port (what
         kube-proxy does); the returned server is the balancer, its ``pods`` the replicas.
+        ``entrypoints``: the image's bin directory when it is not the project venv's. ``outside_env``:
+        what the pod would get from outside its spec (a kubeconfig for the in-cluster API credentials,
+        a mounted file's local path), named by the caller.
         """
         hosts = hosts or self.hosts
         containers = deployment.pod_spec()["containers"]
@@ -91,11 +111,13 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         path, probe_port = http_probe(container)
         container_port = port_number(container, probe_port)
         local = hosts.expose(plan, deployment)[container_port]
+        outside = _Outside(entrypoints, outside_env or {})
         count = pod_count(plan, deployment)
         if count == 1:
-            return self._start_pod(plan, deployment, container, component, hosts, container_port, local, path)
+            return self._start_pod(plan, deployment, container, component, hosts, container_port, local, path, outside)
         pods = [
-            self._start_pod(plan, deployment, container, f"{component}-{i}", hosts, container_port, free_port(), path) for i in range(count)
+            self._start_pod(plan, deployment, container, f"{component}-{i}", hosts, container_port, free_port(), path, outside)
+            for i in range(count)
         ]
         balancer = spawn(
             f"{component}-service",
@@ -120,6 +142,7 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         container_port: int,
         local: int,
         path: str,
+        outside: _Outside,
     ) -> Server:
         root = Path(tempfile.mkdtemp(prefix=f"{component}-", dir=self.workdir))
         mounts = scratch.provide(deployment.pod_spec(), container, root, component)
@@ -128,7 +151,7 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Trainin
         args = [paths.get(arg, arg) for arg in container.get("args") or []]
         argv = [*container["command"], *hosts.listen_args(component, args, container_port, local)]
         declared_env = hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
-        env = {**base_env(self.home), **scratch.rewrite_mount_paths(declared_env, mounts)}
+        env = {**base_env(self.home, outside.entrypoints), **scratch.rewrite_mount_paths(declared_env, mounts), **outside.env}
         service = spawn(component, argv, env, self.log(component))
         server = Server(component, service, local, workload=deployment, scratch=mounts)
         self.servers.append(server)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
@@ -12,11 +15,14 @@ from tools.processes import http
 class Tracking:
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
-    def bring_up_tracking(self, plan: Plan) -> Server:
-        """PostgreSQL (unless external), S3 and its bucket, the Jobs the server waits for (migration) and the server, from ``plan``."""
+    def bring_up_tracking(self, plan: Plan, *, entrypoints: Path | None = None, outside_env: Mapping[str, str] | None = None) -> Server:
+        """PostgreSQL (unless external), S3 and its bucket, the Jobs the server waits for (migration) and the server, from ``plan``.
+
+        ``entrypoints`` and ``outside_env`` as for ``start_deployment`` (the authorization apps need the server image's venv).
+        """
         deployment = self.bring_up_storage(plan)
         self.run_migration(plan)
-        return self.start_deployment(plan, deployment)
+        return self.start_deployment(plan, deployment, entrypoints=entrypoints, outside_env=outside_env)
 
     def bring_up_storage(self, plan: Plan) -> DeclaredResource:
         """PostgreSQL (unless external) and S3 with its bucket, as the server is declared to reach them; returns its Deployment."""

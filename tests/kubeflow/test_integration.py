@@ -303,7 +303,7 @@ def test_kfp_access_injects_a_pipelines_token_and_binds_its_right(dev):
 
 def test_kfp_access_is_opt_in():
     plan = run_with("dev", kubeflow=kf(kfpAccess=False))
-    assert not plan.kinds("RoleBinding")
+    assert not [r for r in plan.kinds("RoleBinding") if r.k8s_name == "access-ml-pipeline"]
     assert [r.k8s_name for r in plan.kinds("PodDefault")] == ["mlflow", "mlflow"]
 
 
@@ -386,9 +386,10 @@ def _count(profiles: int) -> int:
 
 def test_resource_count_grows_linearly_with_profiles():
     one, ten, fifty = _count(1), _count(10), _count(50)
-    # Per profile: key, Secret, PodDefault, Sidecar, KFP PodDefault, RoleBinding.
-    assert ten - one == 9 * 6
-    assert fifty - one == 49 * 6
+    # Per profile: key, Secret, PodDefault, Sidecar, KFP PodDefault, RoleBinding; with workspaces the namespace label and
+    # the notebook's RoleBinding.
+    assert ten - one == 9 * 8
+    assert fifty - one == 49 * 8
 
 
 # -- config ------------------------------------------------------------------------

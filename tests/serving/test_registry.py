@@ -165,10 +165,21 @@ def entry(name: str = MODEL, namespace: str = NAMESPACE, **source: object) -> di
 
 
 def deploy(config: dict, *, preview: bool = False, secret: bool = False) -> Plan:
-    """The real program on the dev stack with ``serving`` replaced; ``secret`` marks it as secret config."""
+    """The real program on the dev stack with ``serving`` replaced; ``secret`` marks it as secret config.
+
+    The registry here is a plain MLflow server, so Kubeflow workspaces are off; resolution inside a
+    workspace with its reader's token runs against the real authorization app in tests/cluster/test_tenancy.py.
+    """
+    values, secret_keys = plain_registry_values(config)
+    return run_program("dev", config=values, secret_keys=secret_keys + (["mlops-platform:serving"] if secret else []), preview=preview)
+
+
+def plain_registry_values(config: dict) -> tuple[dict[str, str], list[str]]:
+    """The dev stack's config with ``serving`` replaced and Kubeflow workspaces off (the registry here has none)."""
     values, secret_keys = stack_config("dev")
     values["mlops-platform:serving"] = json.dumps(config)
-    return run_program("dev", config=values, secret_keys=secret_keys + (["mlops-platform:serving"] if secret else []), preview=preview)
+    values["mlops-platform:kubeflow"] = json.dumps({**json.loads(values["mlops-platform:kubeflow"]), "workspaces": False})
+    return values, secret_keys
 
 
 def failure(monkeypatch, config: dict, **options) -> tuple[str, list]:
@@ -264,11 +275,12 @@ def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
 def test_resolving_and_gating_never_imports_mlflow(registry):
     """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench_serving.py)."""
     registry.promote("1")
-    config = json.dumps(serving(registry.uri, entry(alias="production"), entry("pinned", storageUri=f"{ROOT_URI}/1/m/artifacts")))
+    values, _ = plain_registry_values(
+        serving(registry.uri, entry(alias="production"), entry("pinned", storageUri=f"{ROOT_URI}/1/m/artifacts"))
+    )
     code = (
         "import json, sys; from mlops_platform.config import parse_config; from mlops_platform.serving.registry import resolve_models; "
-        "from tools.harness import stack_config; values, _ = stack_config('dev'); "
-        f"values['mlops-platform:serving'] = {config!r}; "
+        f"values = json.loads({json.dumps(values)!r}); "
         "resolved = resolve_models(parse_config('dev', values)); "
         "print(json.dumps({'resolved': [[m.version, m.storage_uri] for m in resolved], 'mlflow': 'mlflow' in sys.modules}))"
     )
@@ -502,6 +514,7 @@ def test_make_plan_exits_2_with_the_gates_one_line(registry, gated, tmp_path, mo
 
     document = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["mlops-platform:serving"] = serving(registry.uri, entry(registeredModel="unsigned", version=1))
+    document["config"]["mlops-platform:kubeflow"]["workspaces"] = False
     (tmp_path / "Pulumi.yaml").write_text((harness.ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.gated.yaml").write_text(yaml.safe_dump(document))
     declared: list = []
@@ -674,3 +687,15 @@ def test_a_refused_token_is_reported_without_the_token(token_registry, monkeypat
 )
 def test_sources_map_onto_the_artifact_root_or_are_refused(source, expected):
     assert physical_uri(source, ROOT_URI) == expected
+
+
+def test_a_refusal_by_the_kubernetes_authorization_app_is_named_as_one():
+    """The plugin nests its error code (``{"error": {"code": ...}}``) instead of MLflow's ``error_code``."""
+    import io
+    import urllib.error
+
+    from mlops_platform.serving import mlflow_rest
+
+    body = json.dumps({"error": {"code": "PERMISSION_DENIED", "message": "Permission denied for requested operation."}}).encode()
+    refusal = urllib.error.HTTPError("https://mlflow.example.com/mlflow", 400, "Bad Request", None, io.BytesIO(body))  # type: ignore[arg-type]
+    assert mlflow_rest._http_error(refusal).error_code == "PERMISSION_DENIED"

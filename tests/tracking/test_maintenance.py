@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE, POSTGRES_IMAGE
+from mlops_platform.config import MLFLOW_AUTH_IMAGE, POSTGRES_IMAGE
 from mlops_platform.tracking.gc import proxied_to_destination
 from mlops_platform.tracking.maintenance import migration_job_name
 from tests.conftest import container, env_of, refused, run_with
@@ -40,7 +40,7 @@ def arg(args: list[str], flag: str) -> str:
 
 
 def test_migration_job_is_named_after_the_image_so_only_a_new_image_runs_it_again(dev):
-    assert migration(dev).k8s_name == migration_job_name("mlflow", MLFLOW_IMAGE)
+    assert migration(dev).k8s_name == migration_job_name("mlflow", MLFLOW_AUTH_IMAGE)
     assert migration(run_with("dev", maintenance=json.dumps({"gcOlderThan": "7d"}))).k8s_name == migration(dev).k8s_name
     newer = run_with("dev", tracking=json.dumps({"image": "ghcr.io/mlflow/mlflow:v3.18.0-full"}))
     assert migration(newer).k8s_name != migration(dev).k8s_name
@@ -78,7 +78,7 @@ def test_the_dump_and_its_upload_run_before_the_migration_in_the_same_pod(dev):
     assert "--format=custom" in dump["command"]
     path = next(a for a in dump["command"] if a.startswith("--file=")).removeprefix("--file=")
     assert arg(upload["args"], "--file") == path and arg(upload["args"], "--kind") == "pre-migration"
-    assert arg(upload["args"], "--label") == MLFLOW_IMAGE.rsplit(":", 1)[1]
+    assert arg(upload["args"], "--label") == MLFLOW_AUTH_IMAGE.rsplit(":", 1)[1]
     shared = {m["name"] for m in dump["volumeMounts"] if path.startswith(m["mountPath"] + "/")}
     assert shared and shared <= {m["name"] for m in upload["volumeMounts"]}
     assert [v for v in pod["volumes"] if v["name"] in shared][0]["emptyDir"]["sizeLimit"] == "5Gi"  # the database's own size

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_VERSION
+from mlops_platform.config import MLFLOW_AUTH_IMAGE, MLFLOW_IMAGE, MLFLOW_VERSION
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"
@@ -185,9 +185,12 @@ def test_mlflow_uses_its_own_minio_user_not_the_root_key(dev):
 def test_image_runs_the_mlflow_version_this_project_tests_with(dev, prod):
     pinned = re.search(r"^mlflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert MLFLOW_VERSION == pinned == importlib.metadata.version("mlflow")
+    assert MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
+    # Both stacks run an authorization app (dev: Kubernetes RBAC for workspaces; prod: basic-auth): the image with it.
+    assert MLFLOW_AUTH_IMAGE.startswith(f"ghcr.io/mlops-platform/mlflow:{pinned}-")
     for plan in (dev, prod):
         for workload, name in ((mlflow(plan), "mlflow"), (migration(plan), "migrate"), (migration(plan), "upload")):
-            assert container(workload, name)["image"] == MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
+            assert container(workload, name)["image"] == MLFLOW_AUTH_IMAGE
 
 
 def test_schema_migration_command_really_migrates_from_the_env(dev, tmp_path):

@@ -1,0 +1,116 @@
+"""Teams see only their own: one MLflow workspace per Kubeflow profile, authorized by Kubernetes RBAC.
+
+The tracking server runs Kubeflow's ``kubernetes`` workspace provider and ``kubernetes-auth``
+app (mlflow-kubernetes-plugins) in SelfSubjectAccessReview mode: every request carries a
+bearer token, and the API server says whether its owner may act on ``mlflow.kubeflow.org``
+resources in the workspace's namespace. Declared here:
+
+- the profile label that makes a namespace a workspace (the provider lists only those);
+- ClusterRoles for the ``mlflow.kubeflow.org`` resources, aggregated into Kubeflow's
+  ``kubeflow-edit`` and ``kubeflow-view``: a profile's contributors get access through the
+  RoleBindings Kubeflow already makes, with no per-user object;
+- the notebook ServiceAccount's rights in its own profile (explicit, not only through aggregation);
+- a registry reader per serving namespace: a ServiceAccount that may read registered models there
+  and change nothing, whose short-lived token resolves aliases at deploy time.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mlops_platform.k8s import naming
+from mlops_platform.tracking.auth import WORKSPACE_LABEL
+
+COMPONENT = "mlflow-tenancy"
+GROUP = "mlflow.kubeflow.org"
+# Kubeflow's kubeflow-roles (kubeflow/manifests common/kubeflow-roles): kubeflow-edit and kubeflow-view select these.
+AGGREGATE_TO_EDIT = "rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit"
+AGGREGATE_TO_VIEW = "rbac.authorization.kubeflow.org/aggregate-to-kubeflow-view"
+EDIT_ROLE = "mlflow-kubeflow-edit"
+VIEW_ROLE = "mlflow-kubeflow-view"
+REGISTRY_READER_ROLE = "mlflow-registry-reader"
+REGISTRY_READER = "mlflow-registry-reader"
+NOTEBOOK_BINDING = "mlflow-notebook"
+FIELD_MANAGER = "mlops-platform-tenancy"
+
+# The plugin's resources (docs/kubernetes-rbac.md of kubeflow/mlflow-integration).
+RESOURCES = (
+    "experiments",
+    "datasets",
+    "registeredmodels",
+    "assistants",
+    "mcpservers",
+    "skills",
+    "gatewaysecrets",
+    "gatewayendpoints",
+    "gatewayguardrails",
+    "gatewaybudgets",
+    "gatewaymodeldefinitions",
+)
+USE_SUBRESOURCES = ("gatewaysecrets/use", "gatewayendpoints/use", "gatewaymodeldefinitions/use")
+READ = ["get", "list"]
+WRITE = ["get", "list", "create", "update", "delete"]
+
+
+def _rule(resources: list[str], verbs: list[str]) -> k8s.rbac.v1.PolicyRuleArgs:
+    return k8s.rbac.v1.PolicyRuleArgs(api_groups=[GROUP], resources=resources, verbs=verbs)
+
+
+def cluster_roles(instance: str, opts: pulumi.ResourceOptions) -> None:
+    """Edit and view of every MLflow resource, aggregated into Kubeflow's roles; and the registry reader."""
+
+    def role(name: str, rules: list[k8s.rbac.v1.PolicyRuleArgs], aggregate_to: str | None) -> None:
+        k8s.rbac.v1.ClusterRole(
+            f"{instance}-{name}",
+            metadata=naming.metadata(
+                name, component=COMPONENT, instance=instance, extra_labels={aggregate_to: "true"} if aggregate_to else None
+            ),
+            rules=rules,
+            opts=opts,
+        )
+
+    role(EDIT_ROLE, [_rule(list(RESOURCES), WRITE), _rule(list(USE_SUBRESOURCES), ["create"])], AGGREGATE_TO_EDIT)
+    role(VIEW_ROLE, [_rule(list(RESOURCES), READ)], AGGREGATE_TO_VIEW)
+    role(REGISTRY_READER_ROLE, [_rule(["registeredmodels"], READ)], None)
+
+
+def workspace(instance: str, namespace: str, notebook_account: str, opts: pulumi.ResourceOptions) -> None:
+    """A profile becomes a workspace: the label the provider selects on, and its notebooks' rights in it."""
+    k8s.core.v1.NamespacePatch(
+        f"{instance}-{namespace}-workspace",
+        metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+            name=namespace,
+            labels={WORKSPACE_LABEL: "true"},
+            annotations={"pulumi.com/patchFieldManager": FIELD_MANAGER},
+        ),
+        opts=opts,
+    )
+    k8s.rbac.v1.RoleBinding(
+        f"{instance}-{namespace}-notebook",
+        metadata=naming.metadata(NOTEBOOK_BINDING, namespace, component=COMPONENT, instance=instance),
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=EDIT_ROLE),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=notebook_account, namespace=namespace)],
+        opts=opts,
+    )
+
+
+def registry_reader(instance: str, namespace: str, opts: pulumi.ResourceOptions) -> None:
+    """The deploy-time alias resolver's identity in a serving namespace: reads registered models, changes nothing.
+
+    CI asks for a short-lived token (``kubectl create token mlflow-registry-reader -n <ns>``); no
+    token is ever written into a Secret by this program.
+    """
+    k8s.core.v1.ServiceAccount(
+        f"{instance}-{namespace}-registry-reader",
+        metadata=naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+    k8s.rbac.v1.RoleBinding(
+        f"{instance}-{namespace}-registry-reader",
+        metadata=naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=REGISTRY_READER_ROLE),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=REGISTRY_READER, namespace=namespace)],
+        opts=opts,
+    )

@@ -1,0 +1,192 @@
+"""Who may call the tracking server: the authorization app it runs, and what that app needs.
+
+- ``kubernetes``: Kubeflow's ``kubernetes-auth`` app (mlflow-kubernetes-plugins) in
+  SelfSubjectAccessReview mode. Every request carries a bearer token; the API server
+  authenticates it and says whether its owner may act on ``mlflow.kubeflow.org`` resources in
+  the workspace's namespace. The server never reads an identity header in this mode, so a
+  forged ``kubeflow-userid`` grants nothing. With Kubeflow workspaces the server also runs the
+  ``kubernetes`` workspace provider (profile namespaces carrying the program's label) and may
+  list and watch namespaces; without, every check is against the tracking namespace.
+- ``basic``: MLflow's basic-auth app. The admin password comes from pulumi-random (a secret
+  output), users and permissions live in the same PostgreSQL (MLflow keeps them in their own
+  tables, versioned in ``alembic_version_auth``), and the config file reaches the pod only
+  as a mounted Secret, since it holds the database URI.
+- ``none``: no check; refused by config whenever a route from outside exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from mlops_platform.config import ConfigError, PlatformConfig
+from mlops_platform.k8s import naming
+from mlops_platform.k8s.containers import plain_env, secret_env
+
+COMPONENT = "mlflow"
+ADMIN_USER = "admin"
+AUTH_CONFIG_DIR = "/etc/mlflow-auth"
+AUTH_CONFIG_FILE = "basic_auth.ini"
+# Where in-cluster Kubernetes clients (the plugins) look for the pod's own token.
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_SECONDS = 3600
+# A revoked RoleBinding stops working within this many seconds (the plugin caches decisions).
+DECISION_CACHE_SECONDS = 60
+SERVER_ROLE_SUFFIX = "workspaces"
+# Set by the program on each configured Kubeflow profile namespace (kubeflow/tenancy.py); the provider lists only these.
+WORKSPACE_LABEL = "mlops-platform/mlflow-workspace"
+WORKSPACE_SELECTOR = f"{WORKSPACE_LABEL}=true"
+
+
+@dataclass(frozen=True)
+class ServerAuth:
+    """What the server container gets for its authorization app."""
+
+    mode: str
+    args: list[str] = field(default_factory=list)
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
+    mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
+    admin_password: pulumi.Output[str] | None = None
+
+
+def declare(
+    name: str,
+    cfg: PlatformConfig,
+    *,
+    backend_uri: pulumi.Output[str] | None,
+    service_account: str,
+    opts: pulumi.ResourceOptions,
+) -> ServerAuth:
+    """The app for ``cfg.auth`` and the objects it needs (RBAC or the basic-auth Secret)."""
+    if cfg.auth == "kubernetes":
+        return _kubernetes(name, cfg, service_account, opts)
+    if cfg.auth == "basic":
+        if backend_uri is None:
+            # Config refuses basic-auth with an external database (its URI lives only in the user's Secret).
+            raise ConfigError(
+                "mlops-platform:tracking.auth: 'basic' needs the database URI; allowed: 'kubernetes' with database.mode external"
+            )
+        return _basic(name, cfg, backend_uri, opts)
+    return ServerAuth("none")
+
+
+def kubernetes_env(workspaces: bool, namespace: str) -> dict[str, str]:
+    """The plugin's settings: SelfSubjectAccessReview with the caller's token; profiles only, or one namespace."""
+    env = {
+        "MLFLOW_K8S_AUTH_AUTHORIZATION_MODE": "self_subject_access_review",
+        "MLFLOW_K8S_AUTH_CACHE_TTL_SECONDS": str(DECISION_CACHE_SECONDS),
+    }
+    if workspaces:
+        return {**env, "MLFLOW_K8S_WORKSPACE_LABEL_SELECTOR": WORKSPACE_SELECTOR}
+    return {**env, "MLFLOW_K8S_AUTH_WORKSPACES_ENABLED": "false", "MLFLOW_K8S_AUTH_NAMESPACE": namespace}
+
+
+def kubernetes_args(workspaces: bool) -> list[str]:
+    workspace_args = ["--enable-workspaces", "--workspace-store-uri", "kubernetes://"] if workspaces else []
+    return [*workspace_args, "--app-name", "kubernetes-auth"]
+
+
+def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:
+    if cfg.workspaces:
+        # Only the workspace provider acts as the server itself; every authorization check uses the caller's token.
+        role_name = f"{name}-{SERVER_ROLE_SUFFIX}"
+        k8s.rbac.v1.ClusterRole(
+            f"{name}-workspaces",
+            metadata=naming.metadata(role_name, component=COMPONENT, instance=name),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=["get", "list", "watch"])],
+            opts=opts,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-workspaces",
+            metadata=naming.metadata(role_name, component=COMPONENT, instance=name),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role_name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=service_account, namespace=cfg.namespace)],
+            opts=opts,
+        )
+    # The kubelet projects a short-lived token of the server's own account; nothing is stored in a Secret.
+    token = k8s.core.v1.VolumeArgs(
+        name="kube-api-access",
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+            sources=[
+                k8s.core.v1.VolumeProjectionArgs(
+                    service_account_token=k8s.core.v1.ServiceAccountTokenProjectionArgs(path="token", expiration_seconds=TOKEN_SECONDS)
+                ),
+                k8s.core.v1.VolumeProjectionArgs(
+                    config_map=k8s.core.v1.ConfigMapProjectionArgs(
+                        name="kube-root-ca.crt", items=[k8s.core.v1.KeyToPathArgs(key="ca.crt", path="ca.crt")]
+                    )
+                ),
+                k8s.core.v1.VolumeProjectionArgs(
+                    downward_api=k8s.core.v1.DownwardAPIProjectionArgs(
+                        items=[
+                            k8s.core.v1.DownwardAPIVolumeFileArgs(
+                                path="namespace", field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")
+                            )
+                        ]
+                    )
+                ),
+            ]
+        ),
+    )
+    return ServerAuth(
+        "kubernetes",
+        args=kubernetes_args(cfg.workspaces),
+        env=plain_env(kubernetes_env(cfg.workspaces, cfg.namespace)),
+        volumes=[token],
+        mounts=[k8s.core.v1.VolumeMountArgs(name="kube-api-access", mount_path=TOKEN_DIR, read_only=True)],
+    )
+
+
+def basic_auth_ini(database_uri: pulumi.Input[str]) -> pulumi.Output[str]:
+    """MLflow's basic-auth config: nobody but the admin may do anything until granted."""
+    return pulumi.Output.concat(
+        "[mlflow]\n",
+        "default_permission = NO_PERMISSIONS\n",
+        "database_uri = ",
+        database_uri,
+        "\n",
+        f"admin_username = {ADMIN_USER}\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+    )
+
+
+def _basic(name: str, cfg: PlatformConfig, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions) -> ServerAuth:
+    secret_name = f"{name}-auth"
+    password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=opts)
+    flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=48, special=False, opts=opts)
+    secret = k8s.core.v1.Secret(
+        f"{name}-auth",
+        metadata=naming.metadata(secret_name, cfg.namespace, component=COMPONENT, instance=name),
+        type="Opaque",
+        string_data={
+            AUTH_CONFIG_FILE: basic_auth_ini(backend_uri),
+            "admin-password": password.result,
+            "flask-secret-key": flask_key.result,
+        },
+        opts=opts,
+    )
+    return ServerAuth(
+        "basic",
+        args=["--app-name", "basic-auth"],
+        env=[
+            *plain_env({"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_CONFIG_DIR}/{AUTH_CONFIG_FILE}", "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER}),
+            secret_env("MLFLOW_AUTH_ADMIN_PASSWORD", secret.metadata.name, "admin-password"),
+            secret_env("MLFLOW_FLASK_SERVER_SECRET_KEY", secret.metadata.name, "flask-secret-key"),
+        ],
+        volumes=[
+            k8s.core.v1.VolumeArgs(
+                name="auth-config",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=secret.metadata.name,
+                    items=[k8s.core.v1.KeyToPathArgs(key=AUTH_CONFIG_FILE, path=AUTH_CONFIG_FILE)],
+                    default_mode=0o440,
+                ),
+            )
+        ],
+        mounts=[k8s.core.v1.VolumeMountArgs(name="auth-config", mount_path=AUTH_CONFIG_DIR, read_only=True)],
+        admin_password=password.result,
+    )

@@ -1,0 +1,102 @@
+"""Helpers of the tenancy end-to-end test: ServiceAccount tokens, kubeconfigs, and MLflow REST calls as one identity."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from tools import local_cluster
+
+TOKEN_SECONDS = 3600
+# The lists a search answers with.
+COLLECTIONS = ("experiments", "runs", "registered_models", "model_versions")
+
+
+def error_code(answer: dict[str, Any]) -> str | None:
+    """MLflow's error code: top level from the Flask handlers, under ``error`` from the authorization app."""
+    nested = answer.get("error")
+    return answer.get("error_code") or (nested.get("code") if isinstance(nested, dict) else None)
+
+
+def service_account_token(cluster: local_cluster.Cluster, namespace: str, account: str) -> str:
+    """A short-lived token from the TokenRequest API, as `kubectl create token` gets it (the API server's default audience)."""
+    core = client.CoreV1Api(cluster.api())
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS))
+    return core.create_namespaced_service_account_token(account, namespace, request).status.token
+
+
+def kubeconfig(cluster: local_cluster.Cluster, token: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig for one identity: the API server, its CA, the token and the identity's namespace as context."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "local", "cluster": {"server": cluster.server, "certificate-authority": str(cluster.pki / "ca.crt")}}
+                ],
+                "users": [{"name": "caller", "user": {"token": token}}],
+                "contexts": [{"name": "caller", "context": {"cluster": "local", "user": "caller", "namespace": namespace}}],
+                "current-context": "caller",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Caller:
+    """MLflow's REST API as one caller: a bearer token (or none) and extra headers, against one workspace."""
+
+    base: str
+    token: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, workspace: str | None, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """``workspace`` None: no workspace header (a server without workspaces refuses one)."""
+        headers = {"Content-Type": "application/json", **({"X-MLFLOW-WORKSPACE": workspace} if workspace else {}), **self.headers}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = f"{self.base}/api/2.0/mlflow/{path}"
+        data = None
+        if method == "GET" and body:
+            from urllib.parse import urlencode
+
+            url += "?" + urlencode(body)
+        elif body is not None:
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw or b"{}")
+            except ValueError:
+                return exc.code, {"raw": raw[:200].decode(errors="replace")}
+
+
+def attempts(owner_experiment: str, owner_model: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Every kind of cross-tenant attempt on a workspace: read, write and alias, named for the output."""
+    return [
+        ("search experiments", "POST", "experiments/search", {"max_results": 10}),
+        ("read experiment by name", "GET", "experiments/get-by-name", {"experiment_name": owner_experiment}),
+        ("create experiment", "POST", "experiments/create", {"name": "intruder"}),
+        ("search runs", "POST", "runs/search", {"experiment_ids": ["0", "1", "2"], "max_results": 10}),
+        ("read registered model", "GET", "registered-models/get", {"name": owner_model}),
+        ("search registered models", "GET", "registered-models/search", {"max_results": 10}),
+        ("read alias", "GET", "registered-models/alias", {"name": owner_model, "alias": "production"}),
+        ("create registered model", "POST", "registered-models/create", {"name": "intruder-model"}),
+        ("set alias", "POST", "registered-models/alias", {"name": owner_model, "alias": "production", "version": "1"}),
+        ("delete alias", "DELETE", "registered-models/alias", {"name": owner_model, "alias": "production"}),
+        ("rename registered model", "POST", "registered-models/rename", {"name": owner_model, "new_name": "stolen"}),
+    ]

@@ -1,0 +1,224 @@
+"""Teams see only their own: MLflow workspaces per Kubeflow profile, authorized by the real API server's RBAC.
+
+The dev stack goes up through the real engine with two profiles; its RBAC is then what the
+local kube-apiserver (RBAC authorizer, ServiceAccount token signing) enforces. The MLflow
+server runs as its Deployment declares it, from a Python 3.12 virtualenv with exactly the
+image's pins (images/mlflow/requirements.txt), on PostgreSQL and S3 on 127.0.0.1; outside a pod,
+the in-cluster credentials the kubelet would mount come from a kubeconfig with a token of the
+server's own ServiceAccount. Every caller's token comes from the TokenRequest API.
+
+Which layer is tested: the Kubernetes authorization app in MLflow plus the API server's
+authentication and RBAC. Istio (mTLS, the AuthorizationPolicies, the gateway) does not run here:
+the DENY policy for identity headers from non-gateway principals is only rendered
+(tests/kubeflow/test_tenancy.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from mlops_platform.config import ConfigError, parse_config
+from mlops_platform.kubeflow.integration import PROFILE_SERVICE_ACCOUNT
+from mlops_platform.kubeflow.tenancy import REGISTRY_READER
+from tests.cluster.conftest import ADDED_PROFILE, DIRECTORY
+from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code, kubeconfig, service_account_token
+from tests.e2e.plane import DataPlane
+from tests.e2e.postgres import postgres_bindir
+from tools import server_venv
+from tools.cluster_fixtures import profile_owner
+from tools.harness import Plan, run_program, stack_config, with_overrides
+
+PROFILE_A = "kubeflow-user-example-com"
+PROFILE_B = ADDED_PROFILE
+MODEL = {PROFILE_A: "churn-a", PROFILE_B: "churn-b"}
+EXPERIMENT = {PROFILE_A: "team-a-experiment", PROFILE_B: "team-b-experiment"}
+ALIAS = "production"
+
+
+def _overrides() -> dict[str, Any]:
+    config, _ = stack_config("dev")
+    kubeflow = json.loads(config["mlops-platform:kubeflow"])
+    return {"kubeflow": {**kubeflow, "profiles": [PROFILE_A, PROFILE_B]}}
+
+
+@pytest.fixture(scope="module")
+def plan(cluster, deployment) -> Iterator[Plan]:
+    """The dev stack with two profiles, deployed by the real `pulumi up`; put back afterwards."""
+    overrides = _overrides()
+    deployment.engine.write_stack_file(overrides)
+    deployment.changed()
+    try:
+        deployment.engine.up()
+        config, secret_keys = stack_config("dev")
+        yield run_program("dev", config=with_overrides(config, overrides), secret_keys=secret_keys)
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()
+
+
+@pytest.fixture(scope="module")
+def plane(cluster, plan: Plan, tmp_path_factory) -> Iterator[tuple[DataPlane, str]]:
+    """PostgreSQL, S3, the migration and MLflow with the Kubernetes authorization app; the server's base URL."""
+    if postgres_bindir() is None:
+        pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql`, as .ci/run does", pytrace=False)
+    entrypoints = server_venv.ensure()
+    logs = DIRECTORY / "tenancy-logs"
+    plane = DataPlane(logs)
+    try:
+        server_config = kubeconfig(
+            cluster, service_account_token(cluster, "mlflow", "mlflow"), "mlflow", tmp_path_factory.mktemp("server") / "kubeconfig"
+        )
+        server = plane.bring_up_tracking(plan, entrypoints=entrypoints, outside_env={"KUBECONFIG": str(server_config)})
+        yield plane, server.base + urlsplit(plan.outputs["trackingUri"]).path
+    finally:
+        plane.close()
+
+
+def _token(cluster, namespace: str, account: str = PROFILE_SERVICE_ACCOUNT) -> str:
+    return service_account_token(cluster, namespace, account)
+
+
+@pytest.fixture(scope="module")
+def notebooks(cluster, plan: Plan, plane, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """In each profile a notebook (the PodDefault's env, its ServiceAccount's token) tracks, logs, registers and sets the alias."""
+    data_plane, _ = plane
+    results = {}
+    for profile in (PROFILE_A, PROFILE_B):
+        config = kubeconfig(cluster, _token(cluster, profile), profile, tmp_path_factory.mktemp(profile) / "kubeconfig")
+        results[profile] = data_plane.notebook(plan, profile, MODEL[profile], ALIAS, EXPERIMENT[profile], kubeconfig=config)
+    return results
+
+
+def test_a_profile_notebook_tracks_logs_registers_and_moves_the_alias_in_its_own_workspace(cluster, plane, notebooks):
+    _, base = plane
+    caller = Caller(base, _token(cluster, PROFILE_A))
+    status, body = caller.call("GET", "registered-models/alias", PROFILE_A, {"name": MODEL[PROFILE_A], "alias": ALIAS})
+    assert status == 200, body
+    assert body["model_version"]["version"] == notebooks[PROFILE_A]["version"]
+    assert body["model_version"]["run_id"] == notebooks[PROFILE_A]["run_id"]
+    status, body = caller.call("POST", "runs/search", PROFILE_A, {"experiment_ids": [notebooks[PROFILE_A]["experiment_id"]]})
+    assert status == 200 and [r["info"]["run_id"] for r in body["runs"]] == [notebooks[PROFILE_A]["run_id"]]
+    # Each workspace holds only its own team's objects, though both teams use the same server and database.
+    status, body = caller.call("POST", "experiments/search", PROFILE_A, {"max_results": 50})
+    assert status == 200
+    assert EXPERIMENT[PROFILE_A] in {e["name"] for e in body["experiments"]}
+    assert EXPERIMENT[PROFILE_B] not in {e["name"] for e in body["experiments"]}
+
+
+def test_every_cross_tenant_attempt_is_refused(cluster, plane, notebooks):
+    """Reads, writes and alias moves on the other team's workspace: 403, or (collections) an empty answer though it holds objects."""
+    _, base = plane
+    outcomes: dict[str, list[str]] = {"denied": [], "filtered to nothing": [], "NOT REFUSED": []}
+    for own, other in ((PROFILE_A, PROFILE_B), (PROFILE_B, PROFILE_A)):
+        caller = Caller(base, _token(cluster, own))
+        for name, method, path, body in attempts(EXPERIMENT[other], MODEL[other]):
+            status, answer = caller.call(method, path, other, body)
+            if status == 403 and error_code(answer) == "PERMISSION_DENIED":
+                outcome = "denied"
+            elif status == 200 and name.startswith("search") and not any(answer.get(k) for k in COLLECTIONS):
+                outcome = "filtered to nothing"
+            else:
+                outcome = "NOT REFUSED"
+            outcomes[outcome].append(f"{own} -> {other}: {name} ({status})")
+    tried = sum(len(v) for v in outcomes.values())
+    print(f"\ncross-tenant attempts: {tried}; refused: {tried - len(outcomes['NOT REFUSED'])}", end=" ")
+    print(f"({len(outcomes['denied'])} denied with 403, {len(outcomes['filtered to nothing'])} searches answered empty)")
+    assert tried == 22 and outcomes["NOT REFUSED"] == [], outcomes["NOT REFUSED"]
+    assert len(outcomes["denied"]) == 18
+    # The searches were not empty for want of objects: each owner sees its own.
+    for profile in (PROFILE_A, PROFILE_B):
+        owner = Caller(base, _token(cluster, profile))
+        assert owner.call("POST", "experiments/search", profile, {"max_results": 10})[1]["experiments"]
+        assert owner.call("GET", "registered-models/search", profile, {"max_results": 10})[1]["registered_models"]
+    # Nothing moved: the other team's alias still names its own version.
+    status, body = Caller(base, _token(cluster, PROFILE_B)).call(
+        "GET", "registered-models/alias", PROFILE_B, {"name": MODEL[PROFILE_B], "alias": ALIAS}
+    )
+    assert status == 200 and body["model_version"]["version"] == notebooks[PROFILE_B]["version"]
+
+
+def test_a_serving_reader_reads_registered_models_and_changes_nothing(cluster, plane, notebooks):
+    _, base = plane
+    reader = Caller(base, _token(cluster, PROFILE_A, REGISTRY_READER))
+    model = MODEL[PROFILE_A]
+    assert reader.call("GET", "registered-models/get", PROFILE_A, {"name": model})[0] == 200
+    assert reader.call("GET", "registered-models/alias", PROFILE_A, {"name": model, "alias": ALIAS})[0] == 200
+    writes = [
+        ("POST", "registered-models/alias", {"name": model, "alias": ALIAS, "version": "1"}),
+        ("DELETE", "registered-models/alias", {"name": model, "alias": ALIAS}),
+        ("POST", "registered-models/create", {"name": "reader-model"}),
+        ("POST", "experiments/create", {"name": "reader-experiment"}),
+    ]
+    for method, path, body in writes:
+        assert reader.call(method, path, PROFILE_A, body)[0] == 403, path
+    assert reader.call("GET", "registered-models/get", PROFILE_B, {"name": MODEL[PROFILE_B]})[0] == 403
+
+
+def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspace_with_the_reader_token(cluster, plane, notebooks):
+    """The ServingStack's own resolution (before any resource), as CI runs it with a reader's short-lived token.
+
+    Another team's token (full rights in its own profile) cannot resolve it.
+    """
+    from mlops_platform.serving.registry import resolve_models
+
+    _, base = plane
+    config, _ = stack_config("dev")
+    serving = json.loads(config["mlops-platform:serving"])
+    raw = with_overrides(
+        config,
+        {
+            **_overrides(),
+            "serving": {
+                **serving,
+                "mlflowTrackingUri": base,
+                "models": [{"name": "churn", "namespace": PROFILE_A, "registeredModel": MODEL[PROFILE_A], "alias": ALIAS}],
+            },
+        },
+    )
+    platform = parse_config("dev", raw)
+    for token, allowed in ((_token(cluster, PROFILE_A, REGISTRY_READER), True), (_token(cluster, PROFILE_B), False)):
+        saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        try:
+            if allowed:
+                (resolved,) = resolve_models(platform)
+                assert resolved.version == notebooks[PROFILE_A]["version"]
+                assert resolved.storage_uri.startswith(platform.artifacts.root + "/")
+            else:
+                with pytest.raises(ConfigError, match="refused access"):
+                    resolve_models(platform)
+        finally:
+            if saved is None:
+                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+            else:
+                os.environ["MLFLOW_TRACKING_TOKEN"] = saved
+
+
+def test_forged_identity_headers_from_a_non_gateway_caller_are_refused(cluster, plane, notebooks):
+    """Headers naming profile A's owner (who may do anything there) grant a non-gateway caller nothing."""
+    _, base = plane
+    forged = {"kubeflow-userid": profile_owner(PROFILE_A), "kubeflow-groups": "system:masters", "x-remote-user": profile_owner(PROFILE_A)}
+    for token in (None, _token(cluster, PROFILE_B)):
+        caller = Caller(base, token, forged)
+        for name, method, path, body in attempts(EXPERIMENT[PROFILE_A], MODEL[PROFILE_A]):
+            status, answer = caller.call(method, path, PROFILE_A, body)
+            who = f"{name} with forged headers and {'no' if token is None else 'a team-b'} token"
+            if token is None:
+                assert status == 401 and error_code(answer) == "UNAUTHENTICATED", f"{who}: {status}"
+            else:
+                empty_search = status == 200 and name.startswith("search") and not any(answer.get(k) for k in COLLECTIONS)
+                assert empty_search or (status == 403 and error_code(answer) == "PERMISSION_DENIED"), f"{who}: {status} {answer}"
+
+
+def test_the_server_needs_a_token_for_every_api_call(plane):
+    _, base = plane
+    status, body = Caller(base, None).call("POST", "experiments/search", PROFILE_A, {"max_results": 1})
+    assert status == 401, body
+    status, body = Caller(base, "not-a-token").call("POST", "experiments/search", PROFILE_A, {"max_results": 1})
+    assert status in (401, 403), body
