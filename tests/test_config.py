@@ -77,8 +77,8 @@ def test_eks_protects_data_by_default_and_uses_ebs():
         ),
         (
             {"target": "microk8s", "tracking": {"imagee": "x"}},
-            "mlops-platform:tracking.imagee: is not a known key; allowed: auth, autoscaling, dbMaxOverflow, dbPoolSize, externalHost, image, "
-            "ingress, pathPrefix, replicas, requestTimeoutSeconds, resources, scratch, telemetry, workers",
+            "mlops-platform:tracking.imagee: is not a known key; allowed: auth, autoscaling, dbMaxOverflow, dbPoolSize, externalHost, "
+            "image, ingress, pathPrefix, replicas, requestTimeoutSeconds, resources, scratch, telemetry, workers",
         ),
         (
             {"target": "microk8s", "tracking": {"image": "ghcr.io/mlflow/mlflow:latest"}},
