@@ -647,6 +647,15 @@ class PlatformConfig(_Model):
             raise _KeyError(
                 "monitoring.meshPrincipal", "set, but kubeflow.enabled is false (no mesh); allowed: left out", quotes_value=False
             )
+        # MLflow's basic-auth app asks a login of every path but /health and /static (server/auth is_unprotected_route);
+        # Kubeflow's kubernetes-auth app leaves /metrics open.
+        if self.monitoring.enabled and self.auth == "basic":
+            raise _KeyError(
+                "monitoring.enabled",
+                "true, but tracking.auth is basic, which asks a login for /metrics too, so every scrape would be refused; "
+                "allowed: tracking.auth kubernetes, or monitoring.enabled false",
+                quotes_value=False,
+            )
         return self
 
     @model_validator(mode="after")

@@ -148,3 +148,15 @@ def test_monitoring_in_kubeflows_mesh_without_a_scraper_identity_is_refused():
     message, declared = refused("dev", monitoring=json.dumps({"enabled": True}))
     assert message.startswith("mlops-platform:monitoring.meshPrincipal: is required with kubeflow.enabled")
     assert declared == []
+
+
+def test_monitoring_behind_basic_auth_is_refused_because_every_scrape_would_be():
+    """MLflow's basic-auth app asks a login for /metrics; Prometheus would only ever be answered 401."""
+    message, declared = refused(
+        "prod", tracking=json.dumps({"externalHost": "mlflow.example.com", "auth": "basic"}), monitoring=json.dumps({"enabled": True})
+    )
+    assert message == (
+        "mlops-platform:monitoring.enabled: true, but tracking.auth is basic, which asks a login for /metrics too, so every scrape "
+        "would be refused; allowed: tracking.auth kubernetes, or monitoring.enabled false"
+    )
+    assert declared == []
