@@ -649,7 +649,7 @@ class PlatformConfig(_Model):
             )
         # MLflow's basic-auth app asks a login of every path but /health and /static (server/auth is_unprotected_route);
         # Kubeflow's kubernetes-auth app leaves /metrics open.
-        if self.monitoring.enabled and self.auth == "basic":
+        if self.monitoring.enabled and self.auth == "basic" and not self.workspaces:
             raise _KeyError(
                 "monitoring.enabled",
                 "true, but tracking.auth is basic, which asks a login for /metrics too, so every scrape would be refused; "

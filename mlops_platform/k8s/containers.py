@@ -204,3 +204,41 @@ def pod_spec(
             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
         ),
     )
+
+
+# Where Kubernetes client libraries (and MLflow's ``kubernetes`` auth providers) look for the pod's own credentials.
+API_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+API_TOKEN_SECONDS = 3600
+
+
+def api_token(expiration_seconds: int = API_TOKEN_SECONDS) -> tuple[k8s.core.v1.VolumeArgs, k8s.core.v1.VolumeMountArgs]:
+    """The pod's own ServiceAccount token, CA and namespace, projected by the kubelet where clients look for them.
+
+    ``pod_spec`` turns automounting off; a pod that must call the API (or an API-authorized server) as itself
+    gets this short-lived, audience-bound token instead; nothing is stored in a Secret.
+    """
+    volume = k8s.core.v1.VolumeArgs(
+        name="kube-api-access",
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+            sources=[
+                k8s.core.v1.VolumeProjectionArgs(
+                    service_account_token=k8s.core.v1.ServiceAccountTokenProjectionArgs(path="token", expiration_seconds=expiration_seconds)
+                ),
+                k8s.core.v1.VolumeProjectionArgs(
+                    config_map=k8s.core.v1.ConfigMapProjectionArgs(
+                        name="kube-root-ca.crt", items=[k8s.core.v1.KeyToPathArgs(key="ca.crt", path="ca.crt")]
+                    )
+                ),
+                k8s.core.v1.VolumeProjectionArgs(
+                    downward_api=k8s.core.v1.DownwardAPIProjectionArgs(
+                        items=[
+                            k8s.core.v1.DownwardAPIVolumeFileArgs(
+                                path="namespace", field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")
+                            )
+                        ]
+                    )
+                ),
+            ]
+        ),
+    )
+    return volume, k8s.core.v1.VolumeMountArgs(name="kube-api-access", mount_path=API_TOKEN_DIR, read_only=True)

@@ -70,6 +70,8 @@ class ProfileClients:
     namespaces: frozenset[str]
     # The PodDefaults (and the storage grant behind them) that must exist before a pod is admitted.
     ready: Sequence[pulumi.Resource] = ()
+    # With MLflow workspaces the server authorizes the pod's own ServiceAccount token: a pod must carry one.
+    api_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
             PROFILE_SERVICE_ACCOUNT,
             frozenset(kf.profiles),
             [*pod_defaults, *(r for access in storage.values() for r in access.ready)],
+            api_token=kf.workspaces,
         )
 
         self.register_outputs({"url": self.url, "principals": self.principals, "profiles": self.profiles})

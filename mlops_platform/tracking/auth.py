@@ -24,15 +24,15 @@ import pulumi_random as random
 
 from mlops_platform.config import ConfigError, PlatformConfig
 from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import plain_env, secret_env
+from mlops_platform.k8s.containers import API_TOKEN_DIR, API_TOKEN_SECONDS, api_token, plain_env, secret_env
 
 COMPONENT = "mlflow"
 ADMIN_USER = "admin"
 AUTH_CONFIG_DIR = "/etc/mlflow-auth"
 AUTH_CONFIG_FILE = "basic_auth.ini"
 # Where in-cluster Kubernetes clients (the plugins) look for the pod's own token.
-TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-TOKEN_SECONDS = 3600
+TOKEN_DIR = API_TOKEN_DIR
+TOKEN_SECONDS = API_TOKEN_SECONDS
 # A revoked RoleBinding stops working within this many seconds (the plugin caches decisions).
 DECISION_CACHE_SECONDS = 60
 SERVER_ROLE_SUFFIX = "workspaces"
@@ -108,36 +108,13 @@ def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulu
             opts=opts,
         )
     # The kubelet projects a short-lived token of the server's own account; nothing is stored in a Secret.
-    token = k8s.core.v1.VolumeArgs(
-        name="kube-api-access",
-        projected=k8s.core.v1.ProjectedVolumeSourceArgs(
-            sources=[
-                k8s.core.v1.VolumeProjectionArgs(
-                    service_account_token=k8s.core.v1.ServiceAccountTokenProjectionArgs(path="token", expiration_seconds=TOKEN_SECONDS)
-                ),
-                k8s.core.v1.VolumeProjectionArgs(
-                    config_map=k8s.core.v1.ConfigMapProjectionArgs(
-                        name="kube-root-ca.crt", items=[k8s.core.v1.KeyToPathArgs(key="ca.crt", path="ca.crt")]
-                    )
-                ),
-                k8s.core.v1.VolumeProjectionArgs(
-                    downward_api=k8s.core.v1.DownwardAPIProjectionArgs(
-                        items=[
-                            k8s.core.v1.DownwardAPIVolumeFileArgs(
-                                path="namespace", field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")
-                            )
-                        ]
-                    )
-                ),
-            ]
-        ),
-    )
+    token, mount = api_token(TOKEN_SECONDS)
     return ServerAuth(
         "kubernetes",
         args=kubernetes_args(cfg.workspaces),
         env=plain_env(kubernetes_env(cfg.workspaces, cfg.namespace)),
         volumes=[token],
-        mounts=[k8s.core.v1.VolumeMountArgs(name="kube-api-access", mount_path=TOKEN_DIR, read_only=True)],
+        mounts=[mount],
     )
 
 

@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 
 from mlops_platform.config import TrainingJob
 from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
+from mlops_platform.k8s.containers import ScratchDir, api_token, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
 from mlops_platform.kubeflow.integration import ProfileClients
 
 COMPONENT = "training"
@@ -66,6 +66,8 @@ class TrainingJobs(pulumi.ComponentResource):
             env.update(args.client_env)
         env.setdefault("HOME", "/tmp")
         scratch = [ScratchDir("tmp", "/tmp", "2Gi")]
+        # Under MLflow workspaces the server authorizes the job as its ServiceAccount, as it does a notebook.
+        token = [api_token()] if in_profile and args.profiles is not None and args.profiles.api_token else []
         trainer = container(
             "train",
             job.image,
@@ -74,6 +76,7 @@ class TrainingJobs(pulumi.ComponentResource):
             args=job.args,
             env=plain_env(env),
             scratch=scratch,
+            mounts=[mount for _, mount in token],
         )
         labels = naming.labels(COMPONENT, job.name)
         annotations: dict[str, str] | None = None
@@ -86,7 +89,12 @@ class TrainingJobs(pulumi.ComponentResource):
             depends += list(profiles.ready)
         template = k8s.core.v1.PodTemplateSpecArgs(
             metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
-            spec=pod_spec([trainer], volumes=scratch_volumes([scratch]), service_account=service_account, restart_policy="Never"),
+            spec=pod_spec(
+                [trainer],
+                volumes=scratch_volumes([scratch]) + [volume for volume, _ in token],
+                service_account=service_account,
+                restart_policy="Never",
+            ),
         )
         job_spec = k8s.batch.v1.JobSpecArgs(
             backoff_limit=job.backoff_limit,

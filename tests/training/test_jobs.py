@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from mlops_platform.config import MLFLOW_IMAGE
-from tests.conftest import container, env_of, refused, run_with
+from mlops_platform.k8s.containers import API_TOKEN_DIR
+from tests.conftest import ROOT, container, env_of, refused, run_with
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:TrainingJobs"
 ONCE = {"name": "diabetes", "namespace": PROFILE, "image": MLFLOW_IMAGE, "command": ["python", "train.py"], "env": {"ALPHA": "0.5"}}
+KUBEFLOW = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["mlops-platform:kubeflow"]
 NIGHTLY = {**ONCE, "name": "diabetes-nightly", "schedule": "0 3 * * *", "keepFinishedHours": 48}
 
 
@@ -68,8 +71,28 @@ def test_the_training_container_is_hardened_with_a_writable_tmp_only(plan):
     security = c["securityContext"]
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"] == {"drop": ["ALL"]}
-    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp", API_TOKEN_DIR]
     assert c["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_under_workspaces_a_profile_job_carries_its_own_short_lived_token_as_a_notebook_does(plan):
+    """The server authorizes the caller's ServiceAccount token; automounting is off, so the job gets a projected one."""
+    job = plan.k8s("Job", "diabetes", PROFILE)
+    pod_default = plan.k8s("PodDefault", "mlflow", PROFILE)
+    assert env_of(pod_default.inputs["spec"])["MLFLOW_TRACKING_AUTH"]["value"] == "kubernetes-namespaced"
+    (token,) = [v for v in job.pod_spec()["volumes"] if "projected" in v]
+    sources = token["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"] == {"path": "token", "expirationSeconds": 3600}
+    assert {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}} in sources[2]["downwardAPI"]["items"]
+    (mount,) = [m for m in container(job, "train")["volumeMounts"] if m["name"] == token["name"]]
+    assert mount == {"name": "kube-api-access", "mountPath": API_TOKEN_DIR, "readOnly": True}
+
+
+def test_without_workspaces_a_profile_job_carries_no_token():
+    plan = run_with("dev", training=json.dumps([ONCE]), kubeflow=json.dumps({**KUBEFLOW, "workspaces": False}))
+    job = plan.k8s("Job", "diabetes", PROFILE)
+    assert not any("projected" in v for v in job.pod_spec()["volumes"])
+    assert [m["mountPath"] for m in container(job, "train")["volumeMounts"]] == ["/tmp"]
 
 
 def test_without_kubeflow_a_job_in_the_tracking_namespace_gets_the_tracking_uri_and_no_storage_credentials():
