@@ -72,7 +72,9 @@ def cluster_roles(instance: str, opts: pulumi.ResourceOptions) -> None:
 
     role(EDIT_ROLE, [_rule(list(RESOURCES), WRITE), _rule(list(USE_SUBRESOURCES), ["create"])], AGGREGATE_TO_EDIT)
     role(VIEW_ROLE, [_rule(list(RESOURCES), READ)], AGGREGATE_TO_VIEW)
-    role(REGISTRY_READER_ROLE, [_rule(["registeredmodels"], READ)], None)
+    # Reading experiments too: the gates read the pinned version's MLmodel through the artifact proxy, which the
+    # plugin authorizes as a read of the experiment the artifact belongs to (KServe downloads those files anyway).
+    role(REGISTRY_READER_ROLE, [_rule(["registeredmodels", "experiments"], READ)], None)
 
 
 def workspace(instance: str, namespace: str, notebook_account: str, opts: pulumi.ResourceOptions) -> None:

@@ -10,14 +10,20 @@ from tests.cluster import expect
 from tests.serving.test_registry import MODEL, NAMESPACE, entry, registry, serving  # noqa: F401 - registry is a fixture
 
 
+def plain_registry_overrides(serving_config: dict) -> dict:
+    """The registry fixture is a plain MLflow server, without workspaces (tests/cluster/test_tenancy.py runs them).
+
+    Without them the Kubeflow route would reach a server that authenticates nobody, which the policy pack refuses,
+    so Kubeflow is off; monitoring's mesh principal is only accepted with Kubeflow, so monitoring is off too.
+    """
+    return {"serving": serving_config, "kubeflow": {"enabled": False}, "monitoring": {"enabled": False}}
+
+
 def test_moving_the_alias_previews_exactly_the_inference_service_update(cluster, deployment, registry):  # noqa: F811
     deployment.ensure_up()
     config = serving(registry.uri, entry(alias="production"))
     config["namespaces"] = [NAMESPACE]
-    # The registry fixture is a plain MLflow server, without workspaces (tests/cluster/test_tenancy.py runs them). Without them the
-    # Kubeflow route would reach a server that authenticates nobody, which the policy pack refuses: Kubeflow is off here.
-    # Monitoring's mesh principal is only accepted with Kubeflow: monitoring is off too.
-    overrides = {"serving": config, "kubeflow": {"enabled": False}, "monitoring": {"enabled": False}}
+    overrides = plain_registry_overrides(config)
     isvcs = dynamic.DynamicClient(cluster.api()).resources.get(api_version="serving.kserve.io/v1beta1", kind="InferenceService")
     try:
         registry.promote("1")
@@ -66,7 +72,7 @@ def test_moving_the_challenger_previews_exactly_the_canary_update(cluster, deplo
     try:
         registry.promote("1")
         registry.promote("2", "challenger")
-        deployment.engine.write_stack_file({"serving": config})
+        deployment.engine.write_stack_file(plain_registry_overrides(config))
         deployment.changed()
         deployment.engine.up()
         live = isvcs.get(name=MODEL, namespace=NAMESPACE).to_dict()

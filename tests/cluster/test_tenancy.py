@@ -177,6 +177,8 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
             "serving": {
                 **serving,
                 "mlflowTrackingUri": base,
+                # The notebook logs with MLflow 3 (format 3), which MLServer 1.7.1 serves (tests/e2e); KServe 0.16 declares 1 and 2.
+                "mlflowFormatVersions": ["1", "2", "3"],
                 "models": [{"name": "churn", "namespace": PROFILE_A, "registeredModel": MODEL[PROFILE_A], "alias": ALIAS}],
             },
         },

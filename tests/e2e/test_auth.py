@@ -32,7 +32,12 @@ HOST = "mlflow.example.com"
 @pytest.fixture(scope="module")
 def plan() -> Plan:
     config, secret_keys = stack_config("dev")
-    overrides = {"tracking": {"externalHost": HOST}, "kubeflow": {"enabled": False}, "serving": {"enabled": False}}
+    overrides = {
+        "tracking": {"externalHost": HOST},
+        "kubeflow": {"enabled": False},
+        "serving": {"enabled": False},
+        "monitoring": {"enabled": False},
+    }
     return run_program("dev", config=with_overrides(config, overrides), secret_keys=secret_keys)
 
 
@@ -45,7 +50,7 @@ def server(plane: DataPlane, plan: Plan) -> Iterator[tuple[Server, str]]:
     plane.start_postgres(plan, env["MLFLOW_BACKEND_STORE_URI"])
     plane.start_s3(plan, env["MLFLOW_S3_ENDPOINT_URL"])
     plane.bootstrap_buckets(plan)
-    plane.run_init_containers(plan, deployment, entrypoints=entrypoints)
+    plane.run_migration(plan)
     config_path = env["MLFLOW_AUTH_CONFIG_PATH"]
     local = plane.workdir / "auth" / os.path.basename(config_path)
     local.parent.mkdir()

@@ -91,7 +91,9 @@ def test_mlflow_roles_aggregate_into_the_roles_kubeflow_binds_to_profile_contrib
 
 def test_a_serving_namespace_gets_a_registry_reader_that_reads_registered_models_only(teams):
     role = teams.k8s("ClusterRole", tenancy.REGISTRY_READER_ROLE).inputs
-    assert role["rules"] == [{"apiGroups": ["mlflow.kubeflow.org"], "resources": ["registeredmodels"], "verbs": ["get", "list"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["mlflow.kubeflow.org"], "resources": ["registeredmodels", "experiments"], "verbs": ["get", "list"]}
+    ]
     account = teams.k8s("ServiceAccount", tenancy.REGISTRY_READER, "team-a").inputs
     assert account["automountServiceAccountToken"] is False
     binding = teams.k8s("RoleBinding", tenancy.REGISTRY_READER, "team-a").inputs
