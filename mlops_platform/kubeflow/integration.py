@@ -25,7 +25,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform.config import KubeflowConfig
-from mlops_platform.k8s import naming
+from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import plain_env
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
@@ -328,10 +328,11 @@ class KubeflowIntegration(pulumi.ComponentResource):
             },
             opts=self._child,
         )
-        k8s.rbac.v1.RoleBinding(
+        rbac.bind_in_namespace(
             f"{self._name}-{namespace}-kfp-access",
-            metadata=self._meta(KFP_PODDEFAULT, namespace),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=KFP_CLUSTER_ROLE),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=PROFILE_SERVICE_ACCOUNT, namespace=namespace)],
-            opts=self._child,
+            self._meta(KFP_PODDEFAULT, namespace),
+            KFP_CLUSTER_ROLE,
+            PROFILE_SERVICE_ACCOUNT,
+            namespace,
+            self._child,
         )

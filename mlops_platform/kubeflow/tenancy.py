@@ -19,7 +19,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.k8s import naming
+from mlops_platform.k8s import naming, rbac
 from mlops_platform.tracking.auth import WORKSPACE_LABEL
 
 COMPONENT = "mlflow-tenancy"
@@ -88,12 +88,13 @@ def workspace(instance: str, namespace: str, notebook_account: str, opts: pulumi
         ),
         opts=opts,
     )
-    k8s.rbac.v1.RoleBinding(
+    rbac.bind_in_namespace(
         f"{instance}-{namespace}-notebook",
-        metadata=naming.metadata(NOTEBOOK_BINDING, namespace, component=COMPONENT, instance=instance),
-        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=EDIT_ROLE),
-        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=notebook_account, namespace=namespace)],
-        opts=opts,
+        naming.metadata(NOTEBOOK_BINDING, namespace, component=COMPONENT, instance=instance),
+        EDIT_ROLE,
+        notebook_account,
+        namespace,
+        opts,
     )
 
 
@@ -109,10 +110,11 @@ def registry_reader(instance: str, namespace: str, opts: pulumi.ResourceOptions)
         automount_service_account_token=False,
         opts=opts,
     )
-    k8s.rbac.v1.RoleBinding(
+    rbac.bind_in_namespace(
         f"{instance}-{namespace}-registry-reader",
-        metadata=naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
-        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=REGISTRY_READER_ROLE),
-        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=REGISTRY_READER, namespace=namespace)],
-        opts=opts,
+        naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
+        REGISTRY_READER_ROLE,
+        REGISTRY_READER,
+        namespace,
+        opts,
     )

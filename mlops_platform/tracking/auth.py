@@ -23,7 +23,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform.config import ConfigError, PlatformConfig
-from mlops_platform.k8s import naming
+from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import API_TOKEN_DIR, API_TOKEN_SECONDS, api_token, plain_env, secret_env
 
 COMPONENT = "mlflow"
@@ -100,12 +100,13 @@ def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulu
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=["get", "list", "watch"])],
             opts=opts,
         )
-        k8s.rbac.v1.ClusterRoleBinding(
+        rbac.bind_cluster_wide(
             f"{name}-workspaces",
-            metadata=naming.metadata(role_name, component=COMPONENT, instance=name),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role_name),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=service_account, namespace=cfg.namespace)],
-            opts=opts,
+            naming.metadata(role_name, component=COMPONENT, instance=name),
+            role_name,
+            service_account,
+            cfg.namespace,
+            opts,
         )
     # The kubelet projects a short-lived token of the server's own account; nothing is stored in a Secret.
     token, mount = api_token(TOKEN_SECONDS)
