@@ -101,6 +101,10 @@ class Server:
     def base(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def error(self, message: str) -> DataPlaneError:
+        """A failure of this server, with its log file and the log's tail."""
+        return DataPlaneError(self.component, message, self.service.log, self.service.tail())
+
     @property
     def ports(self) -> tuple[int, ...]:
         return (self.port, *self.other_ports)

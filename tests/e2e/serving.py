@@ -235,10 +235,5 @@ class KServe:
         }
         status, payload = http(f"{server.base}/v2/models/{model}/infer", method="POST", body=body)
         if status != 200:
-            raise DataPlaneError(
-                server.component,
-                f"POST /v2/models/{model}/infer answered {status}: {payload[:300].decode(errors='replace')}",
-                server.service.log,
-                server.service.tail(),
-            )
+            raise server.error(f"POST /v2/models/{model}/infer answered {status}: {payload[:300].decode(errors='replace')}")
         return json.loads(payload)["outputs"][0]["data"]

@@ -53,12 +53,7 @@ class Tracking:
         prefix = _path_prefix(plan.outputs["trackingUri"])
         status, body = http(f"{server.base}{prefix}{path}", host=host)
         if status != 200:
-            raise DataPlaneError(
-                server.component,
-                f"GET {prefix}{path} with Host {host} answered {status}: {body[:200].decode(errors='replace')}",
-                server.service.log,
-                server.service.tail(),
-            )
+            raise server.error(f"GET {prefix}{path} with Host {host} answered {status}: {body[:200].decode(errors='replace')}")
         return body
 
 
