@@ -2,8 +2,9 @@
 
 Importing ``mlflow`` costs about 1.5 s warm (more cold), more than the whole time
 budget for resolving a hundred models (``tools/bench_serving.py``). Resolution
-needs four read-only endpoints of MLflow's documented REST API and the artifact
-proxy, so this client speaks them directly with the standard library.
+needs a few read-only endpoints of MLflow's documented REST API (lookups and
+searches) and the artifact proxy, so this client speaks them directly with the
+standard library.
 
 It honours the environment MLflow's own client reads: ``MLFLOW_TRACKING_USERNAME``/
 ``_PASSWORD`` (basic auth, first), ``MLFLOW_TRACKING_TOKEN`` (bearer), TLS settings
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import http.client
 import json
 import os
+import re
 import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Lower than MLflow's defaults (7 retries with exponential backoff, 120 s timeout), which would hang a
@@ -38,6 +41,8 @@ _RETRIED = frozenset({429, 500, 502, 503, 504})
 # MLflow's header naming the workspace of a request (mlflow.utils.workspace_utils).
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"
 _STATUS_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}
+# Values a search filter can list verbatim (``name IN ('a', 'b')``): MLflow parses the list with ast.literal_eval.
+SEARCHABLE = re.compile(r"[A-Za-z0-9_.\- ]+")
 
 
 class RegistryError(Exception):
@@ -65,7 +70,7 @@ class MlflowRest:
         self._retries = int(limits["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
         self._backoff = float(limits["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
         self._timeout = float(limits["MLFLOW_HTTP_REQUEST_TIMEOUT"])
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_tls(env)))
+        self._opener = urllib.request.build_opener(_LazyTLS(env))
 
     def in_workspace(self, workspace: str | None) -> MlflowRest:
         """The same registry seen from one MLflow workspace (``X-MLFLOW-WORKSPACE``), or as is when None."""
@@ -79,6 +84,30 @@ class MlflowRest:
         if alias is not None:
             return self._json("registered-models/alias", name=name, alias=alias)["model_version"]
         return self._json("model-versions/get", name=name, version=str(version))["model_version"]
+
+    def search_registered_models(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The named registered models (each with its aliases) in one request; names must match SEARCHABLE."""
+        body = self._json("registered-models/search", filter=_listed("name", names), max_results=str(len(names)))
+        return list(body.get("registered_models", []))
+
+    def search_model_versions(self, names: Sequence[str], max_results: int) -> list[dict[str, Any]]:
+        """At most ``max_results`` versions of the named models, newest first, in one request."""
+        newest = "version_number DESC"
+        body = self._json("model-versions/search", filter=_listed("name", names), max_results=str(max_results), order_by=newest)
+        return list(body.get("model_versions", []))
+
+    def experiment_ids(self, max_results: int) -> list[str] | None:
+        """Every active experiment's id in one request; None when there are more than ``max_results``."""
+        body = self._json("experiments/search", max_results=str(max_results))
+        if body.get("next_page_token"):
+            return None
+        return [str(experiment["experiment_id"]) for experiment in body.get("experiments", [])]
+
+    def search_logged_models(self, experiment_ids: Sequence[str], model_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The given logged models (MLflow 3), found in these experiments, in one request: their ``info`` each."""
+        query = {"experiment_ids": list(experiment_ids), "filter": _listed("model_id", model_ids), "max_results": len(model_ids)}
+        body = json.loads(self._send("/api/2.0/mlflow/logged-models/search", json.dumps(query).encode()))
+        return [model["info"] for model in body.get("models", []) if isinstance(model.get("info"), dict)]
 
     def download_uri(self, name: str, version: str) -> str:
         return str(self._json("model-versions/get-download-uri", name=name, version=version)["artifact_uri"])
@@ -98,22 +127,24 @@ class MlflowRest:
         """
         path = path.lstrip("/")
         try:
-            return self._get(f"/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(path)}")
+            return self._send(f"/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(path)}")
         except RegistryError as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND"):
                 return None
             directory, _, name = path.rpartition("/")
-            listing = json.loads(self._get(f"/api/2.0/mlflow-artifacts/artifacts?{urllib.parse.urlencode({'path': directory})}"))
+            listing = json.loads(self._send(f"/api/2.0/mlflow-artifacts/artifacts?{urllib.parse.urlencode({'path': directory})}"))
             if not any(entry.get("path", "").rpartition("/")[2] == name for entry in listing.get("files", [])):
                 return None
             raise
 
     def _json(self, endpoint: str, **params: str) -> dict[str, Any]:
-        body = self._get(f"/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}")
+        body = self._send(f"/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}")
         return json.loads(body)
 
-    def _get(self, path: str) -> bytes:
-        request = urllib.request.Request(self.uri + path, headers=self._headers)
+    def _send(self, path: str, body: bytes | None = None) -> bytes:
+        """GET ``path``, or POST ``body`` as JSON (searches that take a body), with MLflow's retries."""
+        headers = self._headers if body is None else {**self._headers, "Content-Type": "application/json"}
+        request = urllib.request.Request(self.uri + path, data=body, headers=headers)
         failure = RegistryError("UNREACHABLE", "no attempt made")
         for attempt in range(self._retries + 1):
             if attempt > 1:
@@ -128,6 +159,13 @@ class MlflowRest:
             except (urllib.error.URLError, OSError) as exc:
                 failure = RegistryError("UNREACHABLE", _transport_reason(exc))
         raise failure
+
+
+def _listed(key: str, values: Sequence[str]) -> str:
+    """``key IN ('a', 'b')``; refuses what the filter could not carry verbatim rather than escape it."""
+    if not values or not all(SEARCHABLE.fullmatch(value) for value in values):
+        raise ValueError(f"{key} values outside {SEARCHABLE.pattern} cannot be listed in a search filter")
+    return f"{key} IN (" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 def _http_error(exc: urllib.error.HTTPError) -> RegistryError:
@@ -152,6 +190,20 @@ def _transport_reason(exc: BaseException) -> str:
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
     return type(cause).__name__
+
+
+class _LazyTLS(urllib.request.HTTPSHandler):
+    """HTTPS with MLflow's TLS settings, the CA bundle loaded on the first HTTPS request: 30 ms a plain-HTTP registry never pays."""
+
+    def __init__(self, env: Mapping[str, str]):
+        super().__init__()
+        self._env = env
+        self._tls: ssl.SSLContext | None = None
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        if self._tls is None:
+            self._tls = _tls(self._env)
+        return self.do_open(http.client.HTTPSConnection, req, context=self._tls)
 
 
 def _tls(env: Mapping[str, str]) -> ssl.SSLContext:

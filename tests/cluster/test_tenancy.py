@@ -160,12 +160,25 @@ def test_a_serving_reader_reads_registered_models_and_changes_nothing(cluster, p
     assert reader.call("GET", "registered-models/get", PROFILE_B, {"name": MODEL[PROFILE_B]})[0] == 403
 
 
-def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspace_with_the_reader_token(cluster, plane, notebooks):
+def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspace_with_the_reader_token(
+    cluster, plane, notebooks, monkeypatch
+):
     """The ServingStack's own resolution (before any resource), as CI runs it with a reader's short-lived token.
 
-    Another team's token (full rights in its own profile) cannot resolve it.
+    The reader may run the searches that answer for every entry at once (catalog.py), so only the MLmodel
+    is read per version. Another team's token (full rights in its own profile) cannot resolve it.
     """
+    from mlops_platform.serving import mlflow_rest
     from mlops_platform.serving.registry import resolve_models
+
+    sent: list[str] = []
+    send = mlflow_rest.MlflowRest._send
+
+    def recorded(self, path: str, body: bytes | None = None) -> bytes:
+        sent.append(urlsplit(path).path.rsplit("/api/2.0/", 1)[-1].split("/artifacts/")[0])
+        return send(self, path, body)
+
+    monkeypatch.setattr(mlflow_rest.MlflowRest, "_send", recorded)
 
     _, base = plane
     config, _ = stack_config("dev")
@@ -192,6 +205,13 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
                 (resolved,) = resolve_models(platform)
                 assert resolved.version == notebooks[PROFILE_A]["version"]
                 assert resolved.storage_uri.startswith(platform.artifacts.root + "/")
+                assert sorted(sent) == [
+                    "mlflow-artifacts",
+                    "mlflow/experiments/search",
+                    "mlflow/logged-models/search",
+                    "mlflow/model-versions/search",
+                    "mlflow/registered-models/search",
+                ]
             else:
                 with pytest.raises(ConfigError, match="refused access"):
                     resolve_models(platform)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ import yaml
 from mlflow import MlflowClient
 
 from mlops_platform.config import MLFLOW_VERSION, ConfigError
+from mlops_platform.serving import catalog, mlflow_rest
 from mlops_platform.serving import registry as registry_module
 from mlops_platform.serving.registry import physical_uri
 from tools import harness
@@ -570,6 +572,98 @@ def test_the_challenger_is_gated_too(registry, gated, monkeypatch):
     assert message == f"{ENTRY}: registered model 'diabetes' has no canary alias 'challenger'"
 
 
+# -- cost: a few searches per workspace, then one MLmodel read per version ------------------------
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """Every request resolution sends, by endpoint (``artifacts`` for a file read through the proxy)."""
+    made: list[str] = []
+    send = mlflow_rest.MlflowRest._send
+
+    def counted(self, path: str, body: bytes | None = None) -> bytes:
+        made.append("artifacts" if path.startswith("/api/2.0/mlflow-artifacts/") else urlsplit(path).path.removeprefix("/api/2.0/mlflow/"))
+        return send(self, path, body)
+
+    monkeypatch.setattr(mlflow_rest.MlflowRest, "_send", counted)
+    return made
+
+
+SEARCHES = ["experiments/search", "logged-models/search", "model-versions/search", "registered-models/search"]
+ALONE = ["model-versions/get", "model-versions/get-download-uri", "registered-models/alias"]
+
+
+def three_entries(registry: Registry) -> tuple[dict, dict[str, str]]:
+    """Two aliases and a version of one registered model, and the storageUri each must resolve to."""
+    registry.promote("2")
+    config = serving(registry.uri, entry(alias="production"), entry("diabetes-v1", version=1), entry("again", alias="production"))
+    return config, {
+        MODEL: registry.versions["2"].location,
+        "diabetes-v1": registry.versions["1"].location,
+        "again": registry.versions["2"].location,
+    }
+
+
+def storage_uris(plan: Plan) -> dict[str, str]:
+    return {r.k8s_name: r.inputs["spec"]["predictor"]["model"]["storageUri"] for r in plan.kinds("InferenceService")}
+
+
+def test_a_few_searches_answer_every_entry_then_each_version_costs_one_mlmodel_read(registry, calls):
+    config, expected = three_entries(registry)
+    assert storage_uris(deploy(config)) == expected
+    assert sorted(calls) == sorted(SEARCHES + ["artifacts"] * 3)
+
+
+def _refused(*args, **kwargs):
+    raise mlflow_rest.RegistryError("INVALID_PARAMETER_VALUE", "HTTP 400")
+
+
+@pytest.mark.parametrize(
+    "case, alone",
+    [
+        # A server or proxy refusing the searches: every entry is asked alone, as before the searches.
+        ("searches refused", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
+        # Version 1 is older than the versions listed per model; the aliased version 2 is listed.
+        ("older than listed", ["model-versions/get", "model-versions/get-download-uri"]),
+        # More experiments than one page: logged models are not searched, so their locations are asked per version.
+        ("experiments beyond a page", ["model-versions/get-download-uri"] * 3),
+    ],
+)
+def test_what_the_searches_leave_open_is_asked_per_entry_with_the_same_result(registry, calls, monkeypatch, case, alone):
+    config, expected = three_entries(registry)
+    if case == "searches refused":
+        for method in ("search_registered_models", "search_model_versions", "experiment_ids", "search_logged_models"):
+            monkeypatch.setattr(mlflow_rest.MlflowRest, method, _refused)
+    elif case == "older than listed":
+        newest = max(int(v.version) for v in registry.client.search_model_versions(f"name = '{MODEL}'"))
+        monkeypatch.setattr(catalog, "VERSIONS_PER_MODEL", newest - 1)
+    else:
+        registry.client.create_experiment(f"another-{os.urandom(4).hex()}")
+        monkeypatch.setattr(catalog, "EXPERIMENTS", 1)
+    assert storage_uris(deploy(config)) == expected
+    assert sorted(c for c in calls if c in ALONE) == alone
+    assert calls.count("artifacts") == 3
+
+
+def test_a_name_no_filter_can_list_verbatim_is_looked_up_alone(registry, calls):
+    """MLflow allows quotes and brackets in names; they are never spliced into a search filter."""
+    name = "churn's model (v2)"
+    signature = {"inputs": '[{"type": "double", "name": "age"}]'}
+    pyfunc = {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"}
+    location = handmade(registry, name, {"flavors": {"python_function": pyfunc}, "mlflow_version": "2.9.2", "signature": signature})
+    plan = deploy(serving(registry.uri, entry("churn", registeredModel=name, version=1)))
+    assert storage_uris(plan) == {"churn": location}
+    # Its source is already a location on the bucket, which is what get-download-uri would answer.
+    assert calls == ["model-versions/get", "artifacts"]
+
+
+def test_a_dead_registry_costs_one_attempt_per_search_not_per_entry(monkeypatch, calls):
+    uri = f"http://{HOST}:{free_port()}"
+    message, _ = failure(monkeypatch, serving(uri, entry(alias="production"), entry("second", version=2), entry("third", alias="x")))
+    assert message.startswith(f"{ENTRY}: the registry at {uri} is unreachable or failing (Connection refused)")
+    assert sorted(calls) == ["experiments/search", "model-versions/search", "registered-models/search"]
+
+
 # -- credentials -----------------------------------------------------------------------------------
 
 
@@ -622,18 +716,29 @@ class _TokenRegistry(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def token_registry() -> Iterator[tuple[str, type[_TokenRegistry]]]:
+@contextlib.contextmanager
+def stub_registry(certificate: tuple[Path, Path] | None = None) -> Iterator[tuple[str, type[_TokenRegistry]]]:
+    """The stub on 127.0.0.1, over TLS with ``certificate`` (cert, key) when given."""
     handler = type("Handler", (_TokenRegistry,), {"token": "tok-" + os.urandom(12).hex(), "seen": []})
     server = ThreadingHTTPServer((HOST, 0), handler)
+    if certificate is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*certificate)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{HOST}:{server.server_address[1]}", handler
+        yield f"{'https' if certificate else 'http'}://{HOST}:{server.server_address[1]}", handler
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def token_registry() -> Iterator[tuple[str, type[_TokenRegistry]]]:
+    with stub_registry() as registry:
+        yield registry
 
 
 def test_a_secret_config_token_is_sent_as_bearer_and_scoped_to_resolution(token_registry, monkeypatch):
@@ -664,6 +769,57 @@ def test_a_refused_token_is_reported_without_the_token(token_registry, monkeypat
     )
     assert wrong not in message and declared == []
     assert set(handler.seen) == {f"Bearer {wrong}"}
+
+
+# -- TLS: MLflow's own settings ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: what a registry behind a private CA presents."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "registry.crt", directory / "registry.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"]
+        + ["-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    "settings, error",
+    [
+        ({}, "TLS: CERTIFICATE_VERIFY_FAILED"),
+        ({"MLFLOW_TRACKING_SERVER_CERT_PATH": "{cert}"}, None),
+        ({"MLFLOW_TRACKING_INSECURE_TLS": "true"}, None),
+    ],
+    ids=["unknown CA refused", "CA from MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_INSECURE_TLS"],
+)
+def test_an_https_registry_is_verified_as_mlflows_client_would(certificate, monkeypatch, settings, error):
+    with stub_registry(certificate) as (uri, handler):
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", handler.token)
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value.format(cert=certificate[0]))
+        if error is None:
+            assert isvc(deploy(serving(uri, entry(alias="production"))))["metadata"]["annotations"]["mlops-platform/model-version"] == "5"
+        else:
+            message, declared = failure(monkeypatch, serving(uri, entry(alias="production")))
+            assert (message, declared) == (
+                f"{ENTRY}: the registry at {uri} is unreachable or failing ({error}); preview and deploy "
+                "need it to resolve aliases and versions",
+                [],
+            )
+
+
+def test_a_plain_http_registry_never_loads_the_ca_bundle(token_registry, monkeypatch):
+    """Loading it costs about 30 ms of the plan (tools/bench_serving.py); only HTTPS needs it."""
+    uri, handler = token_registry
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", handler.token)
+    monkeypatch.setattr(mlflow_rest, "_tls", lambda env: pytest.fail("the CA bundle was loaded for a plain-HTTP registry"))
+    assert isvc(deploy(serving(uri, entry(alias="production"))))["metadata"]["annotations"]["mlops-platform/model-version"] == "5"
 
 
 # -- the mapping rules -------------------------------------------------------------------------------
