@@ -59,6 +59,7 @@ class MlflowRest:
 
     def __init__(self, uri: str, token: str | None = None, env: Mapping[str, str] = os.environ):
         self.uri = uri.rstrip("/")
+        self.workspace: str | None = None
         self._headers = {"Accept": "application/json", "User-Agent": "mlops-platform"}
         user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
         bearer = token if token is not None else env.get("MLFLOW_TRACKING_TOKEN")
@@ -78,6 +79,7 @@ class MlflowRest:
             return self
         scoped = copy.copy(self)
         scoped._headers = {**self._headers, WORKSPACE_HEADER: workspace}
+        scoped.workspace = workspace
         return scoped
 
     def model_version(self, name: str, *, alias: str | None = None, version: str | None = None) -> dict[str, Any]:

@@ -256,6 +256,12 @@ def _explain(exc: RegistryError, client: MlflowRest, serving: ServingConfig, loo
         )
     if code == "ENDPOINT_NOT_FOUND":
         return f"no MLflow API at {registry} (HTTP 404); check serving.mlflowTrackingUri, including the server's --static-prefix"
+    if exc.reason == "HTTP 500" and client.workspace is not None:
+        return (
+            f"the registry at {registry} failed a request in MLflow workspace {client.workspace!r} (HTTP 500), as a server without "
+            "workspaces answers them all; check that serving.mlflowTrackingUri is a server with workspaces, "
+            "or set kubeflow.workspaces false"
+        )
     return (
         f"the registry at {registry} is unreachable or failing ({exc.reason}); preview and deploy need it to resolve aliases and versions"
     )

@@ -430,6 +430,19 @@ def test_a_wrong_path_prefix_is_named_as_such(registry, monkeypatch):
     )
 
 
+def test_a_registry_without_workspaces_is_named_when_the_stack_has_them(registry, monkeypatch):
+    """A plain MLflow server answers HTTP 500 to any request naming a workspace; the message says what that likely means."""
+    values, secret_keys = stack_config("dev")
+    values["mlops-platform:serving"] = json.dumps(serving(registry.uri, entry(alias="production")))
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", config=values, secret_keys=secret_keys)
+    assert str(caught.value) == (
+        f"{ENTRY}: the registry at {registry.uri} failed a request in MLflow workspace {NAMESPACE!r} (HTTP 500), as a server "
+        "without workspaces answers them all; check that serving.mlflowTrackingUri is a server with workspaces, or set "
+        "kubeflow.workspaces false"
+    )
+
+
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
 def test_an_unreachable_registry_fails_fast_in_preview_and_up(monkeypatch, preview):
     uri = f"http://{HOST}:{free_port()}"
