@@ -30,7 +30,7 @@ import yaml
 
 from mlops_platform.config import TrackingConfig, parse_config
 from tools.harness import stack_config
-from tools.processes import HOST, free_port, running
+from tools.processes import mlflow_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,39 +195,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     artifacts = work / "artifacts"
-    port = free_port()
-    uri = f"http://{HOST}:{port}"
-    argv = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(TrackingConfig().workers),
-        "--backend-store-uri",
-        f"sqlite:///{work / 'mlflow.db'}",
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(artifacts),
-        # Workspaces as dev declares them (kubeflow.workspaces), kept in the backend store instead of Kubernetes namespaces.
-        "--enable-workspaces",
-    ]
     # What resolution would import with MLflow's client, what the REST client imports (stdlib and PyYAML), and the kserve SDK.
     imports = ("mlflow", "urllib.request, ssl, yaml", "kserve")
     figures: dict = {"imports_s": {m: import_seconds(m) for m in imports}}
     rows = []
     try:
-        with running(
-            "mlflow",
-            argv,
-            health_url=f"{uri}/health",
-            log_dir=work,
-            timeout=120,
-            cwd=work,
-            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        ):
+        # Workspaces as dev declares them (kubeflow.workspaces).
+        with mlflow_registry(work, str(artifacts), workers=TrackingConfig().workers, workspaces=True, timeout=120) as uri:
             register(uri, artifacts, max(sizes))
             stacks = [write_stack(work, "base", None)]
             stacks += [write_stack(work, f"{kind}-{count}", serving(uri, count, kind)) for count in sizes for kind in KINDS]

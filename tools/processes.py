@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -144,6 +145,24 @@ def running(
         yield service
     finally:
         service.stop()
+
+
+@contextlib.contextmanager
+def mlflow_registry(
+    work: Path, artifacts: str, *, workers: int = 1, workspaces: bool = False, env: Mapping[str, str] | None = None, timeout: float = 90
+) -> Iterator[str]:
+    """A throwaway ``mlflow server`` from this interpreter's environment, serving as TrackingStack configures it (artifacts
+    proxied to ``artifacts``, the job runner off) on SQLite in ``work``; yields its URI."""
+    port = free_port()
+    uri = f"http://{HOST}:{port}"
+    argv = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    argv += ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination", artifacts]
+    if workspaces:
+        # Kept in the backend store here; the tracking server keeps them in Kubernetes namespaces.
+        argv.append("--enable-workspaces")
+    server_env = {**(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with running("mlflow", argv, health_url=f"{uri}/health", log_dir=work, timeout=timeout, cwd=work, env=server_env):
+        yield uri
 
 
 def http(url: str, *, host: str | None = None, method: str = "GET", body: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:

@@ -41,7 +41,7 @@ from mlops_platform.serving.registry import physical_uri
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
 from tools.plan import table
-from tools.processes import HOST, free_port, running
+from tools.processes import HOST, free_port, mlflow_registry, running
 
 BIN = Path(sys.executable).parent
 BUCKET = "mlflow-artifacts"
@@ -75,8 +75,6 @@ class Registry:
 def registry(tmp_path_factory) -> Iterator[Registry]:
     work = tmp_path_factory.mktemp("registry")
     s3_url = f"http://{HOST}:{free_port()}"
-    port = free_port()
-    uri = f"http://{HOST}:{port}"
     with contextlib.ExitStack() as services:
         services.enter_context(
             running(
@@ -95,31 +93,7 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
             aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"],
         )
         s3.create_bucket(Bucket=BUCKET)
-        services.enter_context(
-            running(
-                "mlflow",
-                [
-                    str(BIN / "mlflow"),
-                    "server",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    f"sqlite:///{work / 'mlflow.db'}",
-                    "--serve-artifacts",
-                    "--artifacts-destination",
-                    ROOT_URI,
-                ],
-                health_url=f"{uri}/health",
-                log_dir=work,
-                timeout=90,
-                cwd=work,
-                env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            )
-        )
+        uri = services.enter_context(mlflow_registry(work, ROOT_URI, env={**AWS, "MLFLOW_S3_ENDPOINT_URL": s3_url}))
         yield Registry(uri, MlflowClient(uri, registry_uri=uri), _train_versions(uri, s3), s3)
 
 
