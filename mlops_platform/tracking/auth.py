@@ -39,6 +39,8 @@ SERVER_ROLE_SUFFIX = "workspaces"
 # Set by the program on each configured Kubeflow profile namespace (kubeflow/tenancy.py); the provider lists only these.
 WORKSPACE_LABEL = "mlops-platform/mlflow-workspace"
 WORKSPACE_SELECTOR = f"{WORKSPACE_LABEL}=true"
+# The plugin's workspace provider: profile namespaces carrying WORKSPACE_LABEL.
+WORKSPACE_STORE = "kubernetes://"
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,20 @@ def kubernetes_env(workspaces: bool, namespace: str) -> dict[str, str]:
 
 
 def kubernetes_args(workspaces: bool) -> list[str]:
-    workspace_args = ["--enable-workspaces", "--workspace-store-uri", "kubernetes://"] if workspaces else []
+    workspace_args = ["--enable-workspaces", "--workspace-store-uri", WORKSPACE_STORE] if workspaces else []
     return [*workspace_args, "--app-name", "kubernetes-auth"]
+
+
+def workspace_env() -> dict[str, str]:
+    """What an MLflow process beside the server needs to see every profile's workspace (``mlflow gc --all-workspaces``).
+
+    A store opened without it refuses to start once any experiment lives outside the default workspace.
+    """
+    return {
+        "MLFLOW_ENABLE_WORKSPACES": "true",
+        "MLFLOW_WORKSPACE_STORE_URI": WORKSPACE_STORE,
+        "MLFLOW_K8S_WORKSPACE_LABEL_SELECTOR": WORKSPACE_SELECTOR,
+    }
 
 
 def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:

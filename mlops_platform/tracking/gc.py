@@ -4,6 +4,8 @@ Runs record ``mlflow-artifacts:/<path>`` URIs, which ``mlflow gc`` would resolve
 an HTTP tracking server. Here they map onto ``MLFLOW_ARTIFACTS_DESTINATION/<path>``, as the
 server maps them, so the job deletes straight from the store with the server's own access,
 and the database URI stays in the environment (never on the command line).
+With Kubeflow workspaces it runs with ``--all-workspaces`` and the server's workspace settings
+(MLflow refuses to open a database holding workspace experiments without them).
 """
 
 from __future__ import annotations

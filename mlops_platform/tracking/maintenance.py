@@ -18,7 +18,8 @@ neither dump nor backup is declared.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -27,7 +28,16 @@ import pulumi_kubernetes as k8s
 from mlops_platform.config import MaintenanceConfig, Resources
 from mlops_platform.database import dumps, postgres
 from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.k8s.containers import (
+    ScratchDir,
+    api_token,
+    container,
+    plain_env,
+    pod_spec,
+    scanner_exceptions,
+    scratch_volumes,
+    secret_env,
+)
 from mlops_platform.storage.store import ArtifactStore, Grant
 
 COMPONENT = "mlflow-maintenance"
@@ -79,6 +89,8 @@ class MaintenanceArgs:
     server_account: pulumi.Input[str]
     server_client_labels: dict[str, str]
     base_env: dict[str, str]
+    # With workspaces, what gc needs to collect in every one of them (auth.workspace_env); empty without.
+    workspace_env: dict[str, str] = field(default_factory=dict)
 
 
 def migration_job_name(name: str, image: str) -> str:
@@ -97,7 +109,18 @@ class Maintenance:
         self._args = a = args
         self.backup: k8s.batch.v1.CronJob | None = None
         gc_labels = {**a.server_client_labels, postgres.CLIENT_LABEL: "true"}
-        self.gc = self._cron_job("gc", a.config.gc_schedule, [], [self._gc()], gc_labels, a.server_account, opts)
+        # Listing the workspaces (profile namespaces) takes the server's own API token, as the server does.
+        token = api_token() if a.workspace_env else None
+        self.gc = self._cron_job(
+            "gc",
+            a.config.gc_schedule,
+            [],
+            [self._gc(token[1] if token else None)],
+            gc_labels,
+            a.server_account,
+            opts,
+            volumes=[token[0]] if token else [],
+        )
         if a.database is None:
             self.migration = self._migration_job([], {postgres.CLIENT_LABEL: "true"}, None, opts)
             return
@@ -180,20 +203,21 @@ class Maintenance:
             scratch=[ScratchDir("tmp", "/tmp")],
         )
 
-    def _gc(self) -> k8s.core.v1.ContainerArgs:
+    def _gc(self, token: k8s.core.v1.VolumeMountArgs | None) -> k8s.core.v1.ContainerArgs:
         a = self._args
         return container(
             "gc",
             a.mlflow_image,
             a.resources,
             command=["python", "-c", GC_SOURCE],
-            args=["--older-than", a.config.gc_older_than],
+            args=["--older-than", a.config.gc_older_than, *(["--all-workspaces"] if a.workspace_env else [])],
             env=[
                 secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri),
                 *a.server_env,
-                *plain_env({"MLFLOW_ARTIFACTS_DESTINATION": a.artifact_root, **a.base_env}),
+                *plain_env({"MLFLOW_ARTIFACTS_DESTINATION": a.artifact_root, **a.workspace_env, **a.base_env}),
             ],
             scratch=[ScratchDir("tmp", "/tmp")],
+            mounts=[token] if token else [],
         )
 
     # -- workloads ----------------------------------------------------------------------
@@ -204,6 +228,7 @@ class Maintenance:
         main: list[k8s.core.v1.ContainerArgs],
         labels: dict[str, str],
         account: pulumi.Input[str] | None,
+        volumes: Sequence[k8s.core.v1.VolumeArgs] = (),
     ) -> k8s.core.v1.PodTemplateSpecArgs:
         a = self._args
         return k8s.core.v1.PodTemplateSpecArgs(
@@ -211,7 +236,7 @@ class Maintenance:
             spec=pod_spec(
                 main,
                 init_containers=init,
-                volumes=scratch_volumes([self._scratch if init else [ScratchDir("tmp", "/tmp")]]),
+                volumes=[*scratch_volumes([self._scratch if init else [ScratchDir("tmp", "/tmp")]]), *volumes],
                 service_account=account,
                 restart_policy="Never",
             ),
@@ -252,6 +277,7 @@ class Maintenance:
         labels: dict[str, str],
         account: pulumi.Input[str],
         opts: pulumi.ResourceOptions,
+        volumes: Sequence[k8s.core.v1.VolumeArgs] = (),
     ) -> k8s.batch.v1.CronJob:
         a = self._args
         return k8s.batch.v1.CronJob(
@@ -266,7 +292,7 @@ class Maintenance:
                 starting_deadline_seconds=3600,
                 successful_jobs_history_limit=3,
                 failed_jobs_history_limit=3,
-                job_template=k8s.batch.v1.JobTemplateSpecArgs(spec=self._job_spec(self._pod(init, main, labels, account))),
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(spec=self._job_spec(self._pod(init, main, labels, account, volumes))),
             ),
             opts=opts,
         )

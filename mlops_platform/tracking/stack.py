@@ -175,6 +175,7 @@ class TrackingStack(pulumi.ComponentResource):
                 server_account=sa.metadata.name,
                 server_client_labels=in_cluster.client_labels if (in_cluster := self._artifact_store.in_cluster) else {},
                 base_env={"HOME": "/tmp", **telemetry},
+                workspace_env=auth.workspace_env() if cfg.workspaces else {},
             ),
             self._artifact_store,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,18 +64,26 @@ def plan(cluster, deployment) -> Iterator[Plan]:
 
 
 @pytest.fixture(scope="module")
-def plane(cluster, plan: Plan, tmp_path_factory) -> Iterator[tuple[DataPlane, str]]:
+def server_image(cluster, tmp_path_factory) -> tuple[Any, dict[str, str]]:
+    """What a pod of the server image running as the server's ServiceAccount has: the image's venv (its plugins) and,
+    outside a pod, the in-cluster credentials the kubelet would mount, as a kubeconfig with a token of that account."""
+    entrypoints = server_venv.ensure()
+    config = kubeconfig(
+        cluster, service_account_token(cluster, "mlflow", "mlflow"), "mlflow", tmp_path_factory.mktemp("server") / "kubeconfig"
+    )
+    return entrypoints, {"KUBECONFIG": str(config)}
+
+
+@pytest.fixture(scope="module")
+def plane(cluster, plan: Plan, server_image) -> Iterator[tuple[DataPlane, str]]:
     """PostgreSQL, S3, the migration and MLflow with the Kubernetes authorization app; the server's base URL."""
     if postgres_bindir() is None:
         pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql`, as .ci/run does", pytrace=False)
-    entrypoints = server_venv.ensure()
+    entrypoints, outside = server_image
     logs = DIRECTORY / "tenancy-logs"
     plane = DataPlane(logs)
     try:
-        server_config = kubeconfig(
-            cluster, service_account_token(cluster, "mlflow", "mlflow"), "mlflow", tmp_path_factory.mktemp("server") / "kubeconfig"
-        )
-        server = plane.bring_up_tracking(plan, entrypoints=entrypoints, outside_env={"KUBECONFIG": str(server_config)})
+        server = plane.bring_up_tracking(plan, entrypoints=entrypoints, outside_env=outside)
         yield plane, server.base + urlsplit(plan.outputs["trackingUri"]).path
     finally:
         plane.close()
@@ -244,3 +253,36 @@ def test_the_server_needs_a_token_for_every_api_call(plane):
     assert status == 401, body
     status, body = Caller(base, "not-a-token").call("POST", "experiments/search", PROFILE_A, {"max_results": 1})
     assert status in (401, 403), body
+
+
+def test_gc_as_declared_collects_a_deleted_run_in_every_profile_workspace_and_keeps_live_ones(
+    cluster, plan, plane, server_image, notebooks, monkeypatch
+):
+    """The gc CronJob (``--older-than 1s`` here) as the server's ServiceAccount, from the server image: it lists the
+    profiles' workspaces through the API server. Without workspace mode MLflow would refuse to open this database."""
+    from mlflow import MlflowClient
+
+    from tests.e2e.test_maintenance import cron_job
+
+    data_plane, base = plane
+    deleted = {}
+    for profile in (PROFILE_A, PROFILE_B):
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", _token(cluster, profile))
+        monkeypatch.setenv("MLFLOW_WORKSPACE", profile)
+        client = MlflowClient(base)
+        run_id = client.create_run(client.get_experiment_by_name(EXPERIMENT[profile]).experiment_id).info.run_id
+        client.delete_run(run_id)
+        deleted[profile] = run_id
+    time.sleep(1.5)
+    config, secret_keys = stack_config("dev")
+    soon = run_program(
+        "dev", config=with_overrides(config, {**_overrides(), "maintenance": {"gcOlderThan": "1s"}}), secret_keys=secret_keys
+    )
+    entrypoints, outside = server_image
+    data_plane.run_job(soon, cron_job(soon, "gc"), entrypoints=entrypoints, outside_env=outside)
+    for profile in (PROFILE_A, PROFILE_B):
+        caller = Caller(base, _token(cluster, profile))
+        status, answer = caller.call("GET", "runs/get", profile, {"run_id": deleted[profile]})
+        assert (status, error_code(answer)) == (404, "RESOURCE_DOES_NOT_EXIST"), (profile, answer)
+        status, answer = caller.call("GET", "runs/get", profile, {"run_id": notebooks[profile]["run_id"]})
+        assert status == 200 and answer["run"]["info"]["lifecycle_stage"] == "active", (profile, answer)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env
@@ -32,11 +33,15 @@ class Jobs:
         waits_for = [plan.by_urn(urn) for urn in deployment.dependencies]
         return [r for r in waits_for if r.kind == "Job" and not provisions_minio(r)]
 
-    def run_job(self, plan: Plan, workload: DeclaredResource) -> dict[str, float]:
+    def run_job(
+        self, plan: Plan, workload: DeclaredResource, *, entrypoints: Path | None = None, outside_env: Mapping[str, str] | None = None
+    ) -> dict[str, float]:
         """Run the pod of a Job (or of a CronJob's job template) once; returns seconds per container.
 
         The first container that exits non-zero fails the run, naming it, and nothing after
-        it runs (an init container that fails stops the pod, as in the cluster).
+        it runs (an init container that fails stops the pod, as in the cluster). ``entrypoints``
+        and ``outside_env`` as for ``start_deployment`` (a job of the server image with its plugins,
+        the in-cluster credentials the kubelet would mount).
         """
         pod = workload.pod_spec() or {}
         root = Path(tempfile.mkdtemp(prefix=f"{workload.k8s_name}-", dir=self.workdir))
@@ -57,7 +62,8 @@ class Jobs:
                 return re.sub(rf"(?<![\w/])({mounts})(?=/|$)", lambda m: str(paths[m.group(1)]), value)
 
             declared = resolve_env(plan, workload.k8s_namespace, container, component)
-            env = {**base_env(self.home), **{k: local(v) for k, v in self.hosts.rewrite_env(declared, component).items()}}
+            rewritten = {k: local(v) for k, v in self.hosts.rewrite_env(declared, component).items()}
+            env = {**base_env(self.home, entrypoints), **rewritten, **(outside_env or {})}
             env["PATH"] = self._image_path(plan, container, env["PATH"])
             argv = [local(self.hosts.rewrite(a)) for a in [*container["command"], *(container.get("args") or [])]]
             left = [a for a in argv if re.search(rf"[\w.-]+\.{re.escape(CLUSTER_DOMAIN)}", a)]

@@ -180,10 +180,10 @@ def test_gc_cron_job_runs_mlflow_gc_older_than_the_configured_age(dev):
     job = cron(dev, "mlflow-gc")
     assert job.inputs["spec"]["schedule"] == "45 3 * * *" and job.inputs["spec"]["concurrencyPolicy"] == "Forbid"
     (gc,) = job.pod_spec()["containers"]
-    assert gc["args"] == ["--older-than", "30d"] and "def main" in gc["command"][2]
+    assert gc["args"] == ["--older-than", "30d", "--all-workspaces"] and "def main" in gc["command"][2]
     assert env_of(gc)["MLFLOW_ARTIFACTS_DESTINATION"]["value"] == dev.outputs["artifactRoot"]
     changed = run_with("dev", maintenance=json.dumps({"gcOlderThan": "12h", "gcSchedule": "0 1 * * 0"}))
-    assert cron(changed, "mlflow-gc").pod_spec()["containers"][0]["args"] == ["--older-than", "12h"]
+    assert cron(changed, "mlflow-gc").pod_spec()["containers"][0]["args"] == ["--older-than", "12h", "--all-workspaces"]
     assert cron(changed, "mlflow-gc").inputs["spec"]["schedule"] == "0 1 * * 0"
 
 
@@ -200,13 +200,30 @@ def test_gc_has_the_servers_access_and_nothing_more(dev, prod):
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env_of(container(cron(prod, "mlflow-gc"), "gc")))
 
 
+def test_with_workspaces_gc_collects_in_every_workspace_the_server_serves_with_its_own_token(dev, prod):
+    """MLflow refuses to open a store holding experiments outside the default workspace unless told workspaces are on:
+    without this, gc would fail every night on a Kubeflow stack (tests/cluster/test_tenancy.py runs it)."""
+    job = cron(dev, "mlflow-gc")
+    gc, server = container(job, "gc"), container(dev.k8s("Deployment", "mlflow", NS), "mlflow")
+    env, server_env = ({k: v.get("value") for k, v in env_of(c).items()} for c in (gc, server))
+    assert gc["args"][-1] == "--all-workspaces" and env["MLFLOW_ENABLE_WORKSPACES"] == "true"
+    assert env["MLFLOW_WORKSPACE_STORE_URI"] == arg(server["args"], "--workspace-store-uri") == "kubernetes://"
+    assert env["MLFLOW_K8S_WORKSPACE_LABEL_SELECTOR"] == server_env["MLFLOW_K8S_WORKSPACE_LABEL_SELECTOR"]
+    (token,) = [v for v in job.pod_spec()["volumes"] if "projected" in v]
+    assert {"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": token["name"], "readOnly": True} in gc["volumeMounts"]
+    # Without Kubeflow there are no workspaces: no flag, no token.
+    plain = cron(prod, "mlflow-gc")
+    assert "--all-workspaces" not in container(plain, "gc")["args"] and not [v for v in plain.pod_spec()["volumes"] if "projected" in v]
+    assert "MLFLOW_ENABLE_WORKSPACES" not in env_of(container(plain, "gc"))
+
+
 def test_gc_resolves_proxied_artifact_uris_onto_the_servers_destination():
     repository = proxied_to_destination("s3://mlflow-artifacts/dev")("mlflow-artifacts:/3/abc123/artifacts")
     assert type(repository).__name__ == "S3ArtifactRepository"
     assert repository.artifact_uri == "s3://mlflow-artifacts/dev/3/abc123/artifacts"
 
 
-def test_maintenance_pods_run_hardened_with_no_api_token(dev):
+def test_maintenance_pods_run_hardened_with_no_automounted_api_token(dev):
     for workload in [migration(dev), cron(dev, "mlflow-backup"), cron(dev, "mlflow-gc")]:
         pod = workload.pod_spec()
         assert pod["automountServiceAccountToken"] is False
