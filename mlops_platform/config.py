@@ -184,6 +184,16 @@ class TrackingConfig(_Model):
     auth: Literal["basic", "kubernetes", "none"] | None = None
     ingress: IngressConfig = IngressConfig()
 
+    @property
+    def max_pods(self) -> int:
+        a = self.autoscaling
+        return a.max_replicas if a.enabled else self.replicas
+
+    @property
+    def min_pods(self) -> int:
+        a = self.autoscaling
+        return a.min_replicas if a.enabled else self.replicas
+
 
 class RdsConfig(_Model):
     instance_class: str = "db.t4g.medium"
@@ -842,20 +852,10 @@ class PlatformConfig(_Model):
         return Scratch(medium, size, s.storage_class or self.storage_class if medium == "volume" else None)
 
     @property
-    def tracking_max_pods(self) -> int:
-        a = self.tracking.autoscaling
-        return a.max_replicas if a.enabled else self.tracking.replicas
-
-    @property
-    def tracking_min_pods(self) -> int:
-        a = self.tracking.autoscaling
-        return a.min_replicas if a.enabled else self.tracking.replicas
-
-    @property
     def tracking_db_connections(self) -> int:
         """The most connections the tracking server can open: per pod, workers x engines x (pool + overflow)."""
         t = self.tracking
-        return self.tracking_max_pods * t.workers * MLFLOW_ENGINES_PER_WORKER * (t.db_pool_size + t.db_max_overflow)
+        return t.max_pods * t.workers * MLFLOW_ENGINES_PER_WORKER * (t.db_pool_size + t.db_max_overflow)
 
 
 @dataclass(frozen=True)
@@ -916,7 +916,7 @@ def _tracking_capacity_rules(cfg: PlatformConfig) -> None:
             raise _KeyError(
                 "tracking.dbPoolSize",
                 f"lets the tracking server open up to {cfg.tracking_db_connections} PostgreSQL connections "
-                f"(pods {cfg.tracking_max_pods} x workers {t.workers} x {MLFLOW_ENGINES_PER_WORKER} engines x "
+                f"(pods {t.max_pods} x workers {t.workers} x {MLFLOW_ENGINES_PER_WORKER} engines x "
                 f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} that "
                 f"database.maxConnections {cfg.database.max_connections} leaves; allowed: fewer pods or workers, a smaller pool, "
                 "or a larger database.maxConnections",

@@ -86,7 +86,7 @@ def scale_out(
             ),
             opts=opts,
         )
-    if cfg.tracking_min_pods > 1:
+    if cfg.tracking.min_pods > 1:
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=naming.metadata(name, cfg.namespace, component=component, instance=name),
