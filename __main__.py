@@ -14,7 +14,7 @@ config = load_config()
 # Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.
 models = resolve_models(config)
 
-tracking = TrackingStack("mlflow", TrackingStackArgs(config=config))
+tracking = TrackingStack("mlflow", TrackingStackArgs.of(config))
 endpoint = tracking.endpoint
 # Prometheus's mesh identity, admitted by Kubeflow's access policy to the metrics path only.
 scraper = (config.monitoring.mesh_principal, METRICS_PATH) if config.monitoring.enabled and config.monitoring.mesh_principal else None

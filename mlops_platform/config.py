@@ -94,6 +94,7 @@ KeyPrefix = Annotated[str, _check(_PREFIX, "an S3 key prefix without leading or 
 PathPrefix = Annotated[str, _check(_PATH_PREFIX, "one URL path segment with a leading '/', e.g. /mlflow")]
 Image = Annotated[str, AfterValidator(_pinned)]
 Arn = Annotated[str, _check(_ARN, "an AWS ARN, e.g. arn:aws:iam::123456789012:oidc-provider/...")]
+AuthApp = Literal["basic", "kubernetes", "none"]
 
 
 class _Model(BaseModel):
@@ -181,7 +182,7 @@ class TrackingConfig(_Model):
     resources: Resources = Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi")
     # Who may call the API: MLflow's basic-auth app, Kubernetes RBAC (Kubeflow's app), or nobody checks (in-cluster only).
     # Default: kubernetes with Kubeflow workspaces, basic with an externalHost, none otherwise (PlatformConfig.auth).
-    auth: Literal["basic", "kubernetes", "none"] | None = None
+    auth: AuthApp | None = None
     ingress: IngressConfig = IngressConfig()
 
     @property
@@ -798,7 +799,7 @@ class PlatformConfig(_Model):
         return self.kubeflow.enabled and self.kubeflow.workspaces
 
     @property
-    def auth(self) -> Literal["basic", "kubernetes", "none"]:
+    def auth(self) -> AuthApp:
         """The authorization app the server runs (see TrackingConfig.auth for the defaults)."""
         if self.tracking.auth is not None:
             return self.tracking.auth

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform.config import ConfigError, PlatformConfig
+from mlops_platform.config import AuthApp, ConfigError
 from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import API_TOKEN_DIR, API_TOKEN_SECONDS, api_token, plain_env, secret_env
 
@@ -57,22 +57,24 @@ class ServerAuth:
 
 def declare(
     name: str,
-    cfg: PlatformConfig,
+    mode: AuthApp,
     *,
+    workspaces: bool,
+    namespace: str,
     backend_uri: pulumi.Output[str] | None,
     service_account: str,
     opts: pulumi.ResourceOptions,
 ) -> ServerAuth:
-    """The app for ``cfg.auth`` and the objects it needs (RBAC or the basic-auth Secret)."""
-    if cfg.auth == "kubernetes":
-        return _kubernetes(name, cfg, service_account, opts)
-    if cfg.auth == "basic":
+    """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret)."""
+    if mode == "kubernetes":
+        return _kubernetes(name, workspaces, namespace, service_account, opts)
+    if mode == "basic":
         if backend_uri is None:
             # Config refuses basic-auth with an external database (its URI lives only in the user's Secret).
             raise ConfigError(
                 "mlops-platform:tracking.auth: 'basic' needs the database URI; allowed: 'kubernetes' with database.mode external"
             )
-        return _basic(name, cfg, backend_uri, opts)
+        return _basic(name, namespace, backend_uri, opts)
     return ServerAuth("none")
 
 
@@ -104,8 +106,8 @@ def workspace_env() -> dict[str, str]:
     }
 
 
-def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:
-    if cfg.workspaces:
+def _kubernetes(name: str, workspaces: bool, namespace: str, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:
+    if workspaces:
         # Only the workspace provider acts as the server itself; every authorization check uses the caller's token.
         role_name = f"{name}-{SERVER_ROLE_SUFFIX}"
         k8s.rbac.v1.ClusterRole(
@@ -119,15 +121,15 @@ def _kubernetes(name: str, cfg: PlatformConfig, service_account: str, opts: pulu
             naming.metadata(role_name, component=COMPONENT, instance=name),
             role_name,
             service_account,
-            cfg.namespace,
+            namespace,
             opts,
         )
     # The kubelet projects a short-lived token of the server's own account; nothing is stored in a Secret.
     token, mount = api_token(TOKEN_SECONDS)
     return ServerAuth(
         "kubernetes",
-        args=kubernetes_args(cfg.workspaces),
-        env=plain_env(kubernetes_env(cfg.workspaces, cfg.namespace)),
+        args=kubernetes_args(workspaces),
+        env=plain_env(kubernetes_env(workspaces, namespace)),
         volumes=[token],
         mounts=[mount],
     )
@@ -146,13 +148,13 @@ def basic_auth_ini(database_uri: pulumi.Input[str]) -> pulumi.Output[str]:
     )
 
 
-def _basic(name: str, cfg: PlatformConfig, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions) -> ServerAuth:
+def _basic(name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions) -> ServerAuth:
     secret_name = f"{name}-auth"
     password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=opts)
     flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=48, special=False, opts=opts)
     secret = k8s.core.v1.Secret(
         f"{name}-auth",
-        metadata=naming.metadata(secret_name, cfg.namespace, component=COMPONENT, instance=name),
+        metadata=naming.metadata(secret_name, namespace, component=COMPONENT, instance=name),
         type="Opaque",
         string_data={
             AUTH_CONFIG_FILE: basic_auth_ini(backend_uri),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import PlatformConfig
+from mlops_platform.config import Scratch, TrackingConfig
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir
 
@@ -24,50 +24,49 @@ MAX_PROXIED_FILE = 100 * 2**20
 CONCURRENT_PROXIED_UPLOADS = 4
 
 
-def scratch_dir(cfg: PlatformConfig) -> ScratchDir:
-    s = cfg.scratch
+def scratch_dir(s: Scratch) -> ScratchDir:
     return ScratchDir("tmp", SCRATCH_PATH, s.size, medium="memory" if s.medium == "memory" else "volume", storage_class=s.storage_class)
 
 
-def proxied_file_limit(cfg: PlatformConfig) -> int:
+def proxied_file_limit(scratch: Scratch) -> int:
     """Files at or above this size skip the server: a quarter of its scratch space, at most 100 MiB."""
-    return min(MAX_PROXIED_FILE, cfg.scratch.bytes // CONCURRENT_PROXIED_UPLOADS)
+    return min(MAX_PROXIED_FILE, scratch.bytes // CONCURRENT_PROXIED_UPLOADS)
 
 
-def server_env(cfg: PlatformConfig) -> dict[str, str]:
-    t = cfg.tracking
+def server_env(t: TrackingConfig) -> dict[str, str]:
     return {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(t.db_pool_size), "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(t.db_max_overflow)}
 
 
-def client_env(cfg: PlatformConfig) -> dict[str, str]:
+def client_env(tracking: TrackingConfig, scratch: Scratch) -> dict[str, str]:
     """What an MLflow client with a path to the store needs to keep large files off the server, and to wait for a large one."""
     return {
         "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "true",
-        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(proxied_file_limit(cfg)),
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(cfg.tracking.request_timeout_seconds),
+        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(proxied_file_limit(scratch)),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(tracking.request_timeout_seconds),
     }
 
 
-def replicas(cfg: PlatformConfig) -> int | None:
+def replicas(tracking: TrackingConfig) -> int | None:
     """The Deployment's replica count, or None while an autoscaler owns it (every `pulumi up` would reset it otherwise)."""
-    return None if cfg.tracking.autoscaling.enabled else cfg.tracking.replicas
+    return None if tracking.autoscaling.enabled else tracking.replicas
 
 
 def scale_out(
     name: str,
-    cfg: PlatformConfig,
+    namespace: str,
+    tracking: TrackingConfig,
     deployment: k8s.apps.v1.Deployment,
     selector: dict[str, str],
     component: str,
     opts: pulumi.ResourceOptions,
 ) -> None:
     """The autoscaler (when enabled) and, whenever at least two pods always run, a PodDisruptionBudget keeping one."""
-    auto = cfg.tracking.autoscaling
+    auto = tracking.autoscaling
     if auto.enabled:
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
-            metadata=naming.metadata(name, cfg.namespace, component=component, instance=name),
+            metadata=naming.metadata(name, namespace, component=component, instance=name),
             spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
                 scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
                     api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
@@ -86,10 +85,10 @@ def scale_out(
             ),
             opts=opts,
         )
-    if cfg.tracking.min_pods > 1:
+    if tracking.min_pods > 1:
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata=naming.metadata(name, cfg.namespace, component=component, instance=name),
+            metadata=naming.metadata(name, namespace, component=component, instance=name),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)),
             opts=opts,
         )

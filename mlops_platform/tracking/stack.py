@@ -17,7 +17,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform.config import PlatformConfig
+from mlops_platform.config import (
+    ArtifactsConfig,
+    AuthApp,
+    AwsConfig,
+    DatabaseConfig,
+    MaintenanceConfig,
+    PlatformConfig,
+    Scratch,
+    TrackingConfig,
+)
 from mlops_platform.database import external, postgres
 from mlops_platform.k8s import mesh, naming, options
 from mlops_platform.k8s.containers import (
@@ -40,7 +49,58 @@ PORT = 5000
 
 @dataclass(frozen=True)
 class TrackingStackArgs:
-    config: PlatformConfig
+    """What the tracking server needs of the platform's config, and nothing more.
+
+    Decisions that depend on the target or on other components (image, authorization app, scratch space,
+    Kubeflow's mesh, metrics) arrive made, so the stack never reads, or depends on, the rest of the config.
+    """
+
+    namespace: str
+    server: TrackingConfig
+    # The MLflow image: with Kubeflow's plugins whenever an authorization app runs.
+    image: str
+    auth: AuthApp
+    # One MLflow workspace per Kubeflow profile (the kubernetes app's workspace provider).
+    workspaces: bool
+    # Hosts users reach the server through (its own route, Kubeflow's gateway): accepted as Host headers.
+    external_hosts: tuple[str, ...]
+    # Kubeflow's Istio mesh is there: the server joins it so the AuthorizationPolicy is enforced.
+    in_mesh: bool
+    # Prometheus scrapes the server: it exports metrics and admits the scrapers' Host headers.
+    metrics: bool
+    scratch: Scratch
+    database: DatabaseConfig
+    artifacts: ArtifactsConfig
+    # IRSA settings on EKS (S3 without static keys), None for in-cluster MinIO.
+    aws: AwsConfig | None
+    # For the claims of PostgreSQL and MinIO.
+    storage_class: str
+    # Databases, volumes and buckets survive destroy and replacement.
+    protect_data: bool
+    maintenance: MaintenanceConfig
+    # Where database dumps go in the bucket, beside the server's artifact prefix.
+    backup_prefix: str
+
+    @classmethod
+    def of(cls, config: PlatformConfig) -> TrackingStackArgs:
+        return cls(
+            namespace=config.namespace,
+            server=config.tracking,
+            image=config.tracking_image,
+            auth=config.auth,
+            workspaces=config.workspaces,
+            external_hosts=tuple(config.external_hosts),
+            in_mesh=config.kubeflow.enabled,
+            metrics=config.monitoring.enabled,
+            scratch=config.scratch,
+            database=config.database,
+            artifacts=config.artifacts,
+            aws=config.eks if config.is_eks else None,
+            storage_class=config.storage_class,
+            protect_data=config.protect_data,
+            maintenance=config.maintenance,
+            backup_prefix=config.backup_prefix,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,27 +137,26 @@ class TrackingStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:TrackingStack", name, None, opts)
-        cfg = args.config
-        self._cfg = cfg
-        self._namespace = cfg.namespace
+        self._args = args
+        self._namespace = args.namespace
         self._service_name = name
         self._port = PORT
-        self._path_prefix = cfg.tracking.path_prefix
-        host = naming.service_host(name, cfg.namespace)
+        self._path_prefix = args.server.path_prefix
+        host = naming.service_host(name, args.namespace)
         self._tracking_uri = f"http://{host}:{PORT}{self._path_prefix}"
-        self.external_url = f"https://{cfg.tracking.external_host}{self._path_prefix}/" if cfg.tracking.external_host else None
-        self._bucket = cfg.artifacts.bucket
-        self._artifact_prefix = cfg.artifacts.prefix
-        self._artifact_root = cfg.artifacts.root
+        self.external_url = f"https://{args.server.external_host}{self._path_prefix}/" if args.server.external_host else None
+        self._bucket = args.artifacts.bucket
+        self._artifact_prefix = args.artifacts.prefix
+        self._artifact_root = args.artifacts.root
         self._server_labels = naming.selector_labels(COMPONENT, name)
-        telemetry = {} if cfg.tracking.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
-        self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry, **capacity.client_env(cfg)}
+        telemetry = {} if args.server.telemetry else {"MLFLOW_DISABLE_TELEMETRY": "true"}
+        self._client_env = {"MLFLOW_TRACKING_URI": self._tracking_uri, **telemetry, **capacity.client_env(args.server, args.scratch)}
         self._service_account = name
-        protect = cfg.protect_data
+        protect = args.protect_data
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata=naming.metadata(cfg.namespace, component=COMPONENT, instance=name),
+            metadata=naming.metadata(args.namespace, component=COMPONENT, instance=name),
             # Deleting the namespace would delete every claim in it.
             opts=options.stateful(pulumi.ResourceOptions(parent=self), protect),
         )
@@ -105,11 +164,11 @@ class TrackingStack(pulumi.ComponentResource):
         self._namespace_resource = ns
         child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
-        if cfg.database.mode == "external":
+        if args.database.mode == "external":
             db_secret_name, db_uri_key = external.backend_secret(
                 f"{name}-db",
-                config=cfg.database.outside,
-                metadata=naming.metadata(f"{name}-db", cfg.namespace, component=COMPONENT, instance=name),
+                config=args.database.outside,
+                metadata=naming.metadata(f"{name}-db", args.namespace, component=COMPONENT, instance=name),
                 opts=child,
             )
             db_password: pulumi.Output[str] | None = None
@@ -117,20 +176,20 @@ class TrackingStack(pulumi.ComponentResource):
             dumped: maintenance.Database | None = None
             self._backend_uri: pulumi.Output[str] | None = None
         else:
-            db_secret_name, db_password, dump_url = self._managed_database(name, cfg, child, protect)
+            db_secret_name, db_password, dump_url = self._managed_database(name, args, child, protect)
             db_uri_key = "uri"
-            dump_size = f"{cfg.database.managed.allocated_storage_gb}Gi" if cfg.database.mode == "rds" else cfg.database.storage_size
+            dump_size = f"{args.database.managed.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size
             dumped = maintenance.Database(dump_url, db_secret_name, dump_size)
 
         self._artifact_store, storage = store.declare(
             name,
-            artifacts=cfg.artifacts,
-            aws=cfg.eks if cfg.is_eks else None,
-            namespace=cfg.namespace,
+            artifacts=args.artifacts,
+            aws=args.aws,
+            namespace=args.namespace,
             namespace_resource=ns,
-            storage_class=cfg.storage_class,
+            storage_class=args.storage_class,
             server_account=self._service_account,
-            secret_metadata=naming.metadata(f"{name}-s3", cfg.namespace, component=COMPONENT, instance=name),
+            secret_metadata=naming.metadata(f"{name}-s3", args.namespace, component=COMPONENT, instance=name),
             protect=protect,
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -139,7 +198,7 @@ class TrackingStack(pulumi.ComponentResource):
             f"{name}-sa",
             metadata=naming.metadata(
                 self._service_account,
-                cfg.namespace,
+                args.namespace,
                 component=COMPONENT,
                 instance=name,
                 annotations=storage.service_account_annotations or None,
@@ -148,10 +207,18 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
 
-        server_auth = auth.declare(name, cfg, backend_uri=self._backend_uri, service_account=self._service_account, opts=child)
+        server_auth = auth.declare(
+            name,
+            args.auth,
+            workspaces=args.workspaces,
+            namespace=args.namespace,
+            backend_uri=self._backend_uri,
+            service_account=self._service_account,
+            opts=child,
+        )
         self._auth_args = server_auth.args
-        scratch = [capacity.scratch_dir(cfg)]
-        server_scratch = [*scratch, metrics.SCRATCH] if cfg.monitoring.enabled else scratch
+        scratch = [capacity.scratch_dir(args.scratch)]
+        server_scratch = [*scratch, metrics.SCRATCH] if args.metrics else scratch
         common_env = [
             secret_env("MLFLOW_BACKEND_STORE_URI", db_secret_name, db_uri_key),
             *plain_env({"HOME": "/tmp", **telemetry}),
@@ -160,36 +227,36 @@ class TrackingStack(pulumi.ComponentResource):
         jobs = maintenance.Maintenance(
             maintenance.MaintenanceArgs(
                 name=name,
-                namespace=cfg.namespace,
-                mlflow_image=cfg.tracking_image,
-                postgres_image=cfg.database.image,
-                resources=cfg.tracking.resources,
-                config=cfg.maintenance,
+                namespace=args.namespace,
+                mlflow_image=args.image,
+                postgres_image=args.database.image,
+                resources=args.server.resources,
+                config=args.maintenance,
                 backend_uri=(db_secret_name, db_uri_key),
                 database=dumped,
-                scheduled_backups=cfg.database.mode == "inCluster",
-                bucket=cfg.artifacts.bucket,
-                backup_prefix=cfg.backup_prefix,
-                artifact_root=cfg.artifacts.root,
+                scheduled_backups=args.database.mode == "inCluster",
+                bucket=args.artifacts.bucket,
+                backup_prefix=args.backup_prefix,
+                artifact_root=args.artifacts.root,
                 server_env=storage.env,
                 server_account=sa.metadata.name,
                 server_client_labels=in_cluster.client_labels if (in_cluster := self._artifact_store.in_cluster) else {},
                 base_env={"HOME": "/tmp", **telemetry},
-                workspace_env=auth.workspace_env() if cfg.workspaces else {},
+                workspace_env=auth.workspace_env() if args.workspaces else {},
             ),
             self._artifact_store,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
         )
         server = container(
             "mlflow",
-            cfg.tracking_image,
-            cfg.tracking.resources,
+            args.image,
+            args.server.resources,
             command=["mlflow", "server"],
             args=self.server_args(),
             env=common_env
             + storage.env
             # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
-            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(cfg)})
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(args.server)})
             + server_auth.env,
             ports={"http": PORT},
             probe=HttpProbe(f"{self._path_prefix}/health", "http"),
@@ -197,12 +264,12 @@ class TrackingStack(pulumi.ComponentResource):
             mounts=server_auth.mounts,
         )
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; PostgreSQL is outside the mesh, reached around it.
-        mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if cfg.kubeflow.enabled else ({}, None)
+        mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if args.in_mesh else ({}, None)
         deployment = k8s.apps.v1.Deployment(
             name,
-            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)),
+            metadata=naming.metadata(name, args.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=capacity.replicas(cfg),
+                replicas=capacity.replicas(args.server),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
@@ -217,7 +284,7 @@ class TrackingStack(pulumi.ComponentResource):
         )
         k8s.core.v1.Service(
             f"{name}-svc",
-            metadata=naming.metadata(name, cfg.namespace, component=COMPONENT, instance=name),
+            metadata=naming.metadata(name, args.namespace, component=COMPONENT, instance=name),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=self._server_labels,
@@ -225,18 +292,18 @@ class TrackingStack(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        capacity.scale_out(name, cfg, deployment, self._server_labels, COMPONENT, child)
-        self._network_policies(name, cfg, child)
-        if cfg.tracking.external_host:
+        capacity.scale_out(name, args.namespace, args.server, deployment, self._server_labels, COMPONENT, child)
+        self._network_policies(name, args, child)
+        if args.server.external_host:
             ingress.declare(
                 name,
-                namespace=cfg.namespace,
-                host=cfg.tracking.external_host,
+                namespace=args.namespace,
+                host=args.server.external_host,
                 path_prefix=self._path_prefix,
                 service=name,
                 port=PORT,
                 auth=server_auth.mode,
-                ingress=cfg.tracking.ingress,
+                ingress=args.server.ingress,
                 opts=child,
             )
 
@@ -252,7 +319,7 @@ class TrackingStack(pulumi.ComponentResource):
             server_labels=self._server_labels,
             server=deployment,
             client_env=self._client_env,
-            request_timeout_seconds=cfg.tracking.request_timeout_seconds,
+            request_timeout_seconds=args.server.request_timeout_seconds,
             artifact_store=self._artifact_store,
             artifact_prefix=self._artifact_prefix,
             artifact_root=self._artifact_root,
@@ -269,7 +336,7 @@ class TrackingStack(pulumi.ComponentResource):
         )
 
     def _managed_database(
-        self, name: str, cfg: PlatformConfig, child: pulumi.ResourceOptions, protect: bool
+        self, name: str, args: TrackingStackArgs, child: pulumi.ResourceOptions, protect: bool
     ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
         """PostgreSQL in the cluster or on RDS, with a generated password.
 
@@ -277,14 +344,14 @@ class TrackingStack(pulumi.ComponentResource):
         """
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
-        if cfg.database.mode == "rds":
+        if args.database.mode == "rds":
             from mlops_platform.database import rds
 
             instance = rds.rds_postgres(
                 f"{name}-db",
-                config=cfg.database.managed,
-                database=cfg.database.name,
-                user=cfg.database.user,
+                config=args.database.managed,
+                database=args.database.name,
+                user=args.database.user,
                 password=db_password.result,
                 protect=protect,
                 opts=pulumi.ResourceOptions(parent=self),
@@ -293,33 +360,38 @@ class TrackingStack(pulumi.ComponentResource):
         else:
             db_host = postgres.deploy(
                 f"{name}-postgresql",
-                namespace=cfg.namespace,
-                config=cfg.database,
-                storage_class=cfg.storage_class,
+                namespace=args.namespace,
+                config=args.database,
+                storage_class=args.storage_class,
                 credentials_secret=db_secret_name,
                 protect=protect,
                 opts=child,
             )
         backend_uri = pulumi.Output.concat(
             "postgresql+psycopg2://",
-            cfg.database.user,
+            args.database.user,
             ":",
             db_password.result,
             "@",
             db_host,
             f":{postgres.PORT}/",
-            cfg.database.name,
+            args.database.name,
         )
         db_secret = k8s.core.v1.Secret(
             f"{name}-db",
-            metadata=naming.metadata(db_secret_name, cfg.namespace, component=COMPONENT, instance=name),
+            metadata=naming.metadata(db_secret_name, args.namespace, component=COMPONENT, instance=name),
             type="Opaque",
-            string_data={"username": cfg.database.user, "password": db_password.result, "database": cfg.database.name, "uri": backend_uri},
+            string_data={
+                "username": args.database.user,
+                "password": db_password.result,
+                "database": args.database.name,
+                "uri": backend_uri,
+            },
             opts=child,
         )
 
         self._backend_uri = backend_uri
-        return db_secret.metadata.name, db_password.result, postgres.url_without_password(cfg.database.user, db_host, cfg.database.name)
+        return db_secret.metadata.name, db_password.result, postgres.url_without_password(args.database.user, db_host, args.database.name)
 
     def allowed_hosts(self) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
@@ -329,11 +401,11 @@ class TrackingStack(pulumi.ComponentResource):
             f"{svc}.{ns}",
             f"{svc}.{ns}.svc",
             f"{svc}.{ns}.svc.cluster.local",
-            *self._cfg.external_hosts,
+            *self._args.external_hosts,
             "localhost",
             "127.0.0.1",
         ]
-        scrapers = metrics.pod_hosts(PORT) if self._cfg.monitoring.enabled else []
+        scrapers = metrics.pod_hosts(PORT) if self._args.metrics else []
         return [h for n in names for h in (n, f"{n}:*")] + scrapers
 
     def server_args(self) -> list[str]:
@@ -343,7 +415,7 @@ class TrackingStack(pulumi.ComponentResource):
             "--port",
             str(PORT),
             "--workers",
-            str(self._cfg.tracking.workers),
+            str(self._args.server.workers),
             "--static-prefix",
             self._path_prefix,
             "--allowed-hosts",
@@ -351,17 +423,17 @@ class TrackingStack(pulumi.ComponentResource):
             "--serve-artifacts",
             "--artifacts-destination",
             self._artifact_root,
-            *(metrics.server_args() if self._cfg.monitoring.enabled else []),
+            *(metrics.server_args() if self._args.metrics else []),
             *self._auth_args,
         ]
 
-    def _network_policies(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> None:
+    def _network_policies(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions) -> None:
         """Default-deny ingress in the namespace; then only the flows the platform needs."""
 
         def policy(suffix: str, pod_selector: dict[str, str], ingress: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]) -> None:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-netpol-{suffix}",
-                metadata=naming.metadata(f"{name}-{suffix}", cfg.namespace, component=COMPONENT, instance=name),
+                metadata=naming.metadata(f"{name}-{suffix}", args.namespace, component=COMPONENT, instance=name),
                 spec=k8s.networking.v1.NetworkPolicySpecArgs(
                     pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector or None),
                     policy_types=["Ingress"],
@@ -383,7 +455,7 @@ class TrackingStack(pulumi.ComponentResource):
         policy("default-deny", {}, [])
         # Who may call the API is Istio's AuthorizationPolicy's job (KubeflowIntegration); here: port 5000 only.
         policy("server", self._server_labels, [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[any_pod], ports=port(PORT))])
-        if cfg.database.mode == "inCluster":
+        if args.database.mode == "inCluster":
             policy(
                 "postgresql",
                 naming.selector_labels(postgres.COMPONENT, f"{name}-postgresql"),
