@@ -853,10 +853,15 @@ class PlatformConfig(_Model):
         return Scratch(medium, size, s.storage_class or self.storage_class if medium == "volume" else None)
 
     @property
+    def tracking_db_engines(self) -> int:
+        """SQLAlchemy engines per server worker: the tracking and registry stores', and basic-auth's own on the same database."""
+        return MLFLOW_ENGINES_PER_WORKER + (1 if self.auth == "basic" else 0)
+
+    @property
     def tracking_db_connections(self) -> int:
         """The most connections the tracking server can open: per pod, workers x engines x (pool + overflow)."""
         t = self.tracking
-        return t.max_pods * t.workers * MLFLOW_ENGINES_PER_WORKER * (t.db_pool_size + t.db_max_overflow)
+        return t.max_pods * t.workers * self.tracking_db_engines * (t.db_pool_size + t.db_max_overflow)
 
 
 @dataclass(frozen=True)
@@ -876,7 +881,8 @@ def quantity_bytes(quantity: str) -> int:
     return int(quantity[:-2]) * units[quantity[-2:]]
 
 
-# MLflow's tracking and registry stores each create their own SQLAlchemy engine in every worker.
+# MLflow's tracking and registry stores each create their own SQLAlchemy engine in every worker (basic-auth adds a third,
+# sized by the same MLFLOW_SQLALCHEMYSTORE_* settings: mlflow.server.auth.sqlalchemy_store.init_db).
 MLFLOW_ENGINES_PER_WORKER = 2
 # Of PostgreSQL's max_connections: superuser_reserved_connections (3) and room for the migration, psql and backups.
 POSTGRES_RESERVED_CONNECTIONS = 10
@@ -917,7 +923,7 @@ def _tracking_capacity_rules(cfg: PlatformConfig) -> None:
             raise _KeyError(
                 "tracking.dbPoolSize",
                 f"lets the tracking server open up to {cfg.tracking_db_connections} PostgreSQL connections "
-                f"(pods {t.max_pods} x workers {t.workers} x {MLFLOW_ENGINES_PER_WORKER} engines x "
+                f"(pods {t.max_pods} x workers {t.workers} x {cfg.tracking_db_engines} engines x "
                 f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} that "
                 f"database.maxConnections {cfg.database.max_connections} leaves; allowed: fewer pods or workers, a smaller pool, "
                 "or a larger database.maxConnections",
