@@ -47,11 +47,20 @@ _JOB_RESOURCES = Resources(cpu_request="100m", cpu_limit="1", memory_request="25
 
 # `mlflow db upgrade` takes the URI as an argument, which would put the password
 # on the process command line; calling the same click command in-process does not.
-MIGRATE_COMMAND = [
-    "python",
-    "-c",
-    "import os; from mlflow.db import upgrade; upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade')",
-]
+_UPGRADE = (
+    "import os; from mlflow.db import upgrade; "
+    "upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], prog_name='mlflow db upgrade', standalone_mode=False)"
+)
+# basic-auth keeps its users in tables of the same database, which its app would otherwise migrate at each server start.
+_UPGRADE_AUTH = (
+    "; from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore; SqlAlchemyStore().init_db(os.environ['MLFLOW_BACKEND_STORE_URI'])"
+)
+
+
+def migrate_command(basic_auth: bool) -> list[str]:
+    return ["python", "-c", _UPGRADE + (_UPGRADE_AUTH if basic_auth else "")]
+
+
 # Both run in the MLflow image, which does not have this package: the source travels in the command.
 DUMPS_SOURCE = Path(dumps.__file__).read_text()
 GC_SOURCE = (Path(__file__).parent / "gc.py").read_text()
@@ -91,6 +100,8 @@ class MaintenanceArgs:
     base_env: dict[str, str]
     # With workspaces, what gc needs to collect in every one of them (auth.workspace_env); empty without.
     workspace_env: dict[str, str] = field(default_factory=dict)
+    # basic-auth's tables are migrated by the Job too, so no server pod migrates anything.
+    basic_auth: bool = False
 
 
 def migration_job_name(name: str, image: str) -> str:
@@ -198,7 +209,7 @@ class Maintenance:
             "migrate",
             a.mlflow_image,
             a.resources,
-            command=MIGRATE_COMMAND,
+            command=migrate_command(a.basic_auth),
             env=[secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri), *plain_env(a.base_env)],
             scratch=[ScratchDir("tmp", "/tmp")],
         )

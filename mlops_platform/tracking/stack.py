@@ -243,6 +243,7 @@ class TrackingStack(pulumi.ComponentResource):
                 server_client_labels=in_cluster.client_labels if (in_cluster := self._artifact_store.in_cluster) else {},
                 base_env={"HOME": "/tmp", **telemetry},
                 workspace_env=auth.workspace_env() if args.workspaces else {},
+                basic_auth=args.auth == "basic",
             ),
             self._artifact_store,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),

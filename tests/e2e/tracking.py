@@ -36,13 +36,16 @@ class Tracking:
         self.bootstrap_buckets(plan)
         return deployment
 
-    def run_migration(self, plan: Plan) -> None:
-        """Every Job the server's Deployment waits for, to completion (the kubelet's and the engine's order)."""
+    def run_migration(self, plan: Plan, *, entrypoints: Path | None = None) -> None:
+        """Every Job the server's Deployment waits for, to completion (the kubelet's and the engine's order).
+
+        ``entrypoints``: the server image's bin directory when it is not the project venv's (basic-auth's extras).
+        """
         jobs = self.migration_jobs(plan, self.tracking_deployment(plan))
         if not jobs:
             raise DataPlaneError("mlflow", "its Deployment waits for no Job: nothing migrates the schema before it starts")
         for job in jobs:
-            self.timings.update(self.run_job(plan, job))
+            self.timings.update(self.run_job(plan, job, entrypoints=entrypoints))
 
     @staticmethod
     def tracking_deployment(plan: Plan) -> DeclaredResource:
