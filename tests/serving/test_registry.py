@@ -605,11 +605,17 @@ def _refused(*args, **kwargs):
     raise mlflow_rest.RegistryError("INVALID_PARAMETER_VALUE", "HTTP 400")
 
 
+def _html(*args, **kwargs):
+    return json.loads("<html><body>Sign in</body></html>")
+
+
 @pytest.mark.parametrize(
     "case, alone",
     [
         # A server or proxy refusing the searches: every entry is asked alone, as before the searches.
         ("searches refused", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
+        # Answers that are not MLflow's (a proxy's HTML page with status 200): the same.
+        ("answers not JSON", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
         # Version 1 is older than the versions listed per model; the aliased version 2 is listed.
         ("older than listed", ["model-versions/get", "model-versions/get-download-uri"]),
         # More experiments than one page: logged models are not searched, so their locations are asked per version.
@@ -618,9 +624,9 @@ def _refused(*args, **kwargs):
 )
 def test_what_the_searches_leave_open_is_asked_per_entry_with_the_same_result(registry, calls, monkeypatch, case, alone):
     config, expected = three_entries(registry)
-    if case == "searches refused":
+    if case in ("searches refused", "answers not JSON"):
         for method in ("search_registered_models", "search_model_versions", "experiment_ids", "search_logged_models"):
-            monkeypatch.setattr(mlflow_rest.MlflowRest, method, _refused)
+            monkeypatch.setattr(mlflow_rest.MlflowRest, method, _refused if case == "searches refused" else _html)
     elif case == "older than listed":
         newest = max(int(v.version) for v in registry.client.search_model_versions(f"name = '{MODEL}'"))
         monkeypatch.setattr(catalog, "VERSIONS_PER_MODEL", newest - 1)
