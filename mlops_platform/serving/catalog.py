@@ -155,8 +155,8 @@ def _one(client: MlflowRest, search: _Search, known: Catalog) -> Catalog:
     except RegistryError as exc:
         if exc.error_code == "UNREACHABLE":
             found.unreachable = exc
-    except (ValueError, KeyError, TypeError, AttributeError):
-        # Not MLflow's answer (a proxy's page, another version's shape): nothing learned, the entries are asked alone.
+    except (KeyError, TypeError, AttributeError):
+        # An answer of another shape than expected: nothing learned, the entries are asked alone.
         return Catalog()
     return found
 

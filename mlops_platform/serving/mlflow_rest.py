@@ -108,7 +108,7 @@ class MlflowRest:
     def search_logged_models(self, experiment_ids: Sequence[str], model_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The given logged models (MLflow 3), found in these experiments, in one request: their ``info`` each."""
         query = {"experiment_ids": list(experiment_ids), "filter": _listed("model_id", model_ids), "max_results": len(model_ids)}
-        body = json.loads(self._send("/api/2.0/mlflow/logged-models/search", json.dumps(query).encode()))
+        body = _answer(self._send("/api/2.0/mlflow/logged-models/search", json.dumps(query).encode()))
         return [model["info"] for model in body.get("models", []) if isinstance(model.get("info"), dict)]
 
     def download_uri(self, name: str, version: str) -> str:
@@ -134,14 +134,13 @@ class MlflowRest:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND"):
                 return None
             directory, _, name = path.rpartition("/")
-            listing = json.loads(self._send(f"/api/2.0/mlflow-artifacts/artifacts?{urllib.parse.urlencode({'path': directory})}"))
+            listing = _answer(self._send(f"/api/2.0/mlflow-artifacts/artifacts?{urllib.parse.urlencode({'path': directory})}"))
             if not any(entry.get("path", "").rpartition("/")[2] == name for entry in listing.get("files", [])):
                 return None
             raise
 
     def _json(self, endpoint: str, **params: str) -> dict[str, Any]:
-        body = self._send(f"/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}")
-        return json.loads(body)
+        return _answer(self._send(f"/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}"))
 
     def _send(self, path: str, body: bytes | None = None) -> bytes:
         """GET ``path``, or POST ``body`` as JSON (searches that take a body), with MLflow's retries."""
@@ -161,6 +160,17 @@ class MlflowRest:
             except (urllib.error.URLError, OSError) as exc:
                 failure = RegistryError("UNREACHABLE", _transport_reason(exc))
         raise failure
+
+
+def _answer(body: bytes) -> dict[str, Any]:
+    """MLflow's JSON object; anything else (an SSO proxy's login page answered with 200) is a failed call, never a traceback."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise RegistryError("NOT_MLFLOW", "not an MLflow API answer")
+    return parsed
 
 
 def _listed(key: str, values: Sequence[str]) -> str:

@@ -605,8 +605,8 @@ def _refused(*args, **kwargs):
     raise mlflow_rest.RegistryError("INVALID_PARAMETER_VALUE", "HTTP 400")
 
 
-def _html(*args, **kwargs):
-    return json.loads("<html><body>Sign in</body></html>")
+def _other_shape(*args, **kwargs):
+    return [{"name": MODEL, "aliases": "production", "version": None}]
 
 
 @pytest.mark.parametrize(
@@ -614,8 +614,8 @@ def _html(*args, **kwargs):
     [
         # A server or proxy refusing the searches: every entry is asked alone, as before the searches.
         ("searches refused", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
-        # Answers that are not MLflow's (a proxy's HTML page with status 200): the same.
-        ("answers not JSON", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
+        # Answers of another shape than MLflow 3.17's: the same.
+        ("answers of another shape", ["model-versions/get"] + ["model-versions/get-download-uri"] * 3 + ["registered-models/alias"] * 2),
         # Version 1 is older than the versions listed per model; the aliased version 2 is listed.
         ("older than listed", ["model-versions/get", "model-versions/get-download-uri"]),
         # More experiments than one page: logged models are not searched, so their locations are asked per version.
@@ -624,9 +624,9 @@ def _html(*args, **kwargs):
 )
 def test_what_the_searches_leave_open_is_asked_per_entry_with_the_same_result(registry, calls, monkeypatch, case, alone):
     config, expected = three_entries(registry)
-    if case in ("searches refused", "answers not JSON"):
+    if case in ("searches refused", "answers of another shape"):
         for method in ("search_registered_models", "search_model_versions", "experiment_ids", "search_logged_models"):
-            monkeypatch.setattr(mlflow_rest.MlflowRest, method, _refused if case == "searches refused" else _html)
+            monkeypatch.setattr(mlflow_rest.MlflowRest, method, _refused if case == "searches refused" else _other_shape)
     elif case == "older than listed":
         newest = max(int(v.version) for v in registry.client.search_model_versions(f"name = '{MODEL}'"))
         monkeypatch.setattr(catalog, "VERSIONS_PER_MODEL", newest - 1)
@@ -762,6 +762,41 @@ def test_a_refused_token_is_reported_without_the_token(token_registry, monkeypat
     )
     assert wrong not in message and declared == []
     assert set(handler.seen) == {f"Bearer {wrong}"}
+
+
+class _LoginPage(BaseHTTPRequestHandler):
+    """What an SSO proxy in front of a registry answers an unauthenticated API call with: a page, status 200."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        data = b"<html><body><form>Sign in</form></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_page_that_is_not_mlflows_answer_is_named_as_such(monkeypatch):
+    server = ThreadingHTTPServer((HOST, 0), _LoginPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://{HOST}:{server.server_address[1]}"
+        message, declared = failure(monkeypatch, serving(uri, entry(alias="production"), entry("v1", version=1)))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert (message, declared) == (
+        f"{ENTRY}: the registry at {uri} is unreachable or failing (not an MLflow API answer); preview and deploy need it to "
+        "resolve aliases and versions",
+        [],
+    )
 
 
 # -- TLS: MLflow's own settings ---------------------------------------------------------------------
