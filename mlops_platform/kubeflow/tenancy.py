@@ -104,15 +104,13 @@ def registry_reader(instance: str, namespace: str, opts: pulumi.ResourceOptions)
     CI asks for a short-lived token (``kubectl create token mlflow-registry-reader -n <ns>``); no
     token is ever written into a Secret by this program.
     """
-    k8s.core.v1.ServiceAccount(
-        f"{instance}-{namespace}-registry-reader",
-        metadata=naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
-        automount_service_account_token=False,
-        opts=opts,
-    )
+    name = f"{instance}-{namespace}-registry-reader"
+    # The account and its binding share a name and labels.
+    metadata = naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance)
+    k8s.core.v1.ServiceAccount(name, metadata=metadata, automount_service_account_token=False, opts=opts)
     rbac.bind_in_namespace(
-        f"{instance}-{namespace}-registry-reader",
-        naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance),
+        name,
+        metadata,
         REGISTRY_READER_ROLE,
         REGISTRY_READER,
         namespace,
