@@ -163,11 +163,14 @@ def _one(client: MlflowRest, search: _Search, known: Catalog) -> Catalog:
 
 def _chunks(values: list[str], max_chars: int | None = SEARCH_FILTER_CHARS) -> Iterator[tuple[str, ...]]:
     chunk: list[str] = []
+    chars = 0
     for value in values:
-        full = len(chunk) == SEARCH_VALUES or (max_chars is not None and sum(len(v) + 4 for v in chunk) + len(value) + 4 > max_chars)
+        # Each value takes its quotes, a comma and a space in the filter.
+        full = len(chunk) == SEARCH_VALUES or (max_chars is not None and chars + len(value) + 4 > max_chars)
         if chunk and full:
             yield tuple(chunk)
-            chunk = []
+            chunk, chars = [], 0
         chunk.append(value)
+        chars += len(value) + 4
     if chunk:
         yield tuple(chunk)
