@@ -31,6 +31,7 @@ from tests.cluster.conftest import ADDED_PROFILE, DIRECTORY
 from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code, kubeconfig, service_account_token
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
+from tests.serving.recorded import record_requests
 from tools import server_venv
 from tools.cluster_fixtures import profile_owner
 from tools.harness import Plan, run_program, stack_config, with_overrides
@@ -177,17 +178,9 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
     The reader may run the searches that answer for every entry at once (catalog.py), so only the MLmodel
     is read per version. Another team's token (full rights in its own profile) cannot resolve it.
     """
-    from mlops_platform.serving import mlflow_rest
     from mlops_platform.serving.registry import resolve_models
 
-    sent: list[str] = []
-    send = mlflow_rest.MlflowRest._send
-
-    def recorded(self, path: str, body: bytes | None = None) -> bytes:
-        sent.append(urlsplit(path).path.rsplit("/api/2.0/", 1)[-1].split("/artifacts/")[0])
-        return send(self, path, body)
-
-    monkeypatch.setattr(mlflow_rest.MlflowRest, "_send", recorded)
+    sent = record_requests(monkeypatch)
 
     _, base = plane
     config, _ = stack_config("dev")
@@ -215,11 +208,11 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
                 assert resolved.version == notebooks[PROFILE_A]["version"]
                 assert resolved.storage_uri.startswith(platform.artifacts.root + "/")
                 assert sorted(sent) == [
-                    "mlflow-artifacts",
-                    "mlflow/experiments/search",
-                    "mlflow/logged-models/search",
-                    "mlflow/model-versions/search",
-                    "mlflow/registered-models/search",
+                    "artifacts",
+                    "experiments/search",
+                    "logged-models/search",
+                    "model-versions/search",
+                    "registered-models/search",
                 ]
             else:
                 with pytest.raises(ConfigError, match="refused access"):

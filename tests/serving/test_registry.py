@@ -38,6 +38,7 @@ from mlops_platform.config import MLFLOW_VERSION, ConfigError
 from mlops_platform.serving import catalog, mlflow_rest
 from mlops_platform.serving import registry as registry_module
 from mlops_platform.serving.registry import physical_uri
+from tests.serving.recorded import record_requests
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
 from tools.plan import table
@@ -565,15 +566,7 @@ def test_the_challenger_is_gated_too(registry, gated, monkeypatch):
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
     """Every request resolution sends, by endpoint (``artifacts`` for a file read through the proxy)."""
-    made: list[str] = []
-    send = mlflow_rest.MlflowRest._send
-
-    def counted(self, path: str, body: bytes | None = None) -> bytes:
-        made.append("artifacts" if path.startswith("/api/2.0/mlflow-artifacts/") else urlsplit(path).path.removeprefix("/api/2.0/mlflow/"))
-        return send(self, path, body)
-
-    monkeypatch.setattr(mlflow_rest.MlflowRest, "_send", counted)
-    return made
+    return record_requests(monkeypatch)
 
 
 SEARCHES = ["experiments/search", "logged-models/search", "model-versions/search", "registered-models/search"]
@@ -710,9 +703,8 @@ class _TokenRegistry(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def stub_registry(certificate: tuple[Path, Path] | None = None) -> Iterator[tuple[str, type[_TokenRegistry]]]:
-    """The stub on 127.0.0.1, over TLS with ``certificate`` (cert, key) when given."""
-    handler = type("Handler", (_TokenRegistry,), {"token": "tok-" + os.urandom(12).hex(), "seen": []})
+def http_server(handler: type[BaseHTTPRequestHandler], certificate: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """``handler`` served on 127.0.0.1 for the block, over TLS with ``certificate`` (cert, key) when given; yields its URI."""
     server = ThreadingHTTPServer((HOST, 0), handler)
     if certificate is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -721,11 +713,19 @@ def stub_registry(certificate: tuple[Path, Path] | None = None) -> Iterator[tupl
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"{'https' if certificate else 'http'}://{HOST}:{server.server_address[1]}", handler
+        yield f"{'https' if certificate else 'http'}://{HOST}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def stub_registry(certificate: tuple[Path, Path] | None = None) -> Iterator[tuple[str, type[_TokenRegistry]]]:
+    """The token-checking stub with a token of its own, over TLS with ``certificate`` when given."""
+    handler = type("Handler", (_TokenRegistry,), {"token": "tok-" + os.urandom(12).hex(), "seen": []})
+    with http_server(handler, certificate) as uri:
+        yield uri, handler
 
 
 @pytest.fixture
@@ -782,16 +782,8 @@ class _LoginPage(BaseHTTPRequestHandler):
 
 
 def test_a_page_that_is_not_mlflows_answer_is_named_as_such(monkeypatch):
-    server = ThreadingHTTPServer((HOST, 0), _LoginPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        uri = f"http://{HOST}:{server.server_address[1]}"
+    with http_server(_LoginPage) as uri:
         message, declared = failure(monkeypatch, serving(uri, entry(alias="production"), entry("v1", version=1)))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     assert (message, declared) == (
         f"{ENTRY}: the registry at {uri} is unreachable or failing (not an MLflow API answer); preview and deploy need it to "
         "resolve aliases and versions",
