@@ -42,6 +42,13 @@ POSTGRES_IMAGE = "docker.io/library/postgres:15.18"
 # keep both images configurable for teams on a commercial or mirrored build.
 MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 MINIO_CLIENT_IMAGE = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"
+# The browser server's authenticating proxy (toolchain/versions.env builds the same release for the tests).
+OAUTH2_PROXY_VERSION = "v7.15.6"
+OAUTH2_PROXY_IMAGE = f"quay.io/oauth2-proxy/oauth2-proxy:{OAUTH2_PROXY_VERSION}"
+# Kubeflow's Dex and the client its oauth2-proxy logs users in as (kubeflow/manifests v1.11.0:
+# common/oauth2-proxy/components/istio-external-auth/requestauthentication.dex-jwt.yaml, common/oauth2-proxy/base/kustomization.yaml).
+KUBEFLOW_OIDC_ISSUER = "http://dex.auth.svc.cluster.local:5556/dex"
+KUBEFLOW_OIDC_CLIENT_ID = "kubeflow-oidc-authservice"
 
 
 class ConfigError(pulumi.RunError):
@@ -95,6 +102,20 @@ PathPrefix = Annotated[str, _check(_PATH_PREFIX, "one URL path segment with a le
 Image = Annotated[str, AfterValidator(_pinned)]
 Arn = Annotated[str, _check(_ARN, "an AWS ARN, e.g. arn:aws:iam::123456789012:oidc-provider/...")]
 AuthApp = Literal["basic", "kubernetes", "none"]
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(item):
+            raise ValueError(f"{key}={item!r} is not a valid label; allowed: Kubernetes label keys and values, e.g. release: prometheus")
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 
 
 class _Model(BaseModel):
@@ -382,6 +403,36 @@ class MaintenanceConfig(_Model):
     gc_older_than: Annotated[str, _check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = "30d"
 
 
+_ISSUER = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
+
+
+class BrowserConfig(_Model):
+    """People in browsers, through Kubeflow's gateway: a second MLflow server that authorizes the gateway's user.
+
+    Its pods verify the ID token Kubeflow's gateway forwards (issuer and audience below: Dex and the client
+    Kubeflow's oauth2-proxy uses) and ask the API server whether the token's ``email`` may act in the
+    workspace, as Kubeflow's own web apps do for ``kubeflow-userid``.
+    """
+
+    enabled: bool = True
+    issuer: Annotated[str, _check(_ISSUER, "the issuer URL of the ID tokens Kubeflow's gateway forwards, e.g. " + KUBEFLOW_OIDC_ISSUER)] = (
+        KUBEFLOW_OIDC_ISSUER
+    )
+    client_id: Annotated[str, _check(_CLIENT_ID, "the OIDC client id the tokens are issued to, e.g. " + KUBEFLOW_OIDC_CLIENT_ID)] = (
+        KUBEFLOW_OIDC_CLIENT_ID
+    )
+    proxy_image: Image = OAUTH2_PROXY_IMAGE
+    replicas: int = Field(default=1, ge=1, le=10)
+    # The ingress gateway's pods (kubeflow/manifests common/istio/istio-install: the istio-ingressgateway Service selector);
+    # the only pods the browser server's NetworkPolicy admits, in the ingress principal's namespace.
+    gateway_labels: Labels = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
+
+    @model_validator(mode="after")
+    def _nothing_set_while_disabled(self) -> BrowserConfig:
+        return _only_when_enabled(self, "kubeflow.browser")
+
+
 class KubeflowConfig(_Model):
     """Wiring into an existing Kubeflow: its gateway, dashboard and profile namespaces."""
 
@@ -400,10 +451,28 @@ class KubeflowConfig(_Model):
     insecure_cookies: bool = False
     # One MLflow workspace per profile, every request authorized by Kubernetes RBAC (mlflow-kubernetes-plugins).
     workspaces: bool = True
+    browser: BrowserConfig = BrowserConfig()
 
     @model_validator(mode="after")
     def _nothing_set_while_disabled(self) -> KubeflowConfig:
         return _only_when_enabled(self, "kubeflow")
+
+    @model_validator(mode="after")
+    def _browser_needs_workspaces(self) -> KubeflowConfig:
+        if self.enabled and not self.workspaces:
+            for key in _settings(self.browser):
+                raise _KeyError(
+                    f"browser.{key}",
+                    "set, but kubeflow.workspaces is false (the browser server authorizes workspaces); "
+                    f"allowed: kubeflow.workspaces true, or kubeflow.browser.{key} left out",
+                    quotes_value=False,
+                )
+        return self
+
+    @property
+    def browser_server(self) -> BrowserConfig | None:
+        """The browser server's settings when one runs: with workspaces, unless switched off."""
+        return self.browser if self.enabled and self.workspaces and self.browser.enabled else None
 
     @model_validator(mode="after")
     def _profiles_once(self) -> KubeflowConfig:
@@ -548,18 +617,6 @@ IN_CLUSTER_DATABASE_KEYS = frozenset({"image", "storageClass", "storageSize", "m
 
 
 _DURATION = re.compile(r"^[1-9][0-9]*(s|m)$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-
-
-def _labels(value: dict[str, str]) -> dict[str, str]:
-    for key, item in value.items():
-        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(item):
-            raise ValueError(f"{key}={item!r} is not a valid label; allowed: Kubernetes label keys and values, e.g. release: prometheus")
-    return value
-
-
-Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 
 
 class AlertThresholds(_Model):
@@ -858,10 +915,16 @@ class PlatformConfig(_Model):
         return MLFLOW_ENGINES_PER_WORKER + (1 if self.auth == "basic" else 0)
 
     @property
+    def mlflow_pods(self) -> int:
+        """The most MLflow server pods on the database at once: the tracking server's and the browser server's."""
+        browser = self.kubeflow.browser_server
+        return self.tracking.max_pods + (browser.replicas if browser else 0)
+
+    @property
     def tracking_db_connections(self) -> int:
-        """The most connections the tracking server can open: per pod, workers x engines x (pool + overflow)."""
+        """The most connections the MLflow servers can open: per pod, workers x engines x (pool + overflow)."""
         t = self.tracking
-        return t.max_pods * t.workers * self.tracking_db_engines * (t.db_pool_size + t.db_max_overflow)
+        return self.mlflow_pods * t.workers * self.tracking_db_engines * (t.db_pool_size + t.db_max_overflow)
 
 
 @dataclass(frozen=True)
@@ -922,8 +985,8 @@ def _tracking_capacity_rules(cfg: PlatformConfig) -> None:
         if cfg.tracking_db_connections > budget:
             raise _KeyError(
                 "tracking.dbPoolSize",
-                f"lets the tracking server open up to {cfg.tracking_db_connections} PostgreSQL connections "
-                f"(pods {t.max_pods} x workers {t.workers} x {cfg.tracking_db_engines} engines x "
+                f"lets the MLflow servers open up to {cfg.tracking_db_connections} PostgreSQL connections "
+                f"(pods {cfg.mlflow_pods} x workers {t.workers} x {cfg.tracking_db_engines} engines x "
                 f"(dbPoolSize {t.db_pool_size} + dbMaxOverflow {t.db_max_overflow})), more than the {budget} that "
                 f"database.maxConnections {cfg.database.max_connections} leaves; allowed: fewer pods or workers, a smaller pool, "
                 "or a larger database.maxConnections",

@@ -303,6 +303,7 @@ SET_ONLY_WHEN_ENABLED = {
         "dashboardTab": False,
         "insecureCookies": True,
         "workspaces": False,
+        "browser": {"replicas": 2},
     },
     "serving": {
         "mlflowTrackingUri": "https://mlflow.example.com/mlflow",

@@ -140,6 +140,13 @@ build_kwok() {
   (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" -o "$OUT/kwok" sigs.k8s.io/kwok/cmd/kwok)
 }
 
+build_oauth2_proxy() {
+  local v=$1 dir="$CACHE/src/oauth2-proxy"
+  wrapper "$dir" "github.com/oauth2-proxy/oauth2-proxy/v7@$v"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w -X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$v" \
+    -o "$OUT/oauth2-proxy" github.com/oauth2-proxy/oauth2-proxy/v7)
+}
+
 ONLY="$*"
 started=$SECONDS
 random_version="standin-$(cd "$HERE/random-provider" && LC_ALL=C cat go.mod go.sum main.go | sha256sum | cut -c1-12)"
@@ -149,11 +156,12 @@ piece pulumi-resource-random "$random_version" build_random_provider
 piece etcd "$ETCD_VERSION" build_etcd
 piece kubernetes "$KUBERNETES_VERSION" build_kubernetes
 piece kwok "$KWOK_VERSION" build_kwok
+piece oauth2-proxy "$OAUTH2_PROXY_VERSION" build_oauth2_proxy
 # What the engine lane puts first on PATH, for tests and `make local-up`.
 mkdir -p "$HERE/../build"
 {
   for p in "pulumi-$PULUMI_VERSION" "pulumi-resource-kubernetes-$PULUMI_KUBERNETES_VERSION" "pulumi-resource-random-$random_version" \
-    "etcd-$ETCD_VERSION" "kubernetes-$KUBERNETES_VERSION" "kwok-$KWOK_VERSION"; do
+    "etcd-$ETCD_VERSION" "kubernetes-$KUBERNETES_VERSION" "kwok-$KWOK_VERSION" "oauth2-proxy-$OAUTH2_PROXY_VERSION"; do
     printf '%s\n' "$CACHE/$p/bin"
   done
 } >"$HERE/../build/toolchain.path"

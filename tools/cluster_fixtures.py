@@ -197,6 +197,24 @@ def kubeflow_roles(profiles: list[str]) -> list[dict[str, Any]]:
     return objects
 
 
+def contributor_binding(namespace: str, email: str, role: str) -> dict[str, Any]:
+    """The RoleBinding Kubeflow's access management (KFAM) makes when a profile owner adds a contributor.
+
+    kubeflow/kubeflow v1.10.0 components/access-management/kfam/bindings.go: named from the user kind, the
+    email (non-alphanumerics as '-'), the role ref kind and the frontend role name, lower-cased; annotated with
+    the user and role; the User subject bound to kubeflow-<role> in the profile's namespace.
+    """
+    rbac = "rbac.authorization.k8s.io"
+    name = re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(["User", re.sub(r"[^a-zA-Z0-9]+", "-", email), "ClusterRole", role]).lower())
+    return {
+        "apiVersion": f"{rbac}/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, namespace, annotations={"user": email, "role": role}),
+        "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": f"kubeflow-{role}"},
+        "subjects": [{"kind": "User", "apiGroup": rbac, "name": email}],
+    }
+
+
 # -- CRDs ------------------------------------------------------------------------
 
 

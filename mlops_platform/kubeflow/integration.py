@@ -101,10 +101,12 @@ class KubeflowIntegration(pulumi.ComponentResource):
         prefix = tracking.path_prefix
         trust_domain = kf.ingress_principal.split("/ns/", 1)[0]
         self.profiles = list(kf.profiles)
+        browser = tracking.browser
+        # With a browser server the gateway's traffic goes there; the tracking server keeps only in-cluster clients.
         self.principals = list(
             dict.fromkeys(
                 [
-                    kf.ingress_principal,
+                    *([] if browser else [kf.ingress_principal]),
                     *(f"{trust_domain}/ns/{ns}/sa/{PROFILE_SERVICE_ACCOUNT}" for ns in kf.profiles),
                     *kf.allowed_principals,
                 ]
@@ -112,16 +114,23 @@ class KubeflowIntegration(pulumi.ComponentResource):
         )
         self.url = f"https://{kf.external_host}{prefix}/" if kf.external_host else f"{prefix}/"
 
-        self._route(kf.gateway, [kf.external_host] if kf.external_host else ["*"], prefix)
+        hosts = [kf.external_host] if kf.external_host else ["*"]
+        if browser is not None:
+            self._route(kf.gateway, hosts, prefix, browser.service_name, browser.port)
+            self._gateway_only(browser.service_name, browser.pod_labels, kf.ingress_principal)
+        else:
+            self._route(kf.gateway, hosts, prefix, tracking.service_name, tracking.port)
         self._access_policy(args.scraper)
         self._workspaces = kf.workspaces
         if kf.workspaces:
             self._identity_headers(kf.ingress_principal)
             tenancy.cluster_roles(name, self._child)
         if kf.dashboard_tab:
+            # With a browser server the tab opens the selected profile's workspace (Kubeflow fills in {ns}).
+            link = f"{browser.landing_path}{{ns}}/" if browser else f"{prefix}/"
             DashboardLink(
                 f"{name}-dashboard-link",
-                DashboardLinkArgs(kf.namespace, DASHBOARD_CONFIG_MAP, MenuLink("MLflow", f"{prefix}/", DASHBOARD_ICON)),
+                DashboardLinkArgs(kf.namespace, DASHBOARD_CONFIG_MAP, MenuLink("MLflow", link, DASHBOARD_ICON)),
                 opts=self._child,
             )
         if kf.insecure_cookies:
@@ -147,8 +156,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
     def _meta(self, name: str, namespace: str) -> k8s.meta.v1.ObjectMetaArgs:
         return naming.metadata(name, namespace, component=COMPONENT, instance=self._name)
 
-    def _route(self, gateway: str, hosts: list[str], prefix: str) -> None:
-        """``<prefix>/`` to the MLflow Service, prefix kept: MLflow serves its UI, API and artifact proxy under it."""
+    def _route(self, gateway: str, hosts: list[str], prefix: str, service: str, port: int) -> None:
+        """``<prefix>/`` to an MLflow Service, prefix kept: MLflow serves its UI, API and artifact proxy under it."""
         t = self._tracking
         k8s.apiextensions.CustomResource(
             f"{self._name}-route",
@@ -163,7 +172,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
                     {
                         "name": "mlflow",
                         "match": [{"uri": {"prefix": f"{prefix}/"}}],
-                        "route": [{"destination": {"host": naming.service_host(t.service_name, t.namespace), "port": {"number": t.port}}}],
+                        "route": [{"destination": {"host": naming.service_host(service, t.namespace), "port": {"number": port}}}],
                         # Istio's own default is no limit; declared, a large proxied upload is known to fit.
                         "timeout": f"{t.request_timeout_seconds}s",
                     },
@@ -197,6 +206,18 @@ class KubeflowIntegration(pulumi.ComponentResource):
                     ),
                 ],
             },
+            opts=self._in_tracking_namespace,
+        )
+
+    def _gateway_only(self, name: str, labels: dict[str, str], gateway: str) -> None:
+        """The browser server answers the ingress gateway's identity and nobody else's (mTLS principals)."""
+        t = self._tracking
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-{name}-access",
+            api_version="security.istio.io/v1",
+            kind="AuthorizationPolicy",
+            metadata=self._meta(name, t.namespace),
+            spec={"action": "ALLOW", "selector": {"matchLabels": labels}, "rules": [{"from": [{"source": {"principals": [gateway]}}]}]},
             opts=self._in_tracking_namespace,
         )
 

@@ -89,6 +89,29 @@ def kubernetes_env(workspaces: bool, namespace: str) -> dict[str, str]:
     return {**env, "MLFLOW_K8S_AUTH_WORKSPACES_ENABLED": "false", "MLFLOW_K8S_AUTH_NAMESPACE": namespace}
 
 
+def header_env(workspaces: bool, namespace: str, user_header: str, groups_header: str) -> dict[str, str]:
+    """The plugin in SubjectAccessReview mode: the user (and groups) a trusted proxy in the same pod names."""
+    token_mode = kubernetes_env(workspaces, namespace)
+    return {
+        **token_mode,
+        "MLFLOW_K8S_AUTH_AUTHORIZATION_MODE": "subject_access_review",
+        "MLFLOW_K8S_AUTH_REMOTE_USER_HEADER": user_header,
+        "MLFLOW_K8S_AUTH_REMOTE_GROUPS_HEADER": groups_header,
+    }
+
+
+def header_mode(workspaces: bool, namespace: str, user_header: str, groups_header: str) -> ServerAuth:
+    """Kubeflow's app for the browser server: SubjectAccessReviews, with the server's own projected token."""
+    token, mount = api_token(TOKEN_SECONDS)
+    return ServerAuth(
+        "kubernetes",
+        args=kubernetes_args(workspaces),
+        env=plain_env(header_env(workspaces, namespace, user_header, groups_header)),
+        volumes=[token],
+        mounts=[mount],
+    )
+
+
 def kubernetes_args(workspaces: bool) -> list[str]:
     workspace_args = ["--enable-workspaces", "--workspace-store-uri", WORKSPACE_STORE] if workspaces else []
     return [*workspace_args, "--app-name", "kubernetes-auth"]

@@ -41,7 +41,7 @@ from mlops_platform.k8s.containers import (
 from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
-from mlops_platform.tracking import auth, capacity, ingress, maintenance
+from mlops_platform.tracking import auth, browser, capacity, ingress, maintenance
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -80,9 +80,12 @@ class TrackingStackArgs:
     maintenance: MaintenanceConfig
     # Where database dumps go in the bucket, beside the server's artifact prefix.
     backup_prefix: str
+    # A second server for people in browsers behind Kubeflow's gateway (tracking/browser.py), None without one.
+    browser: browser.BrowserAccess | None = None
 
     @classmethod
     def of(cls, config: PlatformConfig) -> TrackingStackArgs:
+        b = config.kubeflow.browser_server
         return cls(
             namespace=config.namespace,
             server=config.tracking,
@@ -100,6 +103,16 @@ class TrackingStackArgs:
             protect_data=config.protect_data,
             maintenance=config.maintenance,
             backup_prefix=config.backup_prefix,
+            browser=browser.BrowserAccess(
+                issuer=b.issuer,
+                client_id=b.client_id,
+                proxy_image=b.proxy_image,
+                replicas=b.replicas,
+                gateway_namespace=config.kubeflow.ingress_principal.split("/ns/", 1)[1].split("/", 1)[0],
+                gateway_labels=dict(b.gateway_labels),
+            )
+            if b
+            else None,
         )
 
 
@@ -124,6 +137,8 @@ class TrackingEndpoint:
     artifact_store: ArtifactStore
     artifact_prefix: str
     artifact_root: str
+    # The server people reach through Kubeflow's gateway, when there is one (tracking/browser.py).
+    browser: browser.BrowserServer | None = None
 
 
 class TrackingStack(pulumi.ComponentResource):
@@ -216,7 +231,6 @@ class TrackingStack(pulumi.ComponentResource):
             service_account=self._service_account,
             opts=child,
         )
-        self._auth_args = server_auth.args
         scratch = [capacity.scratch_dir(args.scratch)]
         server_scratch = [*scratch, metrics.SCRATCH] if args.metrics else scratch
         common_env = [
@@ -248,17 +262,19 @@ class TrackingStack(pulumi.ComponentResource):
             self._artifact_store,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
         )
+        mlflow_env = (
+            common_env
+            + storage.env
+            # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
+            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(args.server)})
+        )
         server = container(
             "mlflow",
             args.image,
             args.server.resources,
             command=["mlflow", "server"],
-            args=self.server_args(),
-            env=common_env
-            + storage.env
-            # The job runner forks seven worker processes (~2 GB); MLflow's server-side jobs are not used here.
-            + plain_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **capacity.server_env(args.server)})
-            + server_auth.env,
+            args=self.server_args(["--host", "0.0.0.0", "--port", str(PORT)], expose_metrics=args.metrics, auth_args=server_auth.args),
+            env=mlflow_env + server_auth.env,
             ports={"http": PORT},
             probe=HttpProbe(f"{self._path_prefix}/health", "http"),
             scratch=server_scratch,
@@ -294,6 +310,38 @@ class TrackingStack(pulumi.ComponentResource):
             opts=child,
         )
         capacity.scale_out(name, args.namespace, args.server, deployment, self._server_labels, COMPONENT, child)
+        browser_server = None
+        if args.browser is not None:
+            header_auth = auth.header_mode(args.workspaces, args.namespace, browser.USER_HEADER, browser.GROUPS_HEADER)
+            browser_mlflow = container(
+                "mlflow",
+                args.image,
+                args.server.resources,
+                command=["mlflow", "server"],
+                args=self.server_args(browser.mlflow_listen_args(), expose_metrics=False, auth_args=header_auth.args),
+                env=mlflow_env + header_auth.env,
+                probe=browser.server_probe(self._path_prefix),
+                scratch=scratch,
+                mounts=[*header_auth.mounts, browser.socket_mount()],
+            )
+            browser_server = browser.declare(
+                name,
+                namespace=args.namespace,
+                access=args.browser,
+                prefix=self._path_prefix,
+                timeout_seconds=args.server.request_timeout_seconds,
+                mlflow=browser_mlflow,
+                mlflow_volumes=scratch_volumes([scratch]) + header_auth.volumes,
+                service_account=sa.metadata.name,
+                client_labels={
+                    postgres.CLIENT_LABEL: "true",
+                    **(in_cluster.client_labels if (in_cluster := self._artifact_store.in_cluster) else {}),
+                },
+                in_mesh=args.in_mesh,
+                bypass_ports=[postgres.PORT],
+                opts=child,
+                ready=[ns, *storage.ready, jobs.migration],
+            )
         self._network_policies(name, args, child)
         if args.server.external_host:
             ingress.declare(
@@ -324,6 +372,7 @@ class TrackingStack(pulumi.ComponentResource):
             artifact_store=self._artifact_store,
             artifact_prefix=self._artifact_prefix,
             artifact_root=self._artifact_root,
+            browser=browser_server,
         )
         self.register_outputs(
             {
@@ -394,7 +443,7 @@ class TrackingStack(pulumi.ComponentResource):
         self._backend_uri = backend_uri
         return db_secret.metadata.name, db_password.result, postgres.url_without_password(args.database.user, db_host, args.database.name)
 
-    def allowed_hosts(self) -> list[str]:
+    def allowed_hosts(self, metrics_scrapers: bool = False) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""
         svc, ns = self._service_name, self._namespace
         names = [
@@ -406,26 +455,24 @@ class TrackingStack(pulumi.ComponentResource):
             "localhost",
             "127.0.0.1",
         ]
-        scrapers = metrics.pod_hosts(PORT) if self._args.metrics else []
+        scrapers = metrics.pod_hosts(PORT) if metrics_scrapers else []
         return [h for n in names for h in (n, f"{n}:*")] + scrapers
 
-    def server_args(self) -> list[str]:
+    def server_args(self, listen: list[str], *, expose_metrics: bool, auth_args: list[str]) -> list[str]:
+        """``mlflow server``'s flags: where it listens, then what every server of this stack shares."""
         return [
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(PORT),
+            *listen,
             "--workers",
             str(self._args.server.workers),
             "--static-prefix",
             self._path_prefix,
             "--allowed-hosts",
-            ",".join(self.allowed_hosts()),
+            ",".join(self.allowed_hosts(expose_metrics)),
             "--serve-artifacts",
             "--artifacts-destination",
             self._artifact_root,
-            *(metrics.server_args() if self._args.metrics else []),
-            *self._auth_args,
+            *(metrics.server_args() if expose_metrics else []),
+            *auth_args,
         ]
 
     def _network_policies(self, name: str, args: TrackingStackArgs, opts: pulumi.ResourceOptions) -> None:

@@ -6,6 +6,7 @@ own with empty state), so any test can run alone and in any order.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,23 @@ from typing import Any
 
 import pytest
 
-from tools import local_cluster
+from mlops_platform.kubeflow.integration import PROFILE_SERVICE_ACCOUNT
+from tests.cluster.tenancy import kubeconfig, service_account_token
+from tools import local_cluster, server_venv
 from tools.engine import EngineRun, LocalEngine
+from tools.harness import Plan, run_program, stack_config, with_overrides
 from tools.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "build" / "cluster-tests"
 # A profile namespace that exists in the cluster (Kubeflow made it) but not yet in the stack's config.
 ADDED_PROFILE = "team-b"
+# Two teams, for the tenancy tests: the dev stack's profile and the added one.
+PROFILE_A = "kubeflow-user-example-com"
+PROFILE_B = ADDED_PROFILE
+MODEL = {PROFILE_A: "churn-a", PROFILE_B: "churn-b"}
+EXPERIMENT = {PROFILE_A: "team-a-experiment", PROFILE_B: "team-b-experiment"}
+ALIAS = "production"
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +86,56 @@ def scratch_engine(cluster: local_cluster.Cluster, tmp_path: Path) -> Iterator[A
     yield make
     for engine in made:
         engine.remove()
+
+
+# -- two teams ------------------------------------------------------------------------------
+
+
+def team_overrides() -> dict[str, Any]:
+    config, _ = stack_config("dev")
+    kubeflow = json.loads(config["mlops-platform:kubeflow"])
+    return {"kubeflow": {**kubeflow, "profiles": [PROFILE_A, PROFILE_B]}}
+
+
+def sa_token(cluster: local_cluster.Cluster, namespace: str, account: str = PROFILE_SERVICE_ACCOUNT) -> str:
+    return service_account_token(cluster, namespace, account)
+
+
+@pytest.fixture(scope="module")
+def plan(cluster, deployment) -> Iterator[Plan]:
+    """The dev stack with two profiles, deployed by the real `pulumi up`; put back afterwards."""
+    overrides = team_overrides()
+    deployment.engine.write_stack_file(overrides)
+    deployment.changed()
+    try:
+        deployment.engine.up()
+        config, secret_keys = stack_config("dev")
+        yield run_program("dev", config=with_overrides(config, overrides), secret_keys=secret_keys)
+    finally:
+        deployment.engine.write_stack_file({})
+        deployment.changed()
+
+
+@pytest.fixture(scope="module")
+def server_image(cluster, tmp_path_factory) -> tuple[Any, dict[str, str]]:
+    """What a pod of the server image running as the server's ServiceAccount has: the image's venv (its plugins) and,
+    outside a pod, the in-cluster credentials the kubelet would mount, as a kubeconfig with a token of that account."""
+    entrypoints = server_venv.ensure()
+    config = kubeconfig(
+        cluster, service_account_token(cluster, "mlflow", "mlflow"), "mlflow", tmp_path_factory.mktemp("server") / "kubeconfig"
+    )
+    return entrypoints, {"KUBECONFIG": str(config)}
+
+
+@pytest.fixture(scope="module")
+def notebooks(cluster, plan: Plan, plane, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """In each profile a notebook (the PodDefault's env, its ServiceAccount's token) tracks, logs, registers and sets the alias.
+
+    ``plane`` is the module's own data plane fixture: ``(DataPlane, tracking base URL)``.
+    """
+    data_plane, _ = plane
+    results = {}
+    for profile in (PROFILE_A, PROFILE_B):
+        config = kubeconfig(cluster, sa_token(cluster, profile), profile, tmp_path_factory.mktemp(profile) / "kubeconfig")
+        results[profile] = data_plane.notebook(plan, profile, MODEL[profile], ALIAS, EXPERIMENT[profile], kubeconfig=config)
+    return results

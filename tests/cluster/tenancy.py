@@ -100,3 +100,71 @@ def attempts(owner_experiment: str, owner_model: str) -> list[tuple[str, str, st
         ("delete alias", "DELETE", "registered-models/alias", {"name": owner_model, "alias": "production"}),
         ("rename registered model", "POST", "registered-models/rename", {"name": owner_model, "new_name": "stolen"}),
     ]
+
+
+@dataclass
+class GatewayUser:
+    """A person logged in at Kubeflow's front door (tests/e2e/kubeflow_gateway.py), calling MLflow through it as the browser does.
+
+    The session cookie is what oauth2-proxy sets after Dex's login; every request carries it and nothing else
+    of the user's, plus any ``headers`` (to try forging the gateway's own).
+    """
+
+    gateway: str
+    email: str
+    prefix: str = "/mlflow"
+    headers: dict[str, str] = field(default_factory=dict)
+    cookie: str = ""
+
+    def login(self) -> GatewayUser:
+        from urllib.parse import quote
+
+        opener = urllib.request.build_opener(_NoRedirect())
+        try:
+            opener.open(f"{self.gateway}/dex/login?email={quote(self.email)}&rd=/", timeout=10)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 302:
+                raise
+            self.cookie = exc.headers["Set-Cookie"].split(";", 1)[0]
+        if not self.cookie:
+            raise AssertionError(f"the gateway stand-in set no session for {self.email}")
+        return self
+
+    def get(self, path: str) -> tuple[int, bytes, dict[str, str]]:
+        """A plain GET of ``path`` (a page, a file), redirects not followed."""
+        request = urllib.request.Request(f"{self.gateway}{path}", headers={"Cookie": self.cookie, **self.headers})
+        opener = urllib.request.build_opener(_NoRedirect())
+        try:
+            with opener.open(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def call(self, method: str, path: str, workspace: str | None, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """MLflow's REST API under ``<prefix>/ajax-api/2.0/mlflow/`` (the UI's own path), as this user in ``workspace``."""
+        headers = {"Cookie": self.cookie, "Content-Type": "application/json", **self.headers}
+        if workspace:
+            headers["X-MLFLOW-WORKSPACE"] = workspace
+        url = f"{self.gateway}{self.prefix}/ajax-api/2.0/mlflow/{path}"
+        data = None
+        if method == "GET" and body:
+            from urllib.parse import urlencode
+
+            url += "?" + urlencode(body)
+        elif body is not None:
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw or b"{}")
+            except ValueError:
+                return exc.code, {"raw": raw[:200].decode(errors="replace")}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None

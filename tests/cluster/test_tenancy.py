@@ -19,60 +19,19 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from mlops_platform.config import ConfigError, parse_config
-from mlops_platform.kubeflow.integration import PROFILE_SERVICE_ACCOUNT
 from mlops_platform.kubeflow.tenancy import REGISTRY_READER
-from tests.cluster.conftest import ADDED_PROFILE, DIRECTORY
-from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code, kubeconfig, service_account_token
+from tests.cluster.conftest import ALIAS, DIRECTORY, EXPERIMENT, MODEL, PROFILE_A, PROFILE_B, sa_token, team_overrides
+from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tests.serving.recorded import record_requests
-from tools import server_venv
 from tools.cluster_fixtures import profile_owner
 from tools.harness import Plan, run_program, stack_config, with_overrides
-
-PROFILE_A = "kubeflow-user-example-com"
-PROFILE_B = ADDED_PROFILE
-MODEL = {PROFILE_A: "churn-a", PROFILE_B: "churn-b"}
-EXPERIMENT = {PROFILE_A: "team-a-experiment", PROFILE_B: "team-b-experiment"}
-ALIAS = "production"
-
-
-def _overrides() -> dict[str, Any]:
-    config, _ = stack_config("dev")
-    kubeflow = json.loads(config["mlops-platform:kubeflow"])
-    return {"kubeflow": {**kubeflow, "profiles": [PROFILE_A, PROFILE_B]}}
-
-
-@pytest.fixture(scope="module")
-def plan(cluster, deployment) -> Iterator[Plan]:
-    """The dev stack with two profiles, deployed by the real `pulumi up`; put back afterwards."""
-    overrides = _overrides()
-    deployment.engine.write_stack_file(overrides)
-    deployment.changed()
-    try:
-        deployment.engine.up()
-        config, secret_keys = stack_config("dev")
-        yield run_program("dev", config=with_overrides(config, overrides), secret_keys=secret_keys)
-    finally:
-        deployment.engine.write_stack_file({})
-        deployment.changed()
-
-
-@pytest.fixture(scope="module")
-def server_image(cluster, tmp_path_factory) -> tuple[Any, dict[str, str]]:
-    """What a pod of the server image running as the server's ServiceAccount has: the image's venv (its plugins) and,
-    outside a pod, the in-cluster credentials the kubelet would mount, as a kubeconfig with a token of that account."""
-    entrypoints = server_venv.ensure()
-    config = kubeconfig(
-        cluster, service_account_token(cluster, "mlflow", "mlflow"), "mlflow", tmp_path_factory.mktemp("server") / "kubeconfig"
-    )
-    return entrypoints, {"KUBECONFIG": str(config)}
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +49,9 @@ def plane(cluster, plan: Plan, server_image) -> Iterator[tuple[DataPlane, str]]:
         plane.close()
 
 
-def _token(cluster, namespace: str, account: str = PROFILE_SERVICE_ACCOUNT) -> str:
-    return service_account_token(cluster, namespace, account)
-
-
-@pytest.fixture(scope="module")
-def notebooks(cluster, plan: Plan, plane, tmp_path_factory) -> dict[str, dict[str, Any]]:
-    """In each profile a notebook (the PodDefault's env, its ServiceAccount's token) tracks, logs, registers and sets the alias."""
-    data_plane, _ = plane
-    results = {}
-    for profile in (PROFILE_A, PROFILE_B):
-        config = kubeconfig(cluster, _token(cluster, profile), profile, tmp_path_factory.mktemp(profile) / "kubeconfig")
-        results[profile] = data_plane.notebook(plan, profile, MODEL[profile], ALIAS, EXPERIMENT[profile], kubeconfig=config)
-    return results
-
-
 def test_a_profile_notebook_tracks_logs_registers_and_moves_the_alias_in_its_own_workspace(cluster, plane, notebooks):
     _, base = plane
-    caller = Caller(base, _token(cluster, PROFILE_A))
+    caller = Caller(base, sa_token(cluster, PROFILE_A))
     status, body = caller.call("GET", "registered-models/alias", PROFILE_A, {"name": MODEL[PROFILE_A], "alias": ALIAS})
     assert status == 200, body
     assert body["model_version"]["version"] == notebooks[PROFILE_A]["version"]
@@ -126,7 +70,7 @@ def test_every_cross_tenant_attempt_is_refused(cluster, plane, notebooks):
     _, base = plane
     outcomes: dict[str, list[str]] = {"denied": [], "filtered to nothing": [], "NOT REFUSED": []}
     for own, other in ((PROFILE_A, PROFILE_B), (PROFILE_B, PROFILE_A)):
-        caller = Caller(base, _token(cluster, own))
+        caller = Caller(base, sa_token(cluster, own))
         for name, method, path, body in attempts(EXPERIMENT[other], MODEL[other]):
             status, answer = caller.call(method, path, other, body)
             if status == 403 and error_code(answer) == "PERMISSION_DENIED":
@@ -143,11 +87,11 @@ def test_every_cross_tenant_attempt_is_refused(cluster, plane, notebooks):
     assert len(outcomes["denied"]) == 18
     # The searches were not empty for want of objects: each owner sees its own.
     for profile in (PROFILE_A, PROFILE_B):
-        owner = Caller(base, _token(cluster, profile))
+        owner = Caller(base, sa_token(cluster, profile))
         assert owner.call("POST", "experiments/search", profile, {"max_results": 10})[1]["experiments"]
         assert owner.call("GET", "registered-models/search", profile, {"max_results": 10})[1]["registered_models"]
     # Nothing moved: the other team's alias still names its own version.
-    status, body = Caller(base, _token(cluster, PROFILE_B)).call(
+    status, body = Caller(base, sa_token(cluster, PROFILE_B)).call(
         "GET", "registered-models/alias", PROFILE_B, {"name": MODEL[PROFILE_B], "alias": ALIAS}
     )
     assert status == 200 and body["model_version"]["version"] == notebooks[PROFILE_B]["version"]
@@ -155,7 +99,7 @@ def test_every_cross_tenant_attempt_is_refused(cluster, plane, notebooks):
 
 def test_a_serving_reader_reads_registered_models_and_changes_nothing(cluster, plane, notebooks):
     _, base = plane
-    reader = Caller(base, _token(cluster, PROFILE_A, REGISTRY_READER))
+    reader = Caller(base, sa_token(cluster, PROFILE_A, REGISTRY_READER))
     model = MODEL[PROFILE_A]
     assert reader.call("GET", "registered-models/get", PROFILE_A, {"name": model})[0] == 200
     assert reader.call("GET", "registered-models/alias", PROFILE_A, {"name": model, "alias": ALIAS})[0] == 200
@@ -170,7 +114,7 @@ def test_a_serving_reader_reads_registered_models_and_changes_nothing(cluster, p
     assert reader.call("GET", "registered-models/get", PROFILE_B, {"name": MODEL[PROFILE_B]})[0] == 403
 
 
-def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspace_with_the_reader_token(
+def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspace_with_the_readertoken(
     cluster, plane, notebooks, monkeypatch
 ):
     """The ServingStack's own resolution (before any resource), as CI runs it with a reader's short-lived token.
@@ -188,7 +132,7 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
     raw = with_overrides(
         config,
         {
-            **_overrides(),
+            **team_overrides(),
             "serving": {
                 **serving,
                 "mlflowTrackingUri": base,
@@ -199,7 +143,7 @@ def test_the_serving_resolver_pins_the_alias_inside_the_model_namespace_workspac
         },
     )
     platform = parse_config("dev", raw)
-    for token, allowed in ((_token(cluster, PROFILE_A, REGISTRY_READER), True), (_token(cluster, PROFILE_B), False)):
+    for token, allowed in ((sa_token(cluster, PROFILE_A, REGISTRY_READER), True), (sa_token(cluster, PROFILE_B), False)):
         saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
         os.environ["MLFLOW_TRACKING_TOKEN"] = token
         try:
@@ -228,7 +172,7 @@ def test_forged_identity_headers_from_a_non_gateway_caller_are_refused(cluster, 
     """Headers naming profile A's owner (who may do anything there) grant a non-gateway caller nothing."""
     _, base = plane
     forged = {"kubeflow-userid": profile_owner(PROFILE_A), "kubeflow-groups": "system:masters", "x-remote-user": profile_owner(PROFILE_A)}
-    for token in (None, _token(cluster, PROFILE_B)):
+    for token in (None, sa_token(cluster, PROFILE_B)):
         caller = Caller(base, token, forged)
         for name, method, path, body in attempts(EXPERIMENT[PROFILE_A], MODEL[PROFILE_A]):
             status, answer = caller.call(method, path, PROFILE_A, body)
@@ -260,7 +204,7 @@ def test_gc_as_declared_collects_a_deleted_run_in_every_profile_workspace_and_ke
     data_plane, base = plane
     deleted = {}
     for profile in (PROFILE_A, PROFILE_B):
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", _token(cluster, profile))
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", sa_token(cluster, profile))
         monkeypatch.setenv("MLFLOW_WORKSPACE", profile)
         client = MlflowClient(base)
         run_id = client.create_run(client.get_experiment_by_name(EXPERIMENT[profile]).experiment_id).info.run_id
@@ -269,12 +213,12 @@ def test_gc_as_declared_collects_a_deleted_run_in_every_profile_workspace_and_ke
     time.sleep(1.5)
     config, secret_keys = stack_config("dev")
     soon = run_program(
-        "dev", config=with_overrides(config, {**_overrides(), "maintenance": {"gcOlderThan": "1s"}}), secret_keys=secret_keys
+        "dev", config=with_overrides(config, {**team_overrides(), "maintenance": {"gcOlderThan": "1s"}}), secret_keys=secret_keys
     )
     entrypoints, outside = server_image
     data_plane.run_job(soon, cron_job(soon, "gc"), entrypoints=entrypoints, outside_env=outside)
     for profile in (PROFILE_A, PROFILE_B):
-        caller = Caller(base, _token(cluster, profile))
+        caller = Caller(base, sa_token(cluster, profile))
         status, answer = caller.call("GET", "runs/get", profile, {"run_id": deleted[profile]})
         assert (status, error_code(answer)) == (404, "RESOURCE_DOES_NOT_EXIST"), (profile, answer)
         status, answer = caller.call("GET", "runs/get", profile, {"run_id": notebooks[profile]["run_id"]})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e import scratch
+from tests.e2e.browser import Browser
 from tests.e2e.declared import http_probe, port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
@@ -50,7 +51,7 @@ class _Outside:
     env: Mapping[str, str]
 
 
-class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, KServe, Training):
+class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe, Training):
     """The processes and directories of one run. ``stop()`` ends every process it started.
 
     A fresh temporary directory holds the data directories (removed by ``close()``);

@@ -52,18 +52,28 @@ def _arg(args: list[str], flag: str) -> str:
 # -- route -------------------------------------------------------------------------
 
 
-def test_route_sends_the_prefix_to_the_mlflow_service_unchanged(dev):
+def test_route_sends_the_prefix_to_the_browser_server_unchanged(dev):
+    """People arrive through the gateway with Kubeflow's ID token: the browser server authorizes them (tracking/browser.py)."""
     route = spec(dev, "VirtualService", "mlflow", NS)
-    service = dev.k8s("Service", "mlflow", NS).inputs
+    service = dev.k8s("Service", "mlflow-ui", NS).inputs
     assert route["gateways"] == ["kubeflow/kubeflow-gateway"] and route["hosts"] == ["*"]
     (rule,) = [r for r in route["http"] if "route" in r]
     assert rule["match"] == [{"uri": {"prefix": "/mlflow/"}}]
     assert rule["route"] == [
-        {"destination": {"host": "mlflow.mlflow.svc.cluster.local", "port": {"number": service["spec"]["ports"][0]["port"]}}}
+        {"destination": {"host": "mlflow-ui.mlflow.svc.cluster.local", "port": {"number": service["spec"]["ports"][0]["port"]}}}
     ]
     # MLflow serves UI, static files, REST API and artifact proxy under its static prefix: nothing may strip it.
     assert not [r for r in route["http"] if "rewrite" in r]
     assert _arg(container(mlflow(dev), "mlflow")["args"], "--static-prefix") + "/" == "/mlflow/"
+
+
+def test_without_a_browser_server_the_route_goes_to_the_tracking_server():
+    plan = run_with("dev", kubeflow=kf(browser={"enabled": False}))
+    (rule,) = [r for r in spec(plan, "VirtualService", "mlflow", NS)["http"] if "route" in r]
+    assert rule["route"] == [{"destination": {"host": "mlflow.mlflow.svc.cluster.local", "port": {"number": 5000}}}]
+    assert not [d for d in plan.kinds("Deployment") if d.k8s_name == "mlflow-ui"]
+    assert spec(plan, "AuthorizationPolicy", "mlflow", NS)["rules"][0]["from"][0]["source"]["principals"][0] == GATEWAY_SA
+    assert plan.of_type(DASHBOARD_LINK)[0].inputs["link"] == "/mlflow/"
 
 
 def test_bare_prefix_redirects_to_the_trailing_slash(dev):
@@ -75,7 +85,7 @@ def test_route_and_tab_follow_the_tracking_path_prefix():
     plan = run_with("dev", tracking=json.dumps({"pathPrefix": "/tracking"}))
     http = spec(plan, "VirtualService", "mlflow", NS)["http"]
     assert [r["match"][0]["uri"] for r in http] == [{"exact": "/tracking"}, {"prefix": "/tracking/"}]
-    assert plan.of_type(DASHBOARD_LINK)[0].inputs["link"] == "/tracking/"
+    assert plan.of_type(DASHBOARD_LINK)[0].inputs["link"] == "/tracking/kubeflow/{ns}/"
     assert plan.outputs["kubeflowUrl"] == "/tracking/"
 
 
@@ -99,11 +109,12 @@ def test_gateway_is_configurable():
 # -- access ------------------------------------------------------------------------
 
 
-def test_policy_admits_the_gateway_and_each_profile_editor_and_nothing_else(dev):
+def test_policy_admits_each_profile_editor_and_nothing_else(dev):
+    """The gateway's traffic goes to the browser server: the tracking server admits in-cluster clients only."""
     policy = spec(dev, "AuthorizationPolicy", "mlflow", NS)
     assert policy["action"] == "ALLOW"
     api, *scrapers = policy["rules"]
-    assert api == {"from": [{"source": {"principals": [GATEWAY_SA, f"cluster.local/ns/{PROFILE}/sa/default-editor"]}}]}
+    assert api == {"from": [{"source": {"principals": [f"cluster.local/ns/{PROFILE}/sa/default-editor"]}}]}
     # The dev stack's Prometheus identity may GET the metrics path, nothing else (tests/monitoring).
     assert [r["to"] for r in scrapers] == [[{"operation": {"methods": ["GET"], "paths": ["/metrics"]}}]]
 
@@ -123,7 +134,6 @@ def test_policy_selects_exactly_the_mlflow_server_pods(dev):
 def test_configured_clients_are_admitted_too(teams):
     rule = spec(teams, "AuthorizationPolicy", "mlflow", NS)["rules"][0]
     assert rule["from"][0]["source"]["principals"] == [
-        GATEWAY_SA,
         "cluster.local/ns/team-a/sa/default-editor",
         "cluster.local/ns/team-b/sa/default-editor",
         "cluster.local/ns/ci/sa/trainer",
@@ -133,7 +143,9 @@ def test_configured_clients_are_admitted_too(teams):
 def test_profile_principals_use_the_meshs_trust_domain():
     plan = run_with("dev", kubeflow=kf(ingressPrincipal="corp.example/ns/istio-system/sa/gateway"))
     rule = spec(plan, "AuthorizationPolicy", "mlflow", NS)["rules"][0]
-    assert rule["from"][0]["source"]["principals"][1] == "corp.example/ns/team-a/sa/default-editor"
+    assert rule["from"][0]["source"]["principals"][0] == "corp.example/ns/team-a/sa/default-editor"
+    gateway_only = spec(plan, "AuthorizationPolicy", "mlflow-ui", NS)["rules"]
+    assert gateway_only == [{"from": [{"source": {"principals": ["corp.example/ns/istio-system/sa/gateway"]}}]}]
 
 
 def test_mlflow_pods_join_the_mesh_their_database_traffic_bypasses_the_sidecar_and_jobs_stay_out(dev):
@@ -161,13 +173,14 @@ def test_without_kubeflow_nothing_is_declared_and_mlflow_stays_out_of_the_mesh(o
 # -- dashboard ---------------------------------------------------------------------
 
 
-def test_dashboard_tab_points_at_the_route(dev):
+def test_dashboard_tab_opens_the_selected_profiles_workspace(dev):
+    """The dashboard fills in {ns} with the selected namespace (centraldashboard main-page.js _buildHref)."""
     (link,) = dev.of_type(DASHBOARD_LINK)
     assert {k: link.inputs[k] for k in ("namespace", "configMap", "text", "link")} == {
         "namespace": "kubeflow",
         "configMap": "centraldashboard-config",
         "text": "MLflow",
-        "link": "/mlflow/",
+        "link": "/mlflow/kubeflow/{ns}/",
     }
     assert link.inputs["icon"]
     # The stored provider carries no credential, so it is not marked secret.
@@ -428,8 +441,8 @@ def parse(kubeflow: dict):
         ({"kfpAccess": "sometimes"}, "mlops-platform:kubeflow.kfpAccess: 'sometimes' is not allowed; allowed: a valid boolean"),
         (
             {"cookies": False},
-            "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, dashboardTab, enabled, "
-            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles",
+            "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, browser, dashboardTab, enabled, "
+            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles, workspaces",
         ),
     ],
 )

@@ -127,20 +127,21 @@ def test_disruption_budget_whenever_two_pods_always_run(dev, prod):
     assert prod.k8s("PodDisruptionBudget", "mlflow", NS).inputs["spec"]["minAvailable"] == 1
     fixed = run_with("dev", tracking=json.dumps({"replicas": 2}))
     assert fixed.k8s("PodDisruptionBudget", "mlflow", NS) and mlflow(fixed).inputs["spec"]["replicas"] == 2
-    single = run_with("dev", tracking=json.dumps({"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3}}))
+    single = run_with("dev", tracking=json.dumps({"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 2}}))
     assert not single.kinds("PodDisruptionBudget")  # it would block every node drain with one pod
 
 
 def test_basic_auths_own_engine_counts_against_postgresqls_connections():
     """MLflow's basic-auth app opens a third engine per worker on the same database, with the same pool settings."""
     basic = {"auth": "basic", "externalHost": "mlflow.example.com", "replicas": 3}
-    # The Kubernetes authorization app (dev's default) opens no engine of its own: 3 x 2 x 2 x 15 = 180 of 190.
-    assert run_with("dev", tracking=json.dumps({"replicas": 3})).k8s("Deployment", "mlflow", NS).inputs["spec"]["replicas"] == 3
+    # The Kubernetes authorization app (dev's default) opens no engine of its own: with the browser server's pod,
+    # (2 + 1) x 2 x 2 x 15 = 180 of 190.
+    assert run_with("dev", tracking=json.dumps({"replicas": 2})).k8s("Deployment", "mlflow", NS).inputs["spec"]["replicas"] == 2
     message, declared = refused(
         "dev", tracking=json.dumps(basic), kubeflow=json.dumps({"enabled": False}), monitoring=json.dumps({"enabled": False})
     )
     assert message.startswith(
-        "mlops-platform:tracking.dbPoolSize: lets the tracking server open up to 270 PostgreSQL connections "
+        "mlops-platform:tracking.dbPoolSize: lets the MLflow servers open up to 270 PostgreSQL connections "
         "(pods 3 x workers 2 x 3 engines x (dbPoolSize 5 + dbMaxOverflow 10)), more than the 190"
     ), message
     assert not declared
@@ -172,8 +173,9 @@ def test_basic_auths_own_engine_counts_against_postgresqls_connections():
             "which needs 1024Mi",
         ),
         (
-            {"replicas": 4},
-            "mlops-platform:tracking.dbPoolSize: lets the tracking server open up to 240 PostgreSQL connections "
+            # Three tracking server pods and the browser server's one.
+            {"replicas": 3},
+            "mlops-platform:tracking.dbPoolSize: lets the MLflow servers open up to 240 PostgreSQL connections "
             "(pods 4 x workers 2 x 2 engines x (dbPoolSize 5 + dbMaxOverflow 10)), more than the 190 that database.maxConnections 200 "
             "leaves; allowed: fewer pods or workers, a smaller pool, or a larger database.maxConnections",
         ),

@@ -312,7 +312,8 @@ def test_postgresql_accepts_only_mlflow_and_its_maintenance_jobs(dev):
         if r.pod_spec()
         and clients.items() <= (r.inputs["spec"].get("jobTemplate", r.inputs)["spec"]["template"]["metadata"]["labels"]).items()
     )
-    assert labelled == ["mlflow-backup", "mlflow-gc", migration(dev).k8s_name]
+    # The browser server is the same MLflow on the same database (tracking/browser.py).
+    assert labelled == ["mlflow-backup", "mlflow-gc", migration(dev).k8s_name, "mlflow-ui"]
 
 
 def test_minio_accepts_only_mlflow_and_labelled_clients(dev):

@@ -1,0 +1,253 @@
+"""The way people reach MLflow: Kubeflow's front door (kubeflow_gateway.py) and the browser server's pod.
+
+The browser server's pod has two containers (tracking/browser.py): oauth2-proxy on the Service's port and MLflow
+on a Unix socket in a volume they share. Here each container is a process started with its declared ``command +
+args`` and env; the pod's volumes are per-run directories holding what the kubelet would put there (ConfigMap
+and Secret items at their declared paths and modes, an empty directory for an emptyDir), and every declared mount
+path in an argument, an env value or a mounted config file names its directory here (the host mapping's rule 3).
+A listen address ``0.0.0.0:<containerPort>`` becomes ``127.0.0.1:<the Service's loopback port>`` (rule 2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.declared import config_map_data, port_number, resolve_env, secret_data
+from tests.e2e.errors import DataPlaneError
+from tests.e2e.launch import VENV_BIN, Server, await_ready, base_env, http_ready, spawn
+from tools.harness import DeclaredResource, Plan
+from tools.processes import HOST, free_port
+
+GATEWAY = Path(__file__).with_name("kubeflow_gateway.py")
+BROWSER_SERVER = "mlflow-ui"
+PROXY_CONFIG_FLAG = "--alpha-config="
+READY_TIMEOUT = 120
+
+
+def proxy_settings(plan: Plan, deployment: DeclaredResource) -> dict[str, Any]:
+    """The proxy's declared alpha configuration (the ConfigMap item its ``--alpha-config`` names)."""
+    proxy = _proxy_container(deployment)
+    (flag,) = [a for a in proxy["args"] if a.startswith(PROXY_CONFIG_FLAG)]
+    text = _mounted_text(plan, deployment, proxy, flag.removeprefix(PROXY_CONFIG_FLAG))
+    return yaml.safe_load(text)
+
+
+def _proxy_container(deployment: DeclaredResource) -> dict[str, Any]:
+    found = [c for c in deployment.pod_spec()["containers"] if any(a.startswith(PROXY_CONFIG_FLAG) for a in c.get("args") or [])]
+    if len(found) != 1:
+        raise DataPlaneError(deployment.k8s_name, "has no oauth2-proxy container (one with --alpha-config)")
+    return found[0]
+
+
+def _mounted_text(plan: Plan, deployment: DeclaredResource, container: Mapping[str, Any], path: str) -> str:
+    from tests.e2e.declared import mounted_file
+
+    return mounted_file(plan, deployment, container, path, container["name"])
+
+
+class Browser:
+    """The browser part of a :class:`~tests.e2e.plane.DataPlane`: Kubeflow's gateway and the browser server."""
+
+    def browser_deployment(self, plan: Plan) -> DeclaredResource:
+        return plan.k8s("Deployment", BROWSER_SERVER, plan.outputs["namespace"])
+
+    def start_kubeflow_gateway(self, plan: Plan, *, namespaces: list[str] | None = None) -> Server:
+        """Dex, oauth2-proxy and the ingress gateway in one process, routing as the declared VirtualServices say.
+
+        The issuer is the one the browser server's proxy is declared to trust, mapped to this process; every
+        route's destination must be a Service the host mapping already exposes (start the servers' Services first).
+        """
+        provider = proxy_settings(plan, self.browser_deployment(plan))["providers"][0]
+        issuer = provider["oidcConfig"]["issuerURL"]
+        authority = re.match(r"^https?://([^/]+)", issuer)
+        if authority is None:
+            raise DataPlaneError("gateway", f"issuer {issuer!r} has no host")
+        listen = free_port()
+        address = authority.group(1) if ":" in authority.group(1) else f"{authority.group(1)}:80"
+        self.hosts.routes[address] = listen
+        key = self.workdir / "dex-signing-key.pem"
+        _write_key(key)
+        routes = []
+        for vs in plan.kinds("VirtualService"):
+            spec = vs.inputs["spec"]
+            rules = []
+            for rule in spec.get("http") or []:
+                entry: dict[str, Any] = {"match": rule.get("match") or []}
+                if "redirect" in rule:
+                    entry["redirect"] = rule["redirect"]
+                else:
+                    destination = rule["route"][0]["destination"]
+                    target = f"{destination['host']}:{destination['port']['number']}"
+                    if target not in self.hosts.routes:
+                        raise DataPlaneError("gateway", f"VirtualService {vs.k8s_name} routes to {target}, which is not running here")
+                    entry["port"] = self.hosts.routes[target]
+                    entry["timeout"] = rule.get("timeout")
+                rules.append(entry)
+            routes.append({"hosts": spec.get("hosts") or [], "http": rules})
+        links = [r.inputs for r in plan.of_type("pulumi-python:dynamic/kubeflow:DashboardLink")]
+        config = {
+            "listen": listen,
+            "issuer": self.hosts.rewrite(issuer),
+            "audience": provider["clientID"],
+            "key": str(key),
+            "routes": routes,
+            "menu": [{"text": link["text"], "link": link["link"], "icon": link["icon"]} for link in links],
+            "namespaces": namespaces or [],
+        }
+        path = self.workdir / "kubeflow-gateway.json"
+        path.write_text(json.dumps(config))
+        service = spawn("gateway", [str(VENV_BIN / "python"), str(GATEWAY), str(path)], base_env(self.home), self.log("gateway"))
+        server = Server("gateway", service, listen)
+        self.servers.append(server)
+        server.seconds_to_ready = await_ready(service, http_ready(f"{server.base}/dex/keys"), 30, "its Dex keys answered 200")
+        self.gateway = server
+        return server
+
+    def expose_browser_server(self, plan: Plan) -> int:
+        """The browser server Service's loopback port, so the gateway can route to it before it starts."""
+        deployment = self.browser_deployment(plan)
+        proxy = _proxy_container(deployment)
+        return self.hosts.expose(plan, deployment)[proxy["ports"][0]["containerPort"]]
+
+    def start_browser_server(self, plan: Plan, *, entrypoints: Path, outside_env: Mapping[str, str]) -> Server:
+        """The browser server's pod: MLflow on its socket, then the proxy in front of it; ready when both probes pass.
+
+        ``entrypoints``: the server image's bin directory (its plugins); ``outside_env``: what the pod gets from
+        outside its spec (the kubeconfig standing in for the projected ServiceAccount token).
+        """
+        from tools.local_cluster import binary
+
+        deployment = self.browser_deployment(plan)
+        pod = deployment.pod_spec()
+        root = Path(tempfile.mkdtemp(prefix=f"{BROWSER_SERVER}-", dir=self.workdir))
+        volumes = _materialise(plan, deployment, root)
+        proxy = _proxy_container(deployment)
+        container_port = proxy["ports"][0]["containerPort"]
+        local_port = self.expose_browser_server(plan)
+        started: list[Server] = []
+        for container in sorted(pod["containers"], key=lambda c: c is proxy):
+            component = f"{BROWSER_SERVER}-{container['name']}"
+            paths = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts") or [] if m["name"] in volumes}
+
+            def local(value: str, paths: dict[str, Path] = paths) -> str:
+                value = value.replace(f"0.0.0.0:{container_port}", f"{HOST}:{local_port}")
+                if paths:
+                    mounts = "|".join(re.escape(m.rstrip("/")) for m in sorted(paths, key=len, reverse=True))
+                    value = re.sub(rf"(?:(?<![\w/])|(?<=://))({mounts})(?=/|$|\s|\")", lambda m: str(paths[m.group(1)]), value)
+                return self.hosts.rewrite(value)
+
+            for directory in paths.values():
+                for file in directory.rglob("*"):
+                    if file.is_file() and file.suffix in (".yaml", ".yml"):
+                        file.chmod(0o644)
+                        file.write_text(local(file.read_text()))
+            command = container["command"]
+            if container is proxy:
+                command = [str(binary("oauth2-proxy"))]
+            argv = [local(a) for a in [*command, *(container.get("args") or [])]]
+            env = {
+                **base_env(self.home, None if container is proxy else entrypoints),
+                **{
+                    k: local(v)
+                    for k, v in self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component).items()
+                },
+                **({} if container is proxy else outside_env),
+            }
+            service = spawn(component, argv, env, self.log(component))
+            server = Server(component, service, local_port if container is proxy else 0, workload=deployment)
+            self.servers.append(server)
+            started.append(server)
+            probe = container.get("readinessProbe") or {}
+            if "exec" in probe:
+                exec_argv = [local(a) for a in probe["exec"]["command"]]
+                if exec_argv[0] == "python":
+                    exec_argv[0] = str(entrypoints / "python")
+                server.seconds_to_ready = await_ready(
+                    service, _exec_ready(exec_argv, env), READY_TIMEOUT, "its exec readiness probe passed"
+                )
+            elif "httpGet" in probe:
+                get = probe["httpGet"]
+                port = port_number(container, get["port"])
+                if port != container_port:
+                    raise DataPlaneError(component, f"probes port {port}, which its Service does not expose")
+                server.seconds_to_ready = await_ready(
+                    service, http_ready(f"http://{HOST}:{local_port}{get.get('path', '/')}"), READY_TIMEOUT, "its readiness probe passed"
+                )
+            else:
+                raise DataPlaneError(component, "declares no readiness probe")
+        front = started[-1]
+        front.other_ports = ()
+        self.browser_server = front
+        return front
+
+
+def _exec_ready(argv: list[str], env: Mapping[str, str]):
+    def check() -> str | None:
+        try:
+            done = subprocess.run(argv, env=dict(env), capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            return "probe timed out"
+        return None if done.returncode == 0 else f"probe exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}"
+
+    return check
+
+
+def _materialise(plan: Plan, deployment: DeclaredResource, root: Path) -> dict[str, Path]:
+    """Each ConfigMap, Secret and emptyDir volume of the pod as a directory: items at their paths, files at their modes."""
+    namespace = deployment.k8s_namespace
+    out: dict[str, Path] = {}
+    for volume in deployment.pod_spec().get("volumes") or []:
+        name = volume["name"]
+        directory = root / name
+        if "emptyDir" in volume:
+            directory.mkdir(parents=True)
+        elif "configMap" in volume or "secret" in volume:
+            source = volume.get("configMap") or volume["secret"]
+            values = (
+                config_map_data(plan, namespace, source["name"], name)
+                if "configMap" in volume
+                else secret_data(plan, namespace, source["secretName"], name)
+            )
+            mode = source.get("defaultMode", 0o644)
+            items = source.get("items") or [{"key": k, "path": k} for k in values]
+            for item in items:
+                if item["key"] not in values:
+                    raise DataPlaneError(deployment.k8s_name, f"volume {name} names key {item['key']!r}, which is not declared")
+                target = directory / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                value = values[item["key"]]
+                target.write_bytes(value.encode() if isinstance(value, str) else base64.b64decode(value))
+                target.chmod(item.get("mode", mode))
+        else:
+            continue
+        out[name] = directory
+    return out
+
+
+def _write_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    """Poll ``check`` (truthy when done) every 0.2 s for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise DataPlaneError("browser", f"{what} did not happen within {timeout:.0f} s")
