@@ -252,6 +252,8 @@ def test_forged_identity_headers_sent_straight_to_each_mlflow_port_are_refused(p
     # The header-trusting MLflow listens on no TCP port at all: only its socket, in the pod's shared volume.
     mlflow = next(s for s in data_plane.servers if s.component == "mlflow-ui-mlflow")
     assert _tcp_listeners(mlflow.service.process.pid) == set()
+    # The same look at the proxy finds its one port: the check sees listeners where there are some.
+    assert _tcp_listeners(browser.service.process.pid) == {browser.port}
 
 
 def _tcp_listeners(pgid: int) -> set[int]:

@@ -39,6 +39,7 @@ Standalone (no project imports), run as its own process like every other stand-i
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import http.client
 import json
@@ -90,7 +91,7 @@ class Gateway:
         username = email.split("@", 1)[0]
         claims = {
             "iss": self.issuer,
-            "sub": dex_subject(str(abs(hash(email)) % 10**14)),
+            "sub": dex_subject(str(int(hashlib.sha256(email.encode()).hexdigest()[:12], 16))),
             "aud": self.audience,
             "exp": now + TOKEN_SECONDS,
             "iat": now,
