@@ -45,8 +45,14 @@ KUBEFLOW_ROLES = {
 PROFILE_ACCOUNTS = {"default-editor": "kubeflow-edit", "default-viewer": "kubeflow-view"}
 
 
+# kubeflow/manifests v1.11.0 common/user-namespace/base/params.env: the default profile and its owner.
+DEFAULT_PROFILE = "kubeflow-user-example-com"
+DEFAULT_USER = "user@example.com"
+
+
 def profile_owner(namespace: str) -> str:
-    return f"owner@{namespace}.example.com"
+    """The owner Kubeflow binds as the profile's admin: Kubeflow's default user for its default profile."""
+    return DEFAULT_USER if namespace == DEFAULT_PROFILE else f"owner@{namespace}.example.com"
 
 
 # Static volumes with reclaimPolicy Retain are never rebound once released: enough for many up/destroy cycles.

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import cluster_fixtures, local_cluster
+from tools import cluster_fixtures, local_cluster, local_platform
 from tools.harness import stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def load_existing(
     return objects
 
 
-def up(stack: str, directory: Path) -> int:
+def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -> int:
     from pulumi import automation as auto
 
     from mlops_platform.config import ConfigError
@@ -107,9 +107,18 @@ def up(stack: str, directory: Path) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"local-up: done in {time.monotonic() - started:.1f} s")
     for key, value in result.masked_outputs().items():
         print(f"output {key}: {value}")
+    print("local-up: starting what the stack declares as local processes (no kubelet runs here) ...", flush=True)
+    try:
+        platform = local_platform.start(cluster, stack, directory, user=user)
+    except Exception as exc:  # noqa: BLE001 - reported in one line; the cluster keeps running for a look
+        print(f"local-up: the local data plane did not start: {exc}", file=sys.stderr)
+        print(f"local-up: logs under {directory / 'platform' / 'logs'}; `make local-down` stops everything", file=sys.stderr)
+        return 1
+    print(f"local-up: done in {time.monotonic() - started:.1f} s\n")
+    for line in local_platform.hints(platform, directory):
+        print(line)
     print(f"\nAPI server: {cluster.server}\n  kubectl --kubeconfig {cluster.kubeconfig} get pods -A")
     print(f"Pulumi state: PULUMI_BACKEND_URL=file://{engine.state_dir} PULUMI_CONFIG_PASSPHRASE=<see tools/engine.py>")
     print("Stop everything: make local-down")
@@ -117,7 +126,7 @@ def up(stack: str, directory: Path) -> int:
 
 
 def down(directory: Path) -> int:
-    stopped = local_cluster.stop(directory)
+    stopped = local_platform.stop(directory) + local_cluster.stop(directory)
     print(f"local-down: stopped {', '.join(stopped) if stopped else 'nothing (no cluster was running)'}; nothing listens on its ports")
     return 0
 
@@ -127,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--dir", type=Path, default=local_cluster.DEFAULT_DIR)
+    parser.add_argument("--user", default=cluster_fixtures.DEFAULT_USER, help="who the printed MLflow link logs in as")
     args = parser.parse_args(argv)
     try:
-        return up(args.stack, args.dir) if args.action == "up" else down(args.dir)
+        return up(args.stack, args.dir, args.user) if args.action == "up" else down(args.dir)
     except local_cluster.ToolchainMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
