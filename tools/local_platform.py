@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tools.processes import HOST, listening
+from tools.processes import listening
 
 RECORD = "platform.json"
 
