@@ -158,6 +158,7 @@ def hints(platform: Platform, directory: Path) -> list[str]:
         f"  {platform.mlflow_tab}",
         f"  (another user: change email=; the dashboard stand-in is {platform.gateway}/?ns={platform.profile})",
         f"Run the notebook flow as profile {platform.profile}'s notebook (its PodDefault's env, its default-editor token):",
-        f"  (source {platform.notebook_env} && .venv/bin/python tests/e2e/notebook.py {directory}/notebook-result.json diabetes production diabetes)",
+        f"  (source {platform.notebook_env} && .venv/bin/python tests/e2e/notebook.py {directory}/notebook-result.json "
+        "diabetes production diabetes)",
         f"Processes and logs: {directory / RECORD}, {directory / 'platform' / 'logs'}",
     ]
