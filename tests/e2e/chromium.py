@@ -129,6 +129,15 @@ class Chromium:
         self.driver.execute_script("window.location.href = arguments[0]", url)
         return self._settled_location()
 
+    def open_with_credentials(self, url: str, username: str, password: str) -> None:
+        """Open ``url`` answering its HTTP login (Basic) with these credentials, as a person logging in would; Chromium
+        keeps them for the origin, so the page's own requests are authenticated too."""
+        scheme, rest = url.split("://", 1)
+        self.open(f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{rest}")
+        # Then the address without them, as the page is once the prompt is answered: a page whose own address carries
+        # credentials cannot fetch() (Chromium refuses such requests), and the cached login answers for the origin.
+        self.open(url)
+
     # -- what the page shows ---------------------------------------------------------------------
 
     def text(self) -> str:

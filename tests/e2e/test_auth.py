@@ -131,3 +131,23 @@ def test_a_client_with_the_admin_credentials_tracks_a_run(server, plan: Plan, pl
     env["MLFLOW_TRACKING_PASSWORD"] = "wrong"
     refused = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "401" in refused.stderr
+
+
+def test_in_a_browser_the_basic_auth_login_opens_the_ui_only_with_the_generated_password(server, plan: Plan):
+    """A person at the prod route logs in with the generated admin password (Debian's Chromium); a wrong one shows nothing."""
+    from tests.e2e.chromium import Chromium
+    from tools.harness import ROOT
+
+    _, base = server
+    password = plan.outputs["trackingAdminPassword"]
+    assert _call(base, "experiments/create", ("admin", password), {"name": "browser-login"}) == 200
+    with Chromium(ROOT / "build" / "browser") as browser:
+        browser.open_with_credentials(f"{base}/#/experiments", "admin", password + "x")
+        text = browser.settled_text()
+        assert "Experiments" not in text and "browser-login" not in text
+        browser.screenshot("basic-auth-refused")
+    with Chromium(ROOT / "build" / "browser") as browser:
+        browser.open_with_credentials(f"{base}/#/experiments", "admin", password)
+        assert "browser-login" in browser.wait_for_text("browser-login")
+        browser.screenshot("basic-auth-experiments")
+        assert browser.failed_requests("/mlflow/") == []
