@@ -84,14 +84,21 @@ class LocalEngine:
         workspace: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         pulumi_program: Callable[[], None] = program,
+        pulumi_root: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        """``workspace`` (default: ``cluster_dir``/engine) holds the project copy and the file backend."""
+        """``workspace`` (default: ``cluster_dir``/engine) holds the project copy and the file backend.
+
+        ``pulumi_root`` replaces the toolchain's CLI (a directory holding bin/pulumi); ``extra_env`` adds to the CLI's environment.
+        """
         self.stack_name = stack
         self.cluster_dir = cluster_dir
         self.workspace = workspace or cluster_dir / "engine"
         self.project_dir = self.workspace / "project"
         self.state_dir = self.workspace / "state"
         self.program = pulumi_program
+        self.pulumi_root = pulumi_root
+        self.extra_env = dict(extra_env or {})
         self._stack: Any = None
         self.write_stack_file(overrides or {})
 
@@ -130,6 +137,7 @@ class LocalEngine:
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
             "PULUMI_PYTHON_CMD": str(venv_bin / "python"),
             "PULUMI_POLICY_PYTHON": str(venv_bin / "python"),
+            **self.extra_env,
         }
 
     def stack(self) -> Any:
@@ -138,7 +146,7 @@ class LocalEngine:
             return self._stack
         from pulumi import automation as auto
 
-        pulumi_root = binary("pulumi").parent.parent
+        pulumi_root = self.pulumi_root or binary("pulumi").parent.parent
         options = auto.LocalWorkspaceOptions(
             work_dir=str(self.project_dir),
             pulumi_home=str(self.workspace / "pulumi-home"),
