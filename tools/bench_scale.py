@@ -2,8 +2,9 @@
 
 Not a test. Each size runs twice on its own fresh embedded cluster (tools/local_cluster.py):
 
-- the engine: `pulumi preview`, `up` from empty, a no-op `up`, then the preview and `up` of the same stack with one
-  more profile, through tools/engine.py (the CLI, the kubernetes provider and the policy pack, as a user runs them);
+- the engine: `pulumi preview`, `up` from empty, a no-op `up`, then the preview (whole, and targeted at what the
+  change touches, as a pull request's preview runs it: tools/targets.py) and `up` of the same stack with one more
+  profile, through tools/engine.py (the CLI, the kubernetes provider and the policy pack, as a user runs them);
 - the floor: the same Kubernetes objects, rendered offline (tools/harness.py, as ``make plan`` writes them to
   build/<stack>/manifests and patches), applied to the same kind of cluster by ``kubectl apply --server-side`` in one
   run: a server-side dry run (preview), the apply and a wait for the Deployments and Jobs the engine also waits for
@@ -40,6 +41,7 @@ from tools.engine import LocalEngine
 from tools.harness import run_program, stack_config, with_overrides
 from tools.local_up import load_existing
 from tools.plan import write_build
+from tools.targets import touched
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "bench" / "scale"
@@ -47,7 +49,7 @@ STACK = "dev"
 PROFILE = "kubeflow-user-example-com"
 SIZES: tuple[tuple[int, int], ...] = ((1, 0), (50, 0), (200, 0), (500, 0), (1, 100), (1, 500))
 RUNS = 2
-STEPS = ("preview", "up", "noop", "add_preview", "add_up")
+STEPS = ("preview", "up", "noop", "add_preview", "add_targeted", "add_up")
 FLOOR_STEPS = ("preview", "up", "noop", "add_up")
 KUBECTL_TIMEOUT = 900
 
@@ -162,6 +164,11 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
             "up": lambda: engine.up(policy=options.policy),
             "noop": lambda: engine.up(policy=options.policy),
             "add_preview": lambda: (engine.write_stack_file(grown), engine.preview(policy=options.policy)),
+            # What .github/workflows/preview.yml runs for a PR that adds the profile (tools/targets.py).
+            "add_targeted": lambda: (
+                engine.write_stack_file(grown),
+                engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True),
+            ),
             "add_up": lambda: (engine.write_stack_file(grown), engine.up(policy=options.policy)),
         }
         previewed = 0
@@ -182,6 +189,15 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
             else:
                 os.environ[key] = value
         local_cluster.stop(directory)
+
+
+def targets(profiles: int, models: int) -> list[str]:
+    """The URNs adding one profile touches, as the pull-request preview computes them (included in its time)."""
+    config, secret_keys = stack_config(STACK)
+    base, head = (
+        run_program(STACK, config=with_overrides(config, overrides(n, models)), secret_keys=secret_keys) for n in (profiles, profiles + 1)
+    )
+    return touched(base, head)
 
 
 def changes(run: engine_module.EngineRun) -> dict[str, int]:
@@ -303,7 +319,7 @@ def report(rows: list[dict[str, Any]], runs: int) -> str:
     for row in rows:
         for step, figure in row["engine"].items():
             floor_step = "add_up" if step == "add_up" else step
-            floor = (row.get("floor") or {}).get(floor_step) if step != "add_preview" else None
+            floor = (row.get("floor") or {}).get(floor_step) if step not in ("add_preview", "add_targeted") else None
             ratio = f"{figure['seconds'] / floor['seconds']:.1f}x" if floor and floor["seconds"] else "-"
             floor_text = f"{floor['seconds']:.2f} s" if floor else "-"
             lines.append(
