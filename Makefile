@@ -73,6 +73,8 @@ bench: venv toolchain
 	$(PY) -m tests.e2e.bench
 	$(PY) -m tests.e2e.bench_load
 	$(PY) -m tools.bench_engine
+	$(PY) -m tools.bench_scale
+	$(PY) -m tools.bench_scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
 	$(PY) -m tests.cluster.bench_tenancy
 
 clean:
