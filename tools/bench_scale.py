@@ -122,6 +122,8 @@ class Options:
     env: dict[str, str] = field(default_factory=dict)
     profile_dir: Path | None = None
     steps: tuple[str, ...] = STEPS
+    # `--parallel` for the engine's preview and up (None: the CLI's default, 4 per core).
+    parallel: int | None = None
 
 
 def engine_series(profiles: int, models: int, options: Options) -> dict[str, Figure]:
@@ -159,17 +161,18 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
             extra_env=options.env,
         )
         engine.reset()
+        extra: dict[str, Any] = {"parallel": options.parallel} if options.parallel else {}
         actions = {
-            "preview": lambda: engine.preview(policy=options.policy),
-            "up": lambda: engine.up(policy=options.policy),
-            "noop": lambda: engine.up(policy=options.policy),
-            "add_preview": lambda: (engine.write_stack_file(grown), engine.preview(policy=options.policy)),
+            "preview": lambda: engine.preview(policy=options.policy, **extra),
+            "up": lambda: engine.up(policy=options.policy, **extra),
+            "noop": lambda: engine.up(policy=options.policy, **extra),
+            "add_preview": lambda: (engine.write_stack_file(grown), engine.preview(policy=options.policy, **extra)),
             # What .github/workflows/preview.yml runs for a PR that adds the profile (tools/targets.py).
             "add_targeted": lambda: (
                 engine.write_stack_file(grown),
-                engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True),
+                engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True, **extra),
             ),
-            "add_up": lambda: (engine.write_stack_file(grown), engine.up(policy=options.policy)),
+            "add_up": lambda: (engine.write_stack_file(grown), engine.up(policy=options.policy, **extra)),
         }
         previewed = 0
         for step in options.steps:
@@ -364,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-policy", action="store_true", help="without the policy pack (its share of the time)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the CLI (e.g. PULUMI_SKIP_CHECKPOINTS=true)")
+    parser.add_argument("--parallel", type=int, help="pulumi --parallel for every engine step (default: the CLI's)")
     parser.add_argument("--profile", type=Path, help="write Go CPU profiles of the CLI and cProfiles of the program here")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "scale.json")
     args = parser.parse_args(argv)
@@ -372,11 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         env=dict(item.split("=", 1) for item in args.env),
         profile_dir=args.profile.resolve() if args.profile else None,
         steps=tuple(args.steps),
+        parallel=args.parallel,
     )
     shutil.rmtree(WORK, ignore_errors=True)
     rows = measure(args.sizes, args.runs, options, floor=not args.no_floor)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"policy": options.policy, "env": options.env, "runs": args.runs, "cores": os.cpu_count()}
+    settings = {"policy": options.policy, "env": options.env, "parallel": options.parallel, "runs": args.runs, "cores": os.cpu_count()}
     args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     print(report(rows, args.runs))
     print(f"settings: {settings}; figures in {args.out}")
