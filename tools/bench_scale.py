@@ -334,6 +334,32 @@ def report(rows: list[dict[str, Any]], runs: int) -> str:
     return "\n".join(lines)
 
 
+def compact(rows: list[dict[str, Any]]) -> str:
+    """One line per size, as README.md shows it: engine seconds, then the floor's and the ratio where there is one."""
+
+    def cell(row: dict[str, Any], step: str) -> str:
+        figure = row["engine"].get(step)
+        if figure is None:
+            return "-"
+        floor = (row.get("floor") or {}).get(step)
+        if floor and floor["seconds"]:
+            return f"{figure['seconds']:.1f} s ({floor['seconds']:.1f} s, {figure['seconds'] / floor['seconds']:.1f}x)"
+        return f"{figure['seconds']:.1f} s"
+
+    lines = [
+        "| profiles | models | resources | preview | up from empty | no-op up | one more profile: preview / targeted preview / up | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        loads = [f["load"] for f in row["engine"].values()]
+        add = " / ".join(cell(row, s) for s in ("add_preview", "add_targeted", "add_up"))
+        lines.append(
+            f"| {row['profiles']} | {row['models']} | {row['resources']} | {cell(row, 'preview')} | {cell(row, 'up')} | "
+            f"{cell(row, 'noop')} | {add} | {min(loads):.1f}-{max(loads):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def slopes(rows: list[dict[str, Any]]) -> list[str]:
     """Cost per added profile and per resource between the smallest and largest profile counts (no models)."""
     plain = sorted((r for r in rows if r["models"] == 0), key=lambda r: r["profiles"])
@@ -370,7 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, help="pulumi --parallel for every engine step (default: the CLI's)")
     parser.add_argument("--profile", type=Path, help="write Go CPU profiles of the CLI and cProfiles of the program here")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "scale.json")
+    parser.add_argument("--report", type=Path, nargs="+", help="print the tables of earlier runs' JSON files and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        documents = [json.loads(path.read_text()) for path in args.report]
+        rows = [row for document in documents for row in document["rows"]]
+        print(compact(rows))
+        print("\n".join(slopes(rows)))
+        for path, document in zip(args.report, documents, strict=True):
+            print(f"{path}: {document['settings']}")
+        return 0
     options = Options(
         policy=not args.no_policy,
         env=dict(item.split("=", 1) for item in args.env),
@@ -384,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"policy": options.policy, "env": options.env, "parallel": options.parallel, "runs": args.runs, "cores": os.cpu_count()}
     args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     print(report(rows, args.runs))
+    print(compact(rows))
     print(f"settings: {settings}; figures in {args.out}")
     return 0
 
