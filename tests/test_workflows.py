@@ -315,3 +315,52 @@ def test_docs_list_exactly_the_secrets_and_variables_the_workflows_read():
             used.add((var, "secret" if kind == "secrets" else "variable"))
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \| (secret|variable) \|", _doc(), re.M))
     assert documented == used
+
+
+def _targets_step() -> dict:
+    (step,) = [s for s in PREVIEW["jobs"]["preview"]["steps"] if s.get("id") == "targets"]
+    return step
+
+
+def _run_targets_step(tmp_path: Path, change: dict[str, str]) -> str:
+    """The step's script in a repository whose last commit makes ``change``; returns what it wrote to GITHUB_OUTPUT."""
+    repo = tmp_path / "repo"
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    # Stands in for tools.targets (tests/test_targets.py tests the real one): prints the base file it was given.
+    stub = repo / ".venv" / "bin" / "python"
+    stub.write_text('#!/bin/sh\n[ "$2 $3 $4 $5" = "tools.targets --stack dev --base" ] || exit 9\necho "urn-from:$(cat "$6")"\n')
+    stub.chmod(0o755)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "Pulumi.dev.yaml").write_text("base\n")
+    (repo / "__main__.py").write_text("program\n")
+    subprocess.run([*git, "add", "Pulumi.dev.yaml", "__main__.py"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    for name, text in change.items():
+        (repo / name).write_text(text)
+    subprocess.run([*git, "commit", "-qam", "change"], cwd=repo, check=True)
+    output = tmp_path / "output"
+    env = {"PATH": os.environ["PATH"], "STACK": "dev", "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output)}
+    subprocess.run(["bash", "-e", "-c", _targets_step()["run"]], cwd=repo, env=env, check=True)
+    return output.read_text() if output.exists() else ""
+
+
+def test_a_stack_file_only_pr_previews_the_targets_of_its_change(tmp_path):
+    assert _run_targets_step(tmp_path, {"Pulumi.dev.yaml": "head\n"}) == "urns<<END_OF_URNS\nurn-from:base\nEND_OF_URNS\n"
+
+
+def test_any_other_change_previews_the_whole_stack(tmp_path):
+    assert _run_targets_step(tmp_path, {"Pulumi.dev.yaml": "head\n", "__main__.py": "changed\n"}) == ""
+
+
+def test_the_preview_takes_its_targets_from_that_step_and_main_previews_everything():
+    preview = PREVIEW["jobs"]["preview"]
+    (step,) = pulumi_steps(preview)
+    assert step["with"]["target"] == "${{ steps.targets.outputs.urns }}"
+    assert step["with"]["target-dependents"] is True
+    assert preview["env"]["PULUMI_SKIP_CHECKPOINTS"] == "true"
+    checkout = next(s for s in preview["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 2, "the step compares the merge commit with its first parent"
+    for job in (DEPLOY["jobs"]["up-dev"], DEPLOY["jobs"]["up-prod"]):
+        for pulumi_step in pulumi_steps(job):
+            assert "target" not in pulumi_step["with"], "main previews and updates the whole stack"
