@@ -18,12 +18,10 @@ from typing import Any
 
 from .checks import POLICIES
 from .config import ConfigError, Settings, enforcement
-from .detectors import REDACTED
 from .model import Context, PropsView, Resource
 from .paths import Path, PathSet, render
-
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+from .platform import REDACTED
+from .walk import SECRET_SIG, SIG_KEY
 
 
 class AuditError(ValueError):
@@ -37,9 +35,11 @@ class Violation:
     path: str
     kind: str
     mandatory: bool
+    # The rule that found it and the decodings that reached it (Finding.trace), for a credential.
+    rule: str = ""
 
     def line(self) -> str:
-        return f"{self.policy} {self.urn} {self.path}: {self.kind}"
+        return f"{self.policy} {self.urn} {self.path}: {self.kind}" + (f" [{self.rule}]" if self.rule else "")
 
 
 def audit_resources(
@@ -68,7 +68,9 @@ def audit_resources(
             continue
         ctx = Context(context_stack, Settings.parse(spec.name, raw, spec.config_keys))
         violations.extend(
-            Violation(spec.name, hit.resource.urn, hit.finding.path, hit.finding.kind, level in ("mandatory", "remediate"))
+            Violation(
+                spec.name, hit.resource.urn, hit.finding.path, hit.finding.kind, level in ("mandatory", "remediate"), hit.finding.trace()
+            )
             for hit in spec.run(parsed, ctx)
         )
     position = {r.urn: i for i, r in enumerate(parsed)}

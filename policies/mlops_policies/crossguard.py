@@ -31,9 +31,10 @@ PACK_NAME = "mlops-platform"
 
 
 def message(spec: PolicySpec, hit: Hit) -> str:
-    """Names the resource, the path and the kind of problem; never the value."""
-    r = hit.resource
-    return f"{hit.finding.kind} at {hit.finding.path} in {r.type} '{r.name}'. {spec.remediation}"
+    """Names the resource, the path, the kind of problem and the rule that found it; never the value."""
+    r, finding = hit.resource, hit.finding
+    rule = f" (rule {finding.trace()})" if finding.rule else ""
+    return f"{finding.kind} at {finding.path} in {r.type} '{r.name}'{rule}. {spec.remediation}"
 
 
 def _context(spec: PolicySpec, config: Mapping[str, Any]) -> Context:
