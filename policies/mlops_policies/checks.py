@@ -29,6 +29,9 @@ class Holder:
     when: Callable[[Mapping[str, Any]], bool] | None = None
 
     def holds(self, path: Path, props: Mapping[str, Any]) -> bool:
+        """``path`` in the field, or in its copy under ``__inputs`` (pulumi-kubernetes' outputs repeat the inputs)."""
+        if path[:1] == (INPUTS_COPY,):
+            path = path[1:]
         return path[: len(self.prefix)] == self.prefix and (self.when is None or self.when(props))
 
 
@@ -36,6 +39,7 @@ def _fields(*names: str, **options: Any) -> tuple[Holder, ...]:
     return tuple(Holder((name,), **options) for name in names)
 
 
+INPUTS_COPY = "__inputs"
 _SECRET = _fields("stringData", "data")
 CREDENTIAL_HOLDERS: dict[str, tuple[Holder, ...]] = {
     "kubernetes:core/v1:Secret": _SECRET,
@@ -52,11 +56,9 @@ CREDENTIAL_HOLDERS: dict[str, tuple[Holder, ...]] = {
     "pulumi:providers:aws": _fields("accessKey", "secretKey", "token"),
 }
 # Fields that are base64 by definition: the walk decodes them, and skips binary content.
-ENCODED_FIELDS: dict[str, frozenset[str]] = {
-    "kubernetes:core/v1:Secret": frozenset({"data"}),
-    "kubernetes:core/v1:SecretPatch": frozenset({"data"}),
-    "kubernetes:core/v1:ConfigMap": frozenset({"binaryData"}),
-    "kubernetes:core/v1:ConfigMapPatch": frozenset({"binaryData"}),
+_ENCODED = {"Secret": "data", "SecretPatch": "data", "ConfigMap": "binaryData", "ConfigMapPatch": "binaryData"}
+ENCODED_FIELDS: dict[str, frozenset[Path]] = {
+    f"kubernetes:core/v1:{kind}": frozenset({(field,), (INPUTS_COPY, field)}) for kind, field in _ENCODED.items()
 }
 
 

@@ -404,7 +404,6 @@ def _curl(args: list[str]) -> Found:
 
 
 def _wget(args: list[str]) -> Found:
-    yield from _named("password", _option_values(args, "", ("--password", "--http-password", "--proxy-password"), "eoaOiBTtwQPUY"))
     yield from _headers(_option_values(args, "", ("--header",), "eoaOiBTtwQPUY"))
 
 

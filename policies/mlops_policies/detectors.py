@@ -10,6 +10,8 @@ rule and the decodings that reached it; none holds the value.
 from __future__ import annotations
 
 import functools
+from difflib import SequenceMatcher
+from urllib.parse import unquote
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -60,8 +62,15 @@ def matches(leaf: Leaf) -> tuple[rules.Match, ...]:
 
 
 def _same(a: str, b: str) -> bool:
-    a, b = a.strip(), b.strip()
-    return bool(a) and bool(b) and (a in b or b in a)
+    """Two rules read the same credential when their secrets overlap: one holds the other, or they share
+    8 characters in a row (``AccountKey=K…`` and ``K…;EndpointSuffix=…``), percent-encoding aside."""
+    a, b = unquote(a.strip()), unquote(b.strip())
+    if not a or not b:
+        return False
+    if a in b or b in a:
+        return True
+    common = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+    return common >= 8
 
 
 def _runs_past(secret: str, accepted: str) -> bool:

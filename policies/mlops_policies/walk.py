@@ -72,11 +72,11 @@ def dig(node: Any, *keys: Key) -> Any:
     return node
 
 
-def leaves(props: Mapping[str, Any], *, documents: bool = True, encoded: frozenset[str] = frozenset()) -> Iterator[Leaf]:
+def leaves(props: Mapping[str, Any], *, documents: bool = True, encoded: frozenset[Path] = frozenset()) -> Iterator[Leaf]:
     """Every string or number under ``props``.
 
     ``documents=False`` decodes nothing (embedded JSON/YAML stays text). ``encoded``
-    names top-level fields whose values are base64 by definition (a ConfigMap's
+    are the paths of maps whose values are base64 by definition (a ConfigMap's
     ``binaryData``, a Secret's ``data``): they are decoded, and skipped when binary.
     """
     walker = _Walker(documents, encoded)
@@ -86,7 +86,7 @@ def leaves(props: Mapping[str, Any], *, documents: bool = True, encoded: frozens
 @dataclass(frozen=True)
 class _Walker:
     documents: bool
-    encoded: frozenset[str]
+    encoded: frozenset[Path]
 
     def walk(
         self,
@@ -101,7 +101,7 @@ class _Walker:
         user: str | None = None,
     ) -> Iterator[Leaf]:
         if isinstance(node, str):
-            if len(path) == 2 and path[0] in self.encoded and not via:
+            if path[:-1] in self.encoded and not via:
                 text = decode.base64_text(node, encoded=True)
                 if text is not None:
                     yield from self.text(text, path, key, depth, (*via, "base64"), argv, position, user)
