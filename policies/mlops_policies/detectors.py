@@ -3,7 +3,7 @@
 One credential is often matched by several rules (a URL's password by BasicAuthDetector
 on the URL and by KeywordDetector on its userinfo view; a GitHub token by its own rule
 and by the entropy rule). Within one property path a credential is reported once, by
-the most specific rule: the order of :data:`PRECEDENCE`. Every detection names its
+the most specific rule (the order of :data:`PRECEDENCE`), and each kind once. Every detection names its
 rule and the decodings that reached it; none holds the value.
 """
 
@@ -102,13 +102,13 @@ def detect(resource_type: str, found: Iterable[Leaf], allowed: list[Allowed] | N
     for _, match, leaf in sorted(candidates, key=lambda c: (c[0], len(c[2].via))):
         if not any(_same(match.secret, other.secret) for other, _ in kept):
             kept.append((match, leaf))
-    seen: set[Detection] = set()
+    # One finding per kind at a path: two tutorial defaults in one script are one line of the report.
+    seen: set[str] = set()
     out = []
     for match, leaf in kept:
-        detection = Detection(match.kind, match.rule, leaf.via)
-        if detection not in seen:
-            seen.add(detection)
-            out.append(detection)
+        if match.kind not in seen:
+            seen.add(match.kind)
+            out.append(Detection(match.kind, match.rule, leaf.via))
     return out
 
 
