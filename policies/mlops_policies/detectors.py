@@ -85,19 +85,20 @@ def _runs_past(secret: str, accepted: str) -> bool:
 def detect(resource_type: str, found: Iterable[Leaf], allowed: list[Allowed] | None = None) -> list[Detection]:
     """What the rules report over the leaves of one property path, each credential once (see the module's doc)."""
     candidates: list[tuple[int, rules.Match, Leaf]] = []
-    accepted_secrets: list[str] = []
+    accepted_secrets: list[tuple[str, str]] = []
     for leaf in found:
         for match in matches(leaf):
             accepted = allowances.allowance(resource_type, leaf, match)
             if accepted is not None:
-                accepted_secrets.append(match.secret.strip())
+                accepted_secrets.append((match.rule, match.secret.strip()))
                 if allowed is not None:
                     allowed.append(Allowed(match.kind, match.rule, accepted.name, leaf.via))
                 continue
             candidates.append((_RANK[match.rule], match, leaf))
     # KeywordDetector reads a line's secret up to a quote or the line's end (``KEY=password && exec app``): when the
-    # setting alone was accepted, that longer reading of the same line is too. The setting's neighbours have views of their own.
-    candidates = [c for c in candidates if not any(_runs_past(c[1].secret, s) for s in accepted_secrets)]
+    # setting alone was accepted, the same rule's longer reading of that line is too. The setting's neighbours have
+    # views of their own; another rule's match of the same value is judged on its own.
+    candidates = [c for c in candidates if not any(rule == c[1].rule and _runs_past(c[1].secret, s) for rule, s in accepted_secrets)]
     kept: list[tuple[rules.Match, Leaf]] = []
     for _, match, leaf in sorted(candidates, key=lambda c: (c[0], len(c[2].via))):
         if not any(_same(match.secret, other.secret) for other, _ in kept):

@@ -55,9 +55,10 @@ _DEFAULTS = re.compile(r"(?<![A-Za-z0-9_])(?:" + "|".join(re.escape(d) for d in 
 
 # Last words of a setting's name that hold a credential in this platform's components, beyond detect-secrets' keywords:
 # MLFLOW_TRACKING_TOKEN (MLflow's client), HF_TOKEN (KServe's Hugging Face runtime), registryToken (the serving stack's
-# registry reader), AWS_SESSION_TOKEN (KServe's S3 storage), MINIO_ACCESS_KEY / accessKey / AWS_ACCESS_KEY_ID (MinIO and
-# S3 key ids, which KServe's storage Secrets carry). An Authorization header's credential is decoded as a token (decode.py).
-_SETTING_ENDINGS = (("token",), ("credentials",), ("access", "key"), ("access", "key", "id"), ("accesskey",))
+# registry reader), AWS_SESSION_TOKEN (KServe's S3 storage), MINIO_ACCESS_KEY / accessKey (MinIO's and mc's name for a
+# user's key). A name ending in "id" (AWS_ACCESS_KEY_ID) is an identifier, as detect-secrets' own filter judges it; an AWS
+# key id is AWSKeyDetector's. An Authorization header's credential is decoded as a token (decode.py).
+_SETTING_ENDINGS = (("token",), ("credentials",), ("access", "key"), ("accesskey",))
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _STARTS_LIKE_A_SECRET = re.compile(r"\w")
 
