@@ -81,16 +81,17 @@ def credential_findings(resource: Resource, ctx: Context, allowed: list[tuple[st
             if leaf.value != platform.REDACTED and not view.secret_paths.covers(leaf.path) and not ctx.settings.allows_value(leaf.value)
         )
         for group in detectors.by_path(found):
-            path = render(group[0].path)
             holder = next((h for h in holders if h.holds(group[0].path, view.props)), None)
             if holder is not None:
                 yield from sorted(set(_holder_findings(holder, view, group[0])), key=lambda f: (f.kind, f.rule))
                 continue
             explained: list[detectors.Allowed] | None = [] if allowed is not None else None
-            for detection in detectors.detect(resource.type, group, explained):
-                yield Finding(path, detection.kind, detection.rule, detection.via)
-            if allowed is not None and explained:
-                allowed.extend((path, a) for a in explained)
+            detections = detectors.detect(resource.type, group, explained)
+            if detections or explained:
+                path = render(group[0].path)
+                yield from (Finding(path, d.kind, d.rule, d.via) for d in detections)
+                if allowed is not None and explained:
+                    allowed.extend((path, a) for a in explained)
 
 
 def check_credentials(resource: Resource, ctx: Context) -> Iterator[Finding]:

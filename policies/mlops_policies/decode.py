@@ -90,9 +90,10 @@ def document(text: str) -> tuple[str, Any] | None:
             return ("json", parsed) if _container(parsed) else None
         except ValueError:
             pass
-    lines = [line for line in stripped.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
-    if lines and _INI_SECTION.fullmatch(lines[0]) and any(_INI_OPTION.match(line) for line in lines[1:]):
-        return _ini(stripped)
+    if "[" in stripped and "\n" in stripped:
+        lines = [line for line in stripped.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+        if lines and _INI_SECTION.fullmatch(lines[0]) and any(_INI_OPTION.match(line) for line in lines[1:]):
+            return _ini(stripped)
     # PEM headers ("Proc-Type: ...") parse as YAML and would hide the BEGIN line from the rules.
     if "\n" in stripped and ":" in stripped and "-----BEGIN" not in stripped:
         try:

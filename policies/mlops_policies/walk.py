@@ -16,6 +16,9 @@ a string longer than :data:`MAX_DECODED` characters (it is still scanned as it i
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,8 @@ SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 PULUMI_PLAINTEXT = "pulumi-secret-plaintext"
 """The ``via`` of a Pulumi secret found in plaintext form inside a value (a ``--show-secrets`` export)."""
+
+_SPACE = re.compile(r"\s")
 
 UNKNOWN: Any = object()
 """Stands for a value that is unknown during preview: never a literal, never a violation."""
@@ -176,20 +181,26 @@ class _Walker:
 
     @staticmethod
     def views(text: str, key: str | None, argv: tuple[str, ...], position: int) -> Iterator[decode.View]:
-        found = 0
-        for source in (
-            decode.setting_views(text),
-            decode.url_views(text),
-            decode.header_views(text),
-            decode.authorization_views(key or "", text),
-            decode.script_views(text),
-            decode.argv_views(argv, position) if argv else iter(()),
-        ):
-            for view in source:
-                if found == decode.MAX_VIEWS:
-                    return
-                found += 1
-                yield view
+        found = _text_views(text, key or "")
+        if argv:
+            found += tuple(decode.argv_views(argv, position))
+        yield from found[: decode.MAX_VIEWS]
+
+
+@functools.lru_cache(maxsize=16384)
+def _text_views(text: str, key: str) -> tuple[decode.View, ...]:
+    """The views of a string bound to ``key``; most strings (names, numbers, paths) have none, and are told quickly."""
+    spaced = _SPACE.search(text) is not None
+    sources: list[Iterator[decode.View]] = []
+    if spaced:
+        sources += [decode.setting_views(text), decode.script_views(text)]
+    if "://" in text:
+        sources.append(decode.url_views(text))
+    if spaced and ("header" in text or "trailer" in text):
+        sources.append(decode.header_views(text))
+    if key.lower() in decode.AUTHORIZATION_HEADERS:
+        sources.append(decode.authorization_views(key, text))
+    return tuple(itertools.islice(itertools.chain.from_iterable(sources), decode.MAX_VIEWS))
 
 
 def _strings(node: Any) -> tuple[str, ...]:
