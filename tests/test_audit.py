@@ -313,3 +313,21 @@ def test_the_tool_also_reads_the_plan_that_make_plan_writes(capsys: pytest.Captu
     plan.write_text(json.dumps({"stack": "dev", "resources": [pod], "outputs": {}}))
     code, out, _ = audit(capsys, str(plan))
     assert (code, out) == (1, f"images-pinned {pod['urn']} spec.containers[0].image: image uses the latest tag\n")
+
+
+def test_explain_names_what_each_allowance_accepted_without_a_value(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    job = record(
+        "kubernetes:batch/v1:Job",
+        "profiles",
+        {"spec": {"template": {"spec": {"volumes": [{"name": "keys", "secret": {"secretName": "mlflow-profile-keys"}}]}}}},
+    )
+    plan = tmp_path / "resources.json"
+    plan.write_text(json.dumps({"stack": "dev", "resources": [job], "outputs": {}}))
+    assert audit(capsys, str(plan)) == (0, "", "audit: 1 resources, 0 violations, 0 mandatory\n")
+    code, out, _ = audit(capsys, str(plan), "--explain")
+    assert (code, out) == (
+        0,
+        f"allowed {job['urn']} spec.template.spec.volumes[0].secret.secretName: Secret Keyword "
+        "[detect-secrets:KeywordDetector] by kubernetes-reference-field\n",
+    )
+    assert "mlflow-profile-keys" not in out

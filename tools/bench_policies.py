@@ -63,6 +63,7 @@ def grpc_run(resources: list[Any], pack: Path = PACK) -> dict[str, Any]:
     """One preview's worth of analyzer calls against a freshly started pack; ``cpu_s`` is the CPU time the pack's
     process used, which the machine's load inflates less than wall time."""
     import grpc
+    from google.protobuf import empty_pb2
     from pulumi.runtime.proto import analyzer_pb2 as pb
     from pulumi.runtime.proto import analyzer_pb2_grpc
 
@@ -72,7 +73,7 @@ def grpc_run(resources: list[Any], pack: Path = PACK) -> dict[str, Any]:
         started = time.perf_counter() - start
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = analyzer_pb2_grpc.AnalyzerStub(channel)
-            stub.GetAnalyzerInfo(pb.google_dot_protobuf_dot_empty__pb2.Empty())
+            stub.GetAnalyzerInfo(empty_pb2.Empty())
             stub.Configure(pb.ConfigureAnalyzerRequest())
             analyze_start = time.perf_counter()
             diagnostics = 0
@@ -100,14 +101,10 @@ def grpc_run(resources: list[Any], pack: Path = PACK) -> dict[str, Any]:
             stacked = time.perf_counter() - stack_start
     finally:
         process.terminate()
-        try:
-            _, _, usage = os.wait4(process.pid, 0)
-            process.returncode = 0
-        except ChildProcessError:
-            process.wait(timeout=30)
-            usage = None
+        _, _, usage = os.wait4(process.pid, 0)
+        process.returncode = 0
     return {
-        "cpu_s": (usage.ru_utime + usage.ru_stime) if usage else float("nan"),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "start_s": started,
         "analyze_s": analyzed,
         "analyze_stack_s": stacked,
@@ -118,27 +115,39 @@ def grpc_run(resources: list[Any], pack: Path = PACK) -> dict[str, Any]:
 
 def in_process(resources: list[Any]) -> dict[str, Any]:
     """The validate functions alone, over the same resources (no process start, no gRPC)."""
-    from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+    from pulumi_policy import (
+        PolicyCustomTimeouts,
+        PolicyResource,
+        PolicyResourceOptions,
+        ResourceValidationArgs,
+        ResourceValidationPolicy,
+        StackValidationArgs,
+        StackValidationPolicy,
+    )
     from pulumi_policy.proxy import unknown_checking_proxy
 
     from mlops_policies import crossguard_policies
 
     policies = crossguard_policies()
+    resource_policies = [p for p in policies if isinstance(p, ResourceValidationPolicy)]
+    stack_policies = [p for p in policies if isinstance(p, StackValidationPolicy)]
     options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
     reported: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        reported.append(message)
+
     cpu = time.process_time()
     start = time.perf_counter()
     for r in resources:
         args = ResourceValidationArgs(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options, None, config={})
-        for policy in policies:
-            if hasattr(policy, "validate") and type(policy).__name__ == "ResourceValidationPolicy":
-                policy.validate(args, lambda message, _urn=None: reported.append(message))
+        for policy in resource_policies:
+            policy.validate(args, report)
     resource_s = time.perf_counter() - start
     stack = [PolicyResource(r.type, unknown_checking_proxy(r.inputs), r.urn, r.name, options, None, None, [], {}) for r in resources]
     start = time.perf_counter()
-    for policy in policies:
-        if type(policy).__name__ == "StackValidationPolicy":
-            policy.validate(StackValidationArgs(stack, {}), lambda message, _urn=None: reported.append(message))
+    for stack_policy in stack_policies:
+        stack_policy.validate(StackValidationArgs(stack, {}), report)
     return {
         "resource_policies_s": resource_s,
         "stack_policies_s": time.perf_counter() - start,

@@ -41,7 +41,9 @@ def message(spec: PolicySpec, hit: Hit) -> str:
 
 def _context(spec: PolicySpec, config: Mapping[str, Any]) -> Context:
     """The engine sets PULUMI_STACK for policy packs; prod-only policies read it."""
-    return Context(stack=os.environ.get("PULUMI_STACK"), settings=_settings(spec.name, json.dumps(config, sort_keys=True), spec.config_keys))
+    return Context(
+        stack=os.environ.get("PULUMI_STACK"), settings=_settings(spec.name, json.dumps(config, sort_keys=True), spec.config_keys)
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -10,10 +10,10 @@ rule and the decodings that reached it; none holds the value.
 from __future__ import annotations
 
 import functools
-from difflib import SequenceMatcher
-from urllib.parse import unquote
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from difflib import SequenceMatcher
+from urllib.parse import unquote
 
 from . import allowances, platform, rules
 from .walk import PULUMI_PLAINTEXT, Leaf
@@ -45,6 +45,9 @@ class Allowed:
     rule: str
     allowance: str
     via: tuple[str, ...] = ()
+
+    def trace(self) -> str:
+        return f"{self.rule} via {', '.join(self.via)}" if self.via else self.rule
 
 
 @functools.lru_cache(maxsize=65536)
