@@ -181,10 +181,9 @@ class _Walker:
 
     @staticmethod
     def views(text: str, key: str | None, argv: tuple[str, ...], position: int) -> Iterator[decode.View]:
-        found = _text_views(text, key or "")
+        yield from _text_views(text, key or "")
         if argv:
-            found += tuple(decode.argv_views(argv, position))
-        yield from found[: decode.MAX_VIEWS]
+            yield from decode.argv_views(argv, position)
 
 
 @functools.lru_cache(maxsize=16384)

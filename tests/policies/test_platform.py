@@ -70,6 +70,9 @@ def test_a_literal_in_a_credential_setting_is_reported(name: str) -> None:
         ("AWS_ACCESS_KEY_ID", "<access-key-id>"),
         ("AWS_ACCESS_KEY_ID", "mlflow-svc-user"),  # an identifier (detect-secrets' id filter); an AKIA key id is AWSKeyDetector's
         ("MLFLOW_TRACKING_TOKEN", ""),
+        ("HF_TOKEN", "12345678"),  # detect-secrets' filters: no letter
+        ("registryToken", "abcdefghij"),  # a sequence
+        ("MLFLOW_TRACKING_TOKEN", "f47ac10b-58cc-4372-a567-0e02b2c3d479"),  # a UUID
     ],
 )
 def test_what_is_not_a_credential_setting_or_not_a_literal(name: str, value: str) -> None:
