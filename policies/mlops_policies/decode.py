@@ -228,6 +228,14 @@ def authorization_views(key: str, value: str) -> Iterator[View]:
         yield View("http-authorization", "token", credential)
 
 
+def registry_auth_views(key: str, value: str) -> Iterator[View]:
+    """A container registry's ``auth`` (a Docker ``config.json``'s ``auths.<registry>.auth``, base64 of ``user:password``,
+    decoded by the walk before it gets here)."""
+    user, colon, password = value.partition(":")
+    if key == "auth" and colon and password and user and " " not in user:
+        yield View("registry-auth", "password", password, user)
+
+
 def _words(text: str) -> list[str]:
     try:
         return shlex.split(text)

@@ -199,6 +199,8 @@ def _text_views(text: str, key: str) -> tuple[decode.View, ...]:
         sources.append(decode.header_views(text))
     if key.lower() in decode.AUTHORIZATION_HEADERS:
         sources.append(decode.authorization_views(key, text))
+    if key == "auth":
+        sources.append(decode.registry_auth_views(key, text))
     return tuple(itertools.islice(itertools.chain.from_iterable(sources), decode.MAX_VIEWS))
 
 

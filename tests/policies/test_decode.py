@@ -180,6 +180,14 @@ CASES = [
         SETTING,
         ("http-authorization",),
     ),
+    Case(
+        "docker-config-auth",
+        CONFIG_MAP,
+        {"data": {"config.json": json.dumps({"auths": {"ghcr.io": {"auth": b64(f"bot:{DB_PASSWORD}")}}})}},
+        'data["config.json"].auths["ghcr.io"].auth',
+        KEYWORD,
+        ("json", "base64", "registry-auth"),
+    ),
     # settings inside a script or config text
     Case("setting-flag", CONFIG_MAP, {"data": {"run.sh": f"exec mlflow-client --token {TOKEN}"}}, 'data["run.sh"]', SETTING, ("setting",)),
     # Pulumi secrets written out in plaintext form (a --show-secrets export kept in a ConfigMap)
@@ -265,6 +273,7 @@ def test_every_decoder_has_a_case() -> None:
         "http-header",
         "http-basic",
         "http-authorization",
+        "registry-auth",
         "setting",
         "command-line",
         walk.PULUMI_PLAINTEXT,
