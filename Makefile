@@ -68,6 +68,7 @@ restore: venv
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain
 	$(PY) -m tools.bench_plan
+	$(PY) -m tools.bench_policies --baseline 2956b7d
 	$(PY) -m tools.bench_kubeflow
 	$(PY) -m tools.bench_serving
 	$(PY) -m tests.e2e.bench
