@@ -112,7 +112,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
         },
         (),
     ),
-    "dev-tracking-autoscaling": ("dev", {"tracking": {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3}}}, ()),
+    "dev-tracking-autoscaling": ("dev", {"tracking": {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 2}}}, ()),
     "dev-external-host-tls-secret": (
         "dev",
         {"tracking": {"externalHost": "mlflow.example.com", "ingress": {"className": "nginx", "tls": {"secretName": "mlflow-tls"}}}},
