@@ -74,9 +74,13 @@ class Jobs:
             timings[component] = time.monotonic() - started
         return timings
 
-    @staticmethod
-    def _image_path(plan: Plan, container: dict, path: str) -> str:
-        """The declared PostgreSQL image provides its client tools: Debian's binaries of the same major stand in."""
+    def _image_path(self, plan: Plan, container: dict, path: str) -> str:
+        """What the image's PATH offers: Debian's PostgreSQL binaries of the same major for the postgres image; for the mc
+        image only the stand-in ``mc`` (the image has no grep or the like, so nothing else may be called); else ``path``.
+        """
+        mc_images = {c["image"] for j in plan.kinds("Job") if provisions_minio(j) for c in j.pod_spec()["containers"]}
+        if container["image"] in mc_images:
+            return str(self.mc_bin())
         postgres_images = {c["image"] for s in plan.kinds("StatefulSet") for c in s.pod_spec()["containers"] if c["name"] == "postgresql"}
         if container["image"] not in postgres_images:
             return path
