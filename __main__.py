@@ -11,6 +11,11 @@ from mlops_platform.tracking import TrackingStack, TrackingStackArgs
 from mlops_platform.training import TrainingJobs, TrainingJobsArgs
 
 config = load_config()
+# What every pod will pull, shown before anything is declared (and kept as the `images` output for PR previews).
+images = config.images()
+pulumi.log.info("images to pull: " + ", ".join(f"{role}={image}" for role, image in images.items()))
+if not config.tracking_image_published:
+    pulumi.log.warn(f"{config.tracking_image} is published nowhere: build and push it first with `make image` (README, Quick start)")
 # Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.
 models = resolve_models(config)
 
@@ -61,3 +66,4 @@ pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
 pulumi.export("servingModels", serving.models if serving else {})
 pulumi.export("trainingJobs", training.names if training else [])
+pulumi.export("images", images)
