@@ -102,6 +102,8 @@ class LocalEngine:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
         project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+        # The program stays in the checkout: a CLI run from this copy (`make local-up`'s env file) runs it from there.
+        project["main"] = str(ROOT)
         (self.project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
         target = self.project_dir / f"Pulumi.{self.stack_name}.yaml"
         existing = yaml.safe_load(target.read_text()) if target.exists() else {}
