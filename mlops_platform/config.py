@@ -1081,3 +1081,20 @@ def load_config() -> PlatformConfig:
         if key.startswith(PROJECT + ":") and (key in env_secret_keys or runtime_config.is_config_secret(key))
     )
     return parse_config(pulumi.get_stack(), raw, secret_keys)
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How the kubernetes provider reaches the cluster: the stack's ``kubernetes:kubeconfig`` (a path or the document
+    itself) and ``kubernetes:context``; without them KUBECONFIG or ~/.kube/config, as the provider does."""
+
+    kubeconfig: str | None
+    context: str | None
+
+
+def load_cluster_access() -> ClusterAccess:
+    """The running stack's kubernetes provider settings (read as the engine hands them to the program)."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return ClusterAccess(raw.get("kubernetes:kubeconfig") or None, raw.get("kubernetes:context") or None)

@@ -159,7 +159,16 @@ class LocalEngine:
             if echo:
                 print(line, flush=True)
 
-        result = action(on_output=output, on_event=events.append, color="never", **kwargs)
+        # A language host inherits the CLI's environment; the inline program runs here, so it gets the cluster the same way.
+        saved = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = self.env()["KUBECONFIG"]
+        try:
+            result = action(on_output=output, on_event=events.append, color="never", **kwargs)
+        finally:
+            if saved is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = saved
         raw = getattr(result, "outputs", None) or {}
         return EngineRun(
             "\n".join(lines),

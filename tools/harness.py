@@ -456,7 +456,7 @@ def run_program(
 
 class _Recorder(logging.Handler):
     def __init__(self, into: list[tuple[str, str]]):
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)
         self.into = into
 
     def emit(self, record: logging.LogRecord) -> None:

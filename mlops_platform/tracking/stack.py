@@ -184,7 +184,7 @@ class TrackingStack(pulumi.ComponentResource):
                 db_secret_name,
                 dump_size,
                 # On eks a dump of up to the database's size goes to a volume of its own, not to the node's disk.
-                dump_storage_class=args.storage_class if args.aws is not None else None,
+                dump_storage_class=(args.database.storage_class or args.storage_class) if args.aws is not None else None,
                 server=database_server,
             )
 
