@@ -95,7 +95,7 @@ def write_env_file(directory: Path, engine: Any, cluster: local_cluster.Cluster)
         "# (`pulumi preview` needs the Python language host, which the standard Pulumi CLI ships and `make toolchain` cannot build).",
         *(f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())),
         f'export PATH={shlex.quote(":".join(own))}:"$PATH"',
-        f"pulumi() {{ command pulumi --cwd {shlex.quote(str(engine.project_dir))} \"$@\"; }}",
+        f'pulumi() {{ command pulumi --cwd {shlex.quote(str(engine.project_dir))} "$@"; }}',
     ]
     target = directory / "env"
     target.write_text("\n".join(lines) + "\n")
