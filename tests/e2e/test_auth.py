@@ -4,14 +4,13 @@ The stack is dev with ``tracking.externalHost`` and no Kubeflow, which is prod's
 in front, basic-auth by default) on the data plane this lane can run. Its image is MLflow's published
 -full one (mlflow[...,auth] on Python 3.11), so the server starts from the project's own virtualenv,
 which pins the same MLflow and basic-auth's Flask-WTF; its config file is the declared Secret's
-content (database address mapped to 127.0.0.1), written where the mount would put it in a pod.
+content (database address mapped to 127.0.0.1), mounted at its declared path and mode (tests/e2e/sandbox.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mlops_platform.config import MLFLOW_IMAGE
-from tests.e2e.declared import mounted_file, resolve_env
+from tests.e2e.declared import resolve_env
 from tests.e2e.launch import Server, base_env
 from tests.e2e.plane import DataPlane
 from tools.harness import Plan, run_program, stack_config, with_overrides
@@ -56,15 +55,9 @@ def migrated(plane: DataPlane, plan: Plan) -> set[str]:
 
 @pytest.fixture(scope="module")
 def server(plane: DataPlane, plan: Plan, migrated: set[str]) -> Iterator[tuple[Server, str]]:
+    """The declared server; its config file is the declared Secret's, mounted where and with the mode the pod has it."""
     deployment = plane.tracking_deployment(plan)
-    container = deployment.pod_spec()["containers"][0]
-    env = resolve_env(plan, deployment.k8s_namespace, container, "mlflow")
-    config_path = env["MLFLOW_AUTH_CONFIG_PATH"]
-    local = plane.workdir / "auth" / os.path.basename(config_path)
-    local.parent.mkdir()
-    local.write_text(plane.hosts.rewrite(mounted_file(plan, deployment, container, config_path, "mlflow")))
-    local.chmod(0o600)
-    started = plane.start_deployment(plan, deployment, outside_env={"MLFLOW_AUTH_CONFIG_PATH": str(local)})
+    started = plane.start_deployment(plan, deployment)
     yield started, started.base + urlsplit(plan.outputs["trackingUri"]).path
 
 
