@@ -77,6 +77,7 @@ bench: venv toolchain
 	$(PY) -m tools.bench_serving
 	$(PY) -m tests.e2e.bench
 	$(PY) -m tests.e2e.bench_load
+	$(PY) -m tests.e2e.bench_sandbox
 	$(PY) -m tools.bench_engine
 	$(PY) -m tests.cluster.bench_tenancy
 
