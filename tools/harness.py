@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import runpy
 import string
 from collections.abc import Iterator, Mapping
@@ -98,6 +99,8 @@ class Plan:
     resources: list[DeclaredResource]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    # What the program logged (pulumi.log), as (severity, message): what `pulumi preview` prints above the resources.
+    logs: list[tuple[str, str]] = field(default_factory=list)
 
     def masked_outputs(self) -> dict[str, Any]:
         """Stack outputs as `pulumi stack output` shows them: secret ones masked."""
@@ -423,7 +426,8 @@ def run_program(
         secret_keys = file_secret_keys if secret_keys is None else secret_keys
     settings.ROOT.set(None)
     mocks = _mocks(stack)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records))
+    logs: list[tuple[str, str]] = []
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records), logger=_recorder(logs))
     pulumi.runtime.set_all_config(config, secret_keys or [])
     exported: dict[str, Any] = {}
     secret_outputs: set[str] = set()
@@ -447,4 +451,22 @@ def run_program(
         return pulumi.Output.all(**outputs).apply(collect) if outputs else None, asyncio.ensure_future(secrecy())
 
     _run()
-    return Plan(stack=stack, resources=records, outputs=exported, secret_outputs=secret_outputs)
+    return Plan(stack=stack, resources=records, outputs=exported, secret_outputs=secret_outputs, logs=logs)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, into: list[tuple[str, str]]):
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append((record.levelname.lower(), record.getMessage()))
+
+
+def _recorder(into: list[tuple[str, str]]) -> logging.Logger:
+    """The logger the mock engine hands pulumi.log to, keeping this run's messages in ``into`` (runs are sequential)."""
+    logger = logging.getLogger(f"{PROJECT}.program")
+    logger.handlers = [_Recorder(into)]
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger

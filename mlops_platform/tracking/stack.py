@@ -191,10 +191,17 @@ class TrackingStack(pulumi.ComponentResource):
             dumped: maintenance.Database | None = None
             self._backend_uri: pulumi.Output[str] | None = None
         else:
-            db_secret_name, db_password, dump_url = self._managed_database(name, args, child, protect)
+            db_secret_name, db_password, dump_url, database_server = self._managed_database(name, args, child, protect)
             db_uri_key = "uri"
             dump_size = f"{args.database.managed.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size
-            dumped = maintenance.Database(dump_url, db_secret_name, dump_size)
+            dumped = maintenance.Database(
+                dump_url,
+                db_secret_name,
+                dump_size,
+                # On eks a dump of up to the database's size goes to a volume of its own, not to the node's disk.
+                dump_storage_class=(args.database.storage_class or args.storage_class) if args.aws is not None else None,
+                server=database_server,
+            )
 
         self._artifact_store, storage = store.declare(
             name,
@@ -387,10 +394,11 @@ class TrackingStack(pulumi.ComponentResource):
 
     def _managed_database(
         self, name: str, args: TrackingStackArgs, child: pulumi.ResourceOptions, protect: bool
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], pulumi.Resource]:
         """PostgreSQL in the cluster or on RDS, with a generated password.
 
-        Returns the name of the Secret (``uri``, ``password``), the password, and the database's URL without it (for pg_dump).
+        Returns the name of the Secret (``uri``, ``password``), the password, the database's URL without it (for pg_dump),
+        and the resource the engine awaits until the database answers (the StatefulSet, or the RDS instance).
         """
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
@@ -407,8 +415,9 @@ class TrackingStack(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             db_host: pulumi.Input[str] = instance.address
+            server: pulumi.Resource = instance
         else:
-            db_host = postgres.deploy(
+            db_host, server = postgres.deploy(
                 f"{name}-postgresql",
                 namespace=args.namespace,
                 config=args.database,
@@ -441,7 +450,12 @@ class TrackingStack(pulumi.ComponentResource):
         )
 
         self._backend_uri = backend_uri
-        return db_secret.metadata.name, db_password.result, postgres.url_without_password(args.database.user, db_host, args.database.name)
+        return (
+            db_secret.metadata.name,
+            db_password.result,
+            postgres.url_without_password(args.database.user, db_host, args.database.name),
+            server,
+        )
 
     def allowed_hosts(self, metrics_scrapers: bool = False) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""

@@ -121,7 +121,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "prod-auth-kubernetes-alb": (
         "prod",
         {
-            "tracking": {"externalHost": "mlflow.example.com", "auth": "kubernetes", "ingress": {"className": "alb"}},
+            "tracking": {
+                "externalHost": "mlflow.example.com",
+                "auth": "kubernetes",
+                "ingress": {"className": "alb"},
+                "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-platform/mlflow:3.17.2-k8s2.1.0",
+            },
             "kubeflow": KUBEFLOW,
             "monitoring": {"enabled": True, "meshPrincipal": "cluster.local/ns/monitoring/sa/prometheus"},
         },
