@@ -460,6 +460,9 @@ class KubeflowConfig(_Model):
     # One MLflow workspace per profile, every request authorized by Kubernetes RBAC (mlflow-kubernetes-plugins).
     workspaces: bool = True
     browser: BrowserConfig = BrowserConfig()
+    # The MLflowConfig CRD the workspace provider watches (mlflowconfigs.mlflow.kubeflow.org). Without it the provider
+    # asks the API server for them on every request; false where another operator (OpenDataHub's) already installs it.
+    mlflow_config_crd: bool = True
 
     @model_validator(mode="after")
     def _nothing_set_while_disabled(self) -> KubeflowConfig:
@@ -473,6 +476,12 @@ class KubeflowConfig(_Model):
                     f"browser.{key}",
                     "set, but kubeflow.workspaces is false (the browser server authorizes workspaces); "
                     f"allowed: kubeflow.workspaces true, or kubeflow.browser.{key} left out",
+                    quotes_value=False,
+                )
+            for key in _settings(self, {"mlflowConfigCrd"}):
+                raise _KeyError(
+                    key,
+                    f"set, but kubeflow.workspaces is false; allowed: kubeflow.workspaces true, or kubeflow.{key} left out",
                     quotes_value=False,
                 )
         return self

@@ -304,6 +304,7 @@ SET_ONLY_WHEN_ENABLED = {
         "insecureCookies": True,
         "workspaces": False,
         "browser": {"replicas": 2},
+        "mlflowConfigCrd": False,
     },
     "serving": {
         "mlflowTrackingUri": "https://mlflow.example.com/mlflow",

@@ -61,13 +61,14 @@ def declare(
     *,
     workspaces: bool,
     namespace: str,
+    mlflow_config_crd: bool = False,
     backend_uri: pulumi.Output[str] | None,
     service_account: str,
     opts: pulumi.ResourceOptions,
 ) -> ServerAuth:
     """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret)."""
     if mode == "kubernetes":
-        return _kubernetes(name, workspaces, namespace, service_account, opts)
+        return _kubernetes(name, workspaces, namespace, service_account, opts, mlflow_config_crd)
     if mode == "basic":
         if backend_uri is None:
             # Config refuses basic-auth with an external database (its URI lives only in the user's Secret).
@@ -129,16 +130,25 @@ def workspace_env() -> dict[str, str]:
     }
 
 
-def _kubernetes(name: str, workspaces: bool, namespace: str, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:
+def _kubernetes(
+    name: str, workspaces: bool, namespace: str, service_account: str, opts: pulumi.ResourceOptions, mlflow_config_crd: bool
+) -> ServerAuth:
     if workspaces:
         # Only the workspace provider acts as the server itself; every authorization check uses the caller's token.
         role_name = f"{name}-{SERVER_ROLE_SUFFIX}"
+        watch = ["get", "list", "watch"]
         k8s.rbac.v1.ClusterRole(
             f"{name}-workspaces",
             metadata=naming.metadata(role_name, component=COMPONENT, instance=name),
-            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=["get", "list", "watch"])],
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=watch),
+                # Watched once and cached; unreadable, the provider asks for them again on every request.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[MLFLOW_CONFIG_GROUP], resources=[MLFLOW_CONFIG_PLURAL], verbs=watch),
+            ],
             opts=opts,
         )
+        if mlflow_config_crd:
+            mlflow_configs(name, opts)
         rbac.bind_cluster_wide(
             f"{name}-workspaces",
             naming.metadata(role_name, component=COMPONENT, instance=name),
@@ -155,6 +165,50 @@ def _kubernetes(name: str, workspaces: bool, namespace: str, service_account: st
         env=plain_env(kubernetes_env(workspaces, namespace)),
         volumes=[token],
         mounts=[mount],
+    )
+
+
+# mlflow-kubernetes-plugins 2.1.0 workspace_plugin/caches.py: MlflowConfigCache lists these cluster-wide and watches them;
+# while the kind is missing or unreadable it lists again on every artifact-root lookup (two API calls per request, measured).
+MLFLOW_CONFIG_GROUP = "mlflow.kubeflow.org"
+MLFLOW_CONFIG_PLURAL = "mlflowconfigs"
+
+
+def mlflow_configs(name: str, opts: pulumi.ResourceOptions) -> k8s.apiextensions.v1.CustomResourceDefinition:
+    """The MLflowConfig kind the workspace provider watches, so that it finds none and caches that.
+
+    The shape the plugin reads (``spec.artifactRootSecret``, ``spec.artifactRootPath``). A namespace's MLflowConfig would
+    move its artifacts to a bucket of its own, which the server's proxied store does not support here: the server may
+    not read the Secret it names, so such a workspace fails loudly.
+    """
+    schema = k8s.apiextensions.v1.JSONSchemaPropsArgs(
+        type="object",
+        properties={
+            "spec": k8s.apiextensions.v1.JSONSchemaPropsArgs(
+                type="object",
+                properties={
+                    "artifactRootSecret": k8s.apiextensions.v1.JSONSchemaPropsArgs(type="string"),
+                    "artifactRootPath": k8s.apiextensions.v1.JSONSchemaPropsArgs(type="string"),
+                },
+            ),
+        },
+    )
+    return k8s.apiextensions.v1.CustomResourceDefinition(
+        f"{name}-mlflowconfigs",
+        metadata=naming.metadata(f"{MLFLOW_CONFIG_PLURAL}.{MLFLOW_CONFIG_GROUP}", component=COMPONENT, instance=name),
+        spec=k8s.apiextensions.v1.CustomResourceDefinitionSpecArgs(
+            group=MLFLOW_CONFIG_GROUP,
+            scope="Namespaced",
+            names=k8s.apiextensions.v1.CustomResourceDefinitionNamesArgs(
+                kind="MLflowConfig", plural=MLFLOW_CONFIG_PLURAL, singular="mlflowconfig", list_kind="MLflowConfigList"
+            ),
+            versions=[
+                k8s.apiextensions.v1.CustomResourceDefinitionVersionArgs(
+                    name="v1", served=True, storage=True, schema=k8s.apiextensions.v1.CustomResourceValidationArgs(open_apiv3_schema=schema)
+                )
+            ],
+        ),
+        opts=opts,
     )
 
 

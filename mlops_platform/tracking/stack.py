@@ -82,6 +82,8 @@ class TrackingStackArgs:
     backup_prefix: str
     # A second server for people in browsers behind Kubeflow's gateway (tracking/browser.py), None without one.
     browser: browser.BrowserAccess | None = None
+    # Declare the MLflowConfig CRD the workspace provider watches (with workspaces; not where another operator owns it).
+    mlflow_config_crd: bool = False
 
     @classmethod
     def of(cls, config: PlatformConfig) -> TrackingStackArgs:
@@ -103,6 +105,7 @@ class TrackingStackArgs:
             protect_data=config.protect_data,
             maintenance=config.maintenance,
             backup_prefix=config.backup_prefix,
+            mlflow_config_crd=config.workspaces and config.kubeflow.mlflow_config_crd,
             browser=browser.BrowserAccess(
                 issuer=b.issuer,
                 client_id=b.client_id,
@@ -233,6 +236,7 @@ class TrackingStack(pulumi.ComponentResource):
             name,
             args.auth,
             workspaces=args.workspaces,
+            mlflow_config_crd=args.mlflow_config_crd,
             namespace=args.namespace,
             backend_uri=self._backend_uri,
             service_account=self._service_account,

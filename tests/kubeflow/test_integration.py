@@ -446,7 +446,7 @@ def parse(kubeflow: dict):
         (
             {"cookies": False},
             "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, browser, dashboardTab, enabled, "
-            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles, workspaces",
+            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, mlflowConfigCrd, namespace, profiles, workspaces",
         ),
     ],
 )
