@@ -382,6 +382,26 @@ class MaintenanceConfig(_Model):
     gc_older_than: Annotated[str, _check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = "30d"
 
 
+Generation = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class RotationConfig(_Model):
+    """A generation per generated credential: raising one by one rotates that credential at the next `pulumi up`.
+
+    0 (the default) is the credential as first generated. Each number feeds its RandomPasswords' ``keepers``
+    only when above 0, so a stack that never rotates is declared exactly as before rotation existed.
+    """
+
+    # The PostgreSQL login of the server and its jobs (two logins take turns: README, Operations).
+    database: Generation = 0
+    # MinIO's root user (MinIO restarts to read it).
+    minio_root: Generation = 0
+    # Every per-client MinIO user: the tracking server's, the backup job's, each profile's and serving namespace's.
+    minio_users: Generation = 0
+    # basic-auth's admin user (its password lives in MLflow's auth tables).
+    tracking_admin: Generation = 0
+
+
 class KubeflowConfig(_Model):
     """Wiring into an existing Kubeflow: its gateway, dashboard and profile namespaces."""
 
@@ -695,6 +715,26 @@ class PlatformConfig(_Model):
         return self
 
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    rotation: RotationConfig = RotationConfig()
+
+    @model_validator(mode="after")
+    def _rotation_rules(self) -> PlatformConfig:
+        """A generation of a credential the program does not generate here cannot take effect: refused."""
+        if self.database.mode != "inCluster":
+            because = {
+                "rds": "database.mode is rds (RDS keeps its master password; rotate it with AWS)",
+                "external": "database.mode is external (its URI and password are yours)",
+            }[self.database.mode]
+            _refuse_unused(self.rotation, "rotation", {"database"}, because, "database.mode inCluster")
+        if self.target != "microk8s":
+            _refuse_unused(
+                self.rotation, "rotation", {"minioRoot", "minioUsers"}, "target is eks (S3 through IAM roles, no keys)", "target microk8s"
+            )
+        if self.auth != "basic":
+            _refuse_unused(
+                self.rotation, "rotation", {"trackingAdmin"}, f"tracking.auth is {self.auth} (no admin password)", "tracking.auth basic"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
