@@ -189,9 +189,10 @@ def _mocks(stack: str):
             outputs = dict(args.inputs)
             t = args.typ
             if t == "random:index/randomPassword:RandomPassword":
-                outputs["result"] = _fake_password(
-                    f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True))
-                )
+                # New keepers are a new password, as pulumi-random generates one when they change.
+                keepers = args.inputs.get("keepers")
+                seed = f"{stack}/{args.name}" + (f"/{json.dumps(keepers, sort_keys=True)}" if keepers else "")
+                outputs["result"] = _fake_password(seed, int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True)))
             elif t == "aws:s3/bucket:Bucket":
                 bucket = args.inputs.get("bucket", args.name)
                 outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
