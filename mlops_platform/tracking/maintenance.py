@@ -74,6 +74,8 @@ class Database:
     secret: pulumi.Input[str]
     # Upper bound of one dump's size (the database's own storage size).
     dump_size: str
+    # With rotating logins the URL names no user: PGUSER comes from this key of ``secret``.
+    user_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,11 @@ class Maintenance:
             _JOB_RESOURCES,
             command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
             args=[pulumi.Output.concat("--dbname=", database.url)],
-            env=[secret_env("PGPASSWORD", database.secret, "password"), *plain_env({"HOME": "/tmp"})],
+            env=[
+                *([secret_env("PGUSER", database.secret, database.user_key)] if database.user_key else []),
+                secret_env("PGPASSWORD", database.secret, "password"),
+                *plain_env({"HOME": "/tmp"}),
+            ],
             scratch=self._scratch,
         )
 
