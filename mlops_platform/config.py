@@ -9,6 +9,7 @@ wrong and what is allowed; values of secret keys are never echoed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -1046,6 +1047,13 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
         config = PlatformConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, secret_keys)) from None
+    rotating = _settings(config.rotation)
+    if rotating and not _secrets_mutable(raw):
+        raise ConfigError(
+            f"{PROJECT}:rotation.{rotating[0]}: set, but kubernetes:enableSecretMutable is not true, so the kubernetes provider "
+            "would delete and create again every Secret holding the credential, and every Deployment reading them; allowed: "
+            "`pulumi config set kubernetes:enableSecretMutable true`, or rotation left out"
+        )
     external = config.database.external
     if external is not None and external.uri is not None and "database" not in secret_keys:
         raise ConfigError(
@@ -1053,6 +1061,12 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
             "`pulumi config set --secret --path database.external.uri ...`, or database.external.existingSecret"
         )
     return config
+
+
+def _secrets_mutable(raw: Mapping[str, str]) -> bool:
+    """The kubernetes provider's enableSecretMutable, from stack config or its environment variable (pkg/provider/provider.go)."""
+    value = raw.get("kubernetes:enableSecretMutable") or os.environ.get("PULUMI_K8S_ENABLE_SECRET_MUTABLE") or ""
+    return str(value).strip().lower() == "true"
 
 
 def _decode(text: Any) -> Any:

@@ -10,11 +10,12 @@ import json
 
 import pytest
 
+from mlops_platform.config import ConfigError
 from mlops_platform.rotation import ANNOTATION
 from mlops_platform.tracking.maintenance import DUMP_FILE
 from mlops_policies import audit_resources
 from tests.conftest import container, env_of, refused, run_with
-from tools.harness import Plan
+from tools.harness import Plan, run_program, stack_config, with_overrides
 
 NS = "mlflow"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -194,3 +195,18 @@ def test_a_generation_that_cannot_take_effect_is_refused_in_one_line_before_any_
     message, declared_before = refused(stack, **overrides)
     assert message.startswith(expected) and "\n" not in message
     assert declared_before == []
+
+
+def test_rotation_needs_secrets_updated_in_place_by_the_kubernetes_provider():
+    """Otherwise pulumi-kubernetes 4.25 replaces a Secret whose data changes, and every Deployment reading it with it."""
+    config, secret_keys = stack_config("dev")
+    assert config["kubernetes:enableSecretMutable"] == "true"
+    del config["kubernetes:enableSecretMutable"]
+    declared_before: list = []
+    with pytest.raises(ConfigError) as caught:
+        rotating = with_overrides(config, {"rotation": {"minioUsers": 1}})
+        run_program("dev", config=rotating, secret_keys=secret_keys, declared=declared_before)
+    assert str(caught.value).startswith("mlops-platform:rotation.minioUsers: set, but kubernetes:enableSecretMutable is not true")
+    assert declared_before == []
+    # Without rotation the stack needs nothing of it.
+    assert run_program("dev", config=config, secret_keys=secret_keys).resources
