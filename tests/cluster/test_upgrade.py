@@ -227,7 +227,7 @@ def test_the_oldest_supported_commit_upgrades_in_place_and_every_client_still_au
         preview = upgraded_engine.preview()
         planned = guarded_steps(preview, old)
         print("\nupgrade preview:", dict(Counter(step["op"] for step in preview.steps())), end=" ")
-        print(sorted({f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in preview.steps() if s["op"] != "same"}))
+        print(sorted({f"{s['op']} {s['urn'].split('::', 2)[-1]}" for s in preview.steps() if s["op"] != "same"}))
         assert {urn: ops for urn, ops in planned.items() if ops - KEEPS or not ops} == {}, (
             "the upgrade would replace or delete data or a credential (or lost track of it: add aliases=[...] where a URN changes)"
         )
