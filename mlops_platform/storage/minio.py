@@ -228,8 +228,11 @@ def provision_users(
                 ),
             ),
         ),
+        # Replaced under the same name: delete first, or the new Job is only the old one patched (it never runs
+        # again) and the old one's deletion then removes it.
         opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]))
+            opts,
+            pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]), delete_before_replace=True),
         ),
     )
 

@@ -55,6 +55,21 @@ def _uids(api: Any) -> dict[str, str]:
     return uids
 
 
+def _provisioning_jobs(api: Any) -> dict[str, str]:
+    """The MinIO provisioning Jobs of every namespace (``<namespace>/<name>``) and their uids."""
+    found = {}
+    for job in client.BatchV1Api(api).list_job_for_all_namespaces().items:
+        labels = job.metadata.labels or {}
+        if labels.get("app.kubernetes.io/name") == "minio-provisioner":
+            found[f"{job.metadata.namespace}/{job.metadata.name}"] = job.metadata.uid
+    return found
+
+
+def _job(api: Any, name: str) -> Any:
+    namespace, job = name.split("/")
+    return client.BatchV1Api(api).read_namespaced_job(job, namespace)
+
+
 def test_a_new_generation_renews_the_credentials_rolls_their_readers_and_leaves_the_data_alone(cluster, deployment, tmp_path):
     config, _ = stack_config("dev")
     tracking = {**json.loads(config.get("mlops-platform:tracking", "{}")), "replicas": 2}
@@ -65,6 +80,8 @@ def test_a_new_generation_renews_the_credentials_rolls_their_readers_and_leaves_
         deployment.changed()
         deployment.engine.up()
         secrets, uids = _live_secrets(api), _uids(api)
+        provisioning = _provisioning_jobs(api)
+        assert len(provisioning) == 4, provisioning
         assert "claim data-mlflow-postgresql-0" in uids and "claim mlflow-minio-data" in uids
 
         rotated = {"tracking": tracking, "rotation": {"database": 1, "minioRoot": 1, "minioUsers": 1}}
@@ -110,6 +127,11 @@ def test_a_new_generation_renews_the_credentials_rolls_their_readers_and_leaves_
         jobs = {j.metadata.name: j for j in client.BatchV1Api(api).list_namespaced_job(NS).items}
         for name in ("mlflow-db-rotate-1", "mlflow-db-retire-1"):
             assert any(c.type == "Complete" and c.status == "True" for c in jobs[name].status.conditions or []), name
+        # Each MinIO provisioning Job ran again (a new object under its name, completed): MinIO got the new keys.
+        for name, uid in provisioning.items():
+            live = _job(api, name)
+            assert live.metadata.uid != uid, f"{name} did not run again"
+            assert any(c.type == "Complete" and c.status == "True" for c in live.status.conditions or []), name
 
         counts = assert_no_plaintext_credential(deployment.engine, tmp_path, run)
         assert counts["passwords"] == 7, counts

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
-from tests.cluster.conftest import DIRECTORY
+from tests.cluster.conftest import DIRECTORY, settle
 from tests.cluster.tenancy import Caller, kubeconfig, service_account_token
 from tests.cluster.upgrade import OldProgram, UpgradeSourceMissing, checkout, guarded, oldest, remove
 from tests.e2e.plane import DataPlane
@@ -191,6 +191,7 @@ def upgraded_engine(cluster, deployment, tmp_path) -> Iterator[LocalEngine]:
     """A workspace of the upgrade's own, in a cluster without the session's stack; destroyed afterwards."""
     deployment.engine.destroy()
     deployment.changed()
+    settle(cluster)
     engine = LocalEngine("dev", cluster.directory, workspace=tmp_path / "engine")
     try:
         yield engine
