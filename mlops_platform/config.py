@@ -9,6 +9,7 @@ wrong and what is allowed; values of secret keys are never echoed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -411,6 +412,26 @@ class MaintenanceConfig(_Model):
     gc_older_than: Annotated[str, _check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = "30d"
 
 
+Generation = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class RotationConfig(_Model):
+    """A generation per generated credential: raising one by one rotates that credential at the next `pulumi up`.
+
+    0 (the default) is the credential as first generated. Each number feeds its RandomPasswords' ``keepers``
+    only when above 0, so a stack that never rotates is declared exactly as before rotation existed.
+    """
+
+    # The PostgreSQL login of the server and its jobs (two logins take turns: README, Operations).
+    database: Generation = 0
+    # MinIO's root user (MinIO restarts to read it).
+    minio_root: Generation = 0
+    # Every per-client MinIO user: the tracking server's, the backup job's, each profile's and serving namespace's.
+    minio_users: Generation = 0
+    # basic-auth's admin user (its password lives in MLflow's auth tables).
+    tracking_admin: Generation = 0
+
+
 _ISSUER = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 
@@ -769,6 +790,26 @@ class PlatformConfig(_Model):
         return self
 
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    rotation: RotationConfig = RotationConfig()
+
+    @model_validator(mode="after")
+    def _rotation_rules(self) -> PlatformConfig:
+        """A generation of a credential the program does not generate here cannot take effect: refused."""
+        if self.database.mode != "inCluster":
+            because = {
+                "rds": "database.mode is rds (RDS keeps its master password; rotate it with AWS)",
+                "external": "database.mode is external (its URI and password are yours)",
+            }[self.database.mode]
+            _refuse_unused(self.rotation, "rotation", {"database"}, because, "database.mode inCluster")
+        if self.target != "microk8s":
+            _refuse_unused(
+                self.rotation, "rotation", {"minioRoot", "minioUsers"}, "target is eks (S3 through IAM roles, no keys)", "target microk8s"
+            )
+        if self.auth != "basic":
+            _refuse_unused(
+                self.rotation, "rotation", {"trackingAdmin"}, f"tracking.auth is {self.auth} (no admin password)", "tracking.auth basic"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
@@ -1121,6 +1162,13 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
         config = PlatformConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, secret_keys)) from None
+    rotating = _settings(config.rotation)
+    if rotating and not _secrets_mutable(raw):
+        raise ConfigError(
+            f"{PROJECT}:rotation.{rotating[0]}: set, but kubernetes:enableSecretMutable is not true, so the kubernetes provider "
+            "would delete and create again every Secret holding the credential, and every Deployment reading them; allowed: "
+            "`pulumi config set kubernetes:enableSecretMutable true`, or rotation left out"
+        )
     external = config.database.external
     if external is not None and external.uri is not None and "database" not in secret_keys:
         raise ConfigError(
@@ -1128,6 +1176,12 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
             "`pulumi config set --secret --path database.external.uri ...`, or database.external.existingSecret"
         )
     return config
+
+
+def _secrets_mutable(raw: Mapping[str, str]) -> bool:
+    """The kubernetes provider's enableSecretMutable, from stack config or its environment variable (pkg/provider/provider.go)."""
+    value = raw.get("kubernetes:enableSecretMutable") or os.environ.get("PULUMI_K8S_ENABLE_SECRET_MUTABLE") or ""
+    return str(value).strip().lower() == "true"
 
 
 def _decode(text: Any) -> Any:

@@ -64,6 +64,8 @@ class EngineRun:
                 {
                     "op": str(getattr(meta.op, "value", meta.op)),
                     "urn": meta.urn,
+                    # The URN in the state before: another one when an alias moved the resource.
+                    "old_urn": getattr(old, "urn", None) or meta.urn,
                     "type": meta.type,
                     "inputs": getattr(new, "inputs", None) or {},
                     "old_inputs": getattr(old, "inputs", None) or {},

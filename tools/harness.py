@@ -49,6 +49,8 @@ class DeclaredResource:
     # The replacement_trigger option, unwrapped; whether it travelled as a secret.
     replacement_trigger: Any = None
     replacement_trigger_secret: bool = False
+    # URNs the resource had before (the aliases option): the engine moves their state to ``urn`` instead of replacing.
+    alias_urns: list[str] = field(default_factory=list)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -192,9 +194,10 @@ def _mocks(stack: str):
             outputs = dict(args.inputs)
             t = args.typ
             if t == "random:index/randomPassword:RandomPassword":
-                outputs["result"] = _fake_password(
-                    f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True))
-                )
+                # New keepers are a new password, as pulumi-random generates one when they change.
+                keepers = args.inputs.get("keepers")
+                seed = f"{stack}/{args.name}" + (f"/{json.dumps(keepers, sort_keys=True)}" if keepers else "")
+                outputs["result"] = _fake_password(seed, int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True)))
             elif t == "aws:s3/bucket:Bucket":
                 bucket = args.inputs.get("bucket", args.name)
                 outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
@@ -226,6 +229,14 @@ def _monitor(mocks, records: list[DeclaredResource]):
     class RecordingMonitor(mocks_module.MockMonitor):
         """Records each request, and marks additionalSecretOutputs as the real engine does."""
 
+        def _alias_urn(self, request, alias) -> str:
+            """The URN an alias names: given whole, or the current one with the spec's name, type or parent."""
+            if alias.urn:
+                return alias.urn
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
+
         def RegisterResource(self, request):
             urn = self.make_urn(request.parent, request.type, request.name)
             if request.type == "pulumi:pulumi:Stack":
@@ -245,6 +256,7 @@ def _monitor(mocks, records: list[DeclaredResource]):
                 inputs=inputs,
                 secret_paths=sorted(secret_paths),
             )
+            record.alias_urns = [self._alias_urn(request, alias) for alias in request.aliases] + list(request.aliasURNs)
             if request.HasField("replacement_trigger"):
                 trigger_secrets: list[str] = []
                 record.replacement_trigger = _unwrap(json_format.MessageToDict(request.replacement_trigger), "", trigger_secrets)
@@ -253,7 +265,8 @@ def _monitor(mocks, records: list[DeclaredResource]):
             mocks_module._ensure_event_loop()
             resource_args = mocks_module.MockResourceArgs(
                 typ=request.type,
-                name=request.name,
+                # An aliased resource keeps the state of the URN it names (its generated password, its physical name).
+                name=record.alias_urns[0].rsplit("::", 1)[-1] if record.alias_urns else request.name,
                 inputs=rpc.deserialize_properties(request.object),
                 provider=request.provider,
                 resource_id=request.importId,

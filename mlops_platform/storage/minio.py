@@ -73,6 +73,7 @@ def deploy_server(
     root_password: pulumi.Output[str],
     protect: bool,
     opts: pulumi.ResourceOptions,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[str, k8s.apps.v1.Deployment]:
     """MinIO with a PVC and a Service; returns the name of its root credentials Secret, and the server."""
     instance = name
@@ -125,7 +126,8 @@ def deploy_server(
             strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=naming.selector_labels(COMPONENT, instance)),
             template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance)),
+                # MinIO reads its root credentials at start: a rotation's generation here restarts it.
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance), annotations=pod_annotations or None),
                 spec=pod_spec(
                     [server],
                     volumes=scratch_volumes([scratch])
@@ -226,8 +228,11 @@ def provision_users(
                 ),
             ),
         ),
+        # Replaced under the same name: delete first, or the new Job is only the old one patched (it never runs
+        # again) and the old one's deletion then removes it.
         opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]))
+            opts,
+            pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]), delete_before_replace=True),
         ),
     )
 
@@ -250,6 +255,7 @@ def namespace_credentials(
     secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
     instance: str,
     opts: pulumi.ResourceOptions,
+    keepers: Mapping[str, str] | None = None,
 ) -> tuple[k8s.batch.v1.Job, dict[str, k8s.core.v1.Secret]]:
     """A MinIO user per namespace with a generated key, all created by one Job, and the key in a Secret of that namespace.
 
@@ -260,7 +266,7 @@ def namespace_credentials(
     users = {
         ns: MinioUser(
             grant.access_key,
-            random.RandomPassword(f"{name}-{ns}-s3-key", length=40, special=False, opts=opts).result,
+            random.RandomPassword(f"{name}-{ns}-s3-key", length=40, special=False, keepers=keepers, opts=opts).result,
             grant.prefix,
             grant.access,
         )

@@ -53,6 +53,8 @@ class ServerAuth:
     volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
     mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
     admin_password: pulumi.Output[str] | None = None
+    # basic-auth's Secret (its config file and the admin password), None with any other app.
+    secret: k8s.core.v1.Secret | None = None
 
 
 def declare(
@@ -65,8 +67,9 @@ def declare(
     backend_uri: pulumi.Output[str] | None,
     service_account: str,
     opts: pulumi.ResourceOptions,
+    admin_keepers: dict[str, str] | None = None,
 ) -> ServerAuth:
-    """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret)."""
+    """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret); ``admin_keepers`` rotate the admin password."""
     if mode == "kubernetes":
         return _kubernetes(name, workspaces, namespace, service_account, opts, mlflow_config_crd)
     if mode == "basic":
@@ -75,7 +78,7 @@ def declare(
             raise ConfigError(
                 "mlops-platform:tracking.auth: 'basic' needs the database URI; allowed: 'kubernetes' with database.mode external"
             )
-        return _basic(name, namespace, backend_uri, opts)
+        return _basic(name, namespace, backend_uri, opts, admin_keepers)
     return ServerAuth("none")
 
 
@@ -225,9 +228,11 @@ def basic_auth_ini(database_uri: pulumi.Input[str]) -> pulumi.Output[str]:
     )
 
 
-def _basic(name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions) -> ServerAuth:
+def _basic(
+    name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions, admin_keepers: dict[str, str] | None
+) -> ServerAuth:
     secret_name = f"{name}-auth"
-    password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=opts)
+    password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, keepers=admin_keepers, opts=opts)
     flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=48, special=False, opts=opts)
     secret = k8s.core.v1.Secret(
         f"{name}-auth",
@@ -260,4 +265,5 @@ def _basic(name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pul
         ],
         mounts=[k8s.core.v1.VolumeMountArgs(name="auth-config", mount_path=AUTH_CONFIG_DIR, read_only=True)],
         admin_password=password.result,
+        secret=secret,
     )

@@ -86,6 +86,8 @@ class Database:
     dump_storage_class: str | None = None
     # What the engine awaits until the database answers (StatefulSet or RDS instance); the migration waits for it.
     server: pulumi.Resource | None = None
+    # With rotating logins the URL names no user: PGUSER comes from this key of ``secret``.
+    user_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,11 @@ class Maintenance:
             _JOB_RESOURCES,
             command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
             args=[pulumi.Output.concat("--dbname=", database.url)],
-            env=[secret_env("PGPASSWORD", database.secret, "password"), *plain_env({"HOME": "/tmp"})],
+            env=[
+                *([secret_env("PGUSER", database.secret, database.user_key)] if database.user_key else []),
+                secret_env("PGPASSWORD", database.secret, "password"),
+                *plain_env({"HOME": "/tmp"}),
+            ],
             scratch=self._scratch,
         )
 

@@ -12,6 +12,7 @@ is reported once and allowances can look at it; it is never put in a message.
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString,
 from detect_secrets.plugins.ibm_cloud_iam import IbmCloudIamDetector
 from detect_secrets.plugins.ibm_cos_hmac import IbmCosHmacDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
-from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, DENYLIST, KeywordDetector
+from detect_secrets.plugins.keyword import (
+    CONFIG_DENYLIST_REGEX_TO_GROUP,
+    DENYLIST,
+    QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+    KeywordDetector,
+)
 from detect_secrets.plugins.mailchimp import MailchimpDetector
 from detect_secrets.plugins.npm import NpmDetector
 from detect_secrets.plugins.openai import OpenAIDetector
@@ -140,11 +146,31 @@ def _shapes(lines: list[str]) -> Iterator[Match]:
                     yield Match(plugin.secret_type, rule_id(plugin), secret)
 
 
-def _keywords(lines: list[str]) -> Iterator[Match]:
+def is_python_source(value: str) -> bool:
+    """A program in a value (``python -c <source>``, a script in a ConfigMap): several lines of Python that import or call.
+
+    Settings text can parse as Python too (``password: s3cr3t`` is an annotated name): a top-level annotation, or a
+    module that neither imports nor calls anything, is read as settings, with the stricter reading.
+    """
+    if "\n" not in value.strip():
+        return False
+    try:
+        tree = ast.parse(value)
+    except (SyntaxError, ValueError):
+        return False
+    if any(isinstance(node, ast.AnnAssign) for node in tree.body):
+        return False
+    return any(isinstance(node, (ast.Import, ast.ImportFrom, ast.Call)) for node in ast.walk(tree))
+
+
+def _keywords(lines: list[str], source: bool = False) -> Iterator[Match]:
+    # In source code detect-secrets' keyword rule counts quoted values only (it reads .py files so): a name bound to
+    # another name (`"password": password`) is code, `password = "..."` a literal credential.
+    denylist = QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP if source else CONFIG_DENYLIST_REGEX_TO_GROUP
     for line in lines:
         if not _ANY_KEYWORD.search(line):
             continue
-        for secret in _KEYWORD.analyze_string(line, CONFIG_DENYLIST_REGEX_TO_GROUP):
+        for secret in _KEYWORD.analyze_string(line, denylist):
             if secret and not _filtered(secret, line, _KEYWORD):
                 yield Match(_KEYWORD.secret_type, rule_id(_KEYWORD), secret)
 
@@ -173,4 +199,4 @@ def _entropy(value: str) -> Iterator[Match]:
 def scan(key: str | None, value: str) -> list[Match]:
     """Every match of the rule set in ``value``, bound to ``key`` (a map key, env name, flag or header)."""
     lines = _lines(key, value)
-    return [*_shapes(lines), *_keywords(lines), *_entropy(value)]
+    return [*_shapes(lines), *_keywords(lines, source=is_python_source(value)), *_entropy(value)]

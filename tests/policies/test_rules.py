@@ -118,3 +118,16 @@ def test_the_installed_rule_set_is_the_pinned_one() -> None:
     ]
     assert pins == [f"detect-secrets=={rules.VERSION}"] * 2
     assert rules.VERSION == "1.5.0"
+
+
+def test_program_source_in_a_value_is_read_as_detect_secrets_reads_a_source_file() -> None:
+    """A job's ``python -c`` source binds names to names (code, not a credential); a quoted literal is still one."""
+    source = 'import os\nlogin = {"user": user, "password": password}\npassword = os.environ["OLD"]\n'
+    assert rules.is_python_source(source)
+    assert [m for m in rules.scan("command[2]", source) if m.rule.endswith("KeywordDetector")] == []
+    leaking = source + f'db_password = "{DB_PASSWORD}"\n'
+    assert {m.secret for m in rules.scan("command[2]", leaking) if m.rule.endswith("KeywordDetector")} == {DB_PASSWORD}
+    # Settings text is not source, though it may parse as Python (annotations): there a bare value still counts.
+    settings = f"password: {DB_PASSWORD}\nuser: admin\n"
+    assert not rules.is_python_source(settings)
+    assert {m.secret for m in rules.scan("config.yaml", settings)} == {DB_PASSWORD}
