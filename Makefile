@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain local-up local-down plan plan-all golden test lint audit restore bench clean
+.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden test lint audit restore bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint-venv: $(LINT_VENV)/.installed
 ## toolchain: the Pulumi CLI, providers and control plane, built from the Go module proxy into ~/.cache (pins: toolchain/versions.env)
 toolchain:
 	bash toolchain/build.sh
+
+## image: build images/mlflow (MLflow with Kubeflow's plugins) with docker, podman or buildah and push it to REGISTRY
+## (default localhost:32000, MicroK8s's registry addon); BUILDER=docker|podman|buildah to choose
+image:
+	$(PYTHON) -m tools.image $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BUILDER),--builder $(BUILDER))
 
 ## local-up: an embedded cluster on 127.0.0.1 and the real `pulumi up` of STACK (default dev) onto it
 local-up: venv toolchain
@@ -68,10 +73,12 @@ restore: venv
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain
 	$(PY) -m tools.bench_plan
+	$(PY) -m tools.bench_policies --baseline 2956b7d
 	$(PY) -m tools.bench_kubeflow
 	$(PY) -m tools.bench_serving
 	$(PY) -m tests.e2e.bench
 	$(PY) -m tests.e2e.bench_load
+	$(PY) -m tests.e2e.bench_sandbox
 	$(PY) -m tools.bench_engine
 	$(PY) -m tools.bench_scale
 	$(PY) -m tools.bench_scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json

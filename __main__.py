@@ -5,16 +5,24 @@ import asyncio
 import pulumi
 from pulumi.errors import RunError
 
-from mlops_platform.config import load_config
+from mlops_platform.config import load_cluster_access, load_config
 from mlops_platform.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
 from mlops_platform.monitoring import Monitoring, MonitoringArgs
 from mlops_platform.monitoring.metrics import METRICS_PATH
+from mlops_platform.preflight import preflight
 from mlops_platform.serving import ServingStack, ServingStackArgs, resolve_models
 from mlops_platform.tracking import TrackingStack, TrackingStackArgs
 from mlops_platform.training import TrainingJobs, TrainingJobsArgs
 
 config = load_config()
-# Before any resource is declared: a model the registry cannot resolve leaves the stack untouched.
+# What every pod will pull, shown before anything is declared (and kept as the `images` output for PR previews).
+images = config.images()
+pulumi.log.info("images to pull: " + ", ".join(f"{role}={image}" for role, image in images.items()))
+if not config.tracking_image_published:
+    pulumi.log.warn(f"{config.tracking_image} is published nowhere: build and push it first with `make image` (README, Quick start)")
+# Before any resource is declared: a cluster missing what the stack needs (CRDs, StorageClasses, an authorizer that can
+# refuse), or a model the registry cannot resolve, leaves the stack untouched.
+preflight(config, load_cluster_access())
 models = resolve_models(config)
 
 tracking = TrackingStack("mlflow", TrackingStackArgs.of(config))
@@ -64,6 +72,7 @@ pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
 pulumi.export("servingModels", serving.models if serving else {})
 pulumi.export("trainingJobs", training.names if training else [])
+pulumi.export("images", images)
 
 
 async def _start_registrations() -> None:

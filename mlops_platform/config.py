@@ -9,6 +9,7 @@ wrong and what is allowed; values of secret keys are never echoed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,11 +32,18 @@ PROJECT = "mlops-platform"
 # The MLflow server image must run the same MLflow as the client libraries this
 # project is tested with (requirements.txt pins mlflow==MLFLOW_VERSION).
 MLFLOW_VERSION = "3.17.2"
+# MLflow's own image (docker/Dockerfile.full, pushed by its release workflow for every release since 3.9.0):
+# mlflow[extras,azure,db,gateway,genai,auth] on python:3.11-slim, so psycopg2, PyMySQL, boto3,
+# prometheus-flask-exporter and basic-auth's Flask-WTF. The default without an authorization app and with basic-auth.
 MLFLOW_IMAGE = f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
-# Kubeflow's Kubernetes workspace provider and authorization app (images/mlflow/requirements.txt pins both):
-# the image `.github/workflows/image.yml` builds from images/mlflow, used whenever an authorization app runs.
+# Kubeflow's Kubernetes workspace provider and authorization app (images/mlflow/requirements.txt pins both). No
+# published image holds MLflow 3.17.2 with this plugin (README, "Images"): `make image` builds images/mlflow and pushes
+# it to a registry the user names; the default on microk8s is MicroK8s's registry addon (`microk8s enable registry`).
 K8S_PLUGINS_VERSION = "2.1.0"
-MLFLOW_AUTH_IMAGE = f"ghcr.io/mlops-platform/mlflow:{MLFLOW_VERSION}-k8s{K8S_PLUGINS_VERSION}"
+MLFLOW_K8S_IMAGE_NAME = "mlops-platform/mlflow"
+MLFLOW_K8S_IMAGE_TAG = f"{MLFLOW_VERSION}-k8s{K8S_PLUGINS_VERSION}"
+MICROK8S_REGISTRY = "localhost:32000"
+MLFLOW_K8S_IMAGE = f"{MICROK8S_REGISTRY}/{MLFLOW_K8S_IMAGE_NAME}:{MLFLOW_K8S_IMAGE_TAG}"
 # The major the end-to-end test runs against (Debian 12 ships PostgreSQL 15).
 POSTGRES_IMAGE = "docker.io/library/postgres:15.18"
 # MinIO stopped publishing community images after this release (Sept 2025);
@@ -183,7 +191,8 @@ class IngressConfig(_Model):
 
 
 class TrackingConfig(_Model):
-    # Default: the official image without an authorization app, ours (MLflow plus Kubeflow's plugins) with one.
+    # Default: MLflow's published -full image without an authorization app or with basic-auth; with the Kubernetes
+    # app the image `make image` builds (MicroK8s's registry addon on microk8s, required on eks): PlatformConfig.tracking_image.
     image: Image | None = None
     replicas: int = Field(default=1, ge=1, le=10)
     workers: int = Field(default=2, ge=1, le=16)
@@ -403,6 +412,26 @@ class MaintenanceConfig(_Model):
     gc_older_than: Annotated[str, _check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = "30d"
 
 
+Generation = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class RotationConfig(_Model):
+    """A generation per generated credential: raising one by one rotates that credential at the next `pulumi up`.
+
+    0 (the default) is the credential as first generated. Each number feeds its RandomPasswords' ``keepers``
+    only when above 0, so a stack that never rotates is declared exactly as before rotation existed.
+    """
+
+    # The PostgreSQL login of the server and its jobs (two logins take turns: README, Operations).
+    database: Generation = 0
+    # MinIO's root user (MinIO restarts to read it).
+    minio_root: Generation = 0
+    # Every per-client MinIO user: the tracking server's, the backup job's, each profile's and serving namespace's.
+    minio_users: Generation = 0
+    # basic-auth's admin user (its password lives in MLflow's auth tables).
+    tracking_admin: Generation = 0
+
+
 _ISSUER = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 
@@ -452,6 +481,9 @@ class KubeflowConfig(_Model):
     # One MLflow workspace per profile, every request authorized by Kubernetes RBAC (mlflow-kubernetes-plugins).
     workspaces: bool = True
     browser: BrowserConfig = BrowserConfig()
+    # The MLflowConfig CRD the workspace provider watches (mlflowconfigs.mlflow.kubeflow.org). Without it the provider
+    # asks the API server for them on every request; false where another operator (OpenDataHub's) already installs it.
+    mlflow_config_crd: bool = True
 
     @model_validator(mode="after")
     def _nothing_set_while_disabled(self) -> KubeflowConfig:
@@ -465,6 +497,12 @@ class KubeflowConfig(_Model):
                     f"browser.{key}",
                     "set, but kubeflow.workspaces is false (the browser server authorizes workspaces); "
                     f"allowed: kubeflow.workspaces true, or kubeflow.browser.{key} left out",
+                    quotes_value=False,
+                )
+            for key in _settings(self, {"mlflowConfigCrd"}):
+                raise _KeyError(
+                    key,
+                    f"set, but kubeflow.workspaces is false; allowed: kubeflow.workspaces true, or kubeflow.{key} left out",
                     quotes_value=False,
                 )
         return self
@@ -752,6 +790,26 @@ class PlatformConfig(_Model):
         return self
 
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    rotation: RotationConfig = RotationConfig()
+
+    @model_validator(mode="after")
+    def _rotation_rules(self) -> PlatformConfig:
+        """A generation of a credential the program does not generate here cannot take effect: refused."""
+        if self.database.mode != "inCluster":
+            because = {
+                "rds": "database.mode is rds (RDS keeps its master password; rotate it with AWS)",
+                "external": "database.mode is external (its URI and password are yours)",
+            }[self.database.mode]
+            _refuse_unused(self.rotation, "rotation", {"database"}, because, "database.mode inCluster")
+        if self.target != "microk8s":
+            _refuse_unused(
+                self.rotation, "rotation", {"minioRoot", "minioUsers"}, "target is eks (S3 through IAM roles, no keys)", "target microk8s"
+            )
+        if self.auth != "basic":
+            _refuse_unused(
+                self.rotation, "rotation", {"trackingAdmin"}, f"tracking.auth is {self.auth} (no admin password)", "tracking.auth basic"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_rules(self) -> PlatformConfig:
@@ -816,6 +874,20 @@ class PlatformConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _an_image_that_exists(self) -> PlatformConfig:
+        # MicroK8s's registry addon is the default home of the image `make image` builds; an EKS cluster has no such
+        # registry, and no published image holds this MLflow with Kubeflow's plugin.
+        if self.is_eks and self.auth == "kubernetes" and self.tracking.image is None:
+            raise _KeyError(
+                "tracking.image",
+                f"is required with tracking.auth kubernetes on eks: no published image holds MLflow {MLFLOW_VERSION} with "
+                f"mlflow-kubernetes-plugins {K8S_PLUGINS_VERSION}; allowed: the image `make image REGISTRY=<your registry>` pushed, "
+                f"e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/{MLFLOW_K8S_IMAGE_NAME}:{MLFLOW_K8S_IMAGE_TAG}",
+                quotes_value=False,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_route_without_authentication(self) -> PlatformConfig:
         chosen = self.tracking.auth
         if self.workspaces and chosen not in (None, "kubernetes"):
@@ -868,7 +940,28 @@ class PlatformConfig(_Model):
     def tracking_image(self) -> str:
         if self.tracking.image is not None:
             return self.tracking.image
-        return MLFLOW_IMAGE if self.auth == "none" else MLFLOW_AUTH_IMAGE
+        return MLFLOW_K8S_IMAGE if self.auth == "kubernetes" else MLFLOW_IMAGE
+
+    @property
+    def tracking_image_published(self) -> bool:
+        """False while the server runs the default image of the Kubernetes app, which only `make image` produces."""
+        return self.tracking_image != MLFLOW_K8S_IMAGE
+
+    def images(self) -> dict[str, str]:
+        """Every image the stack's pods pull, by what runs it: what `pulumi preview` and `make plan` show."""
+        found = {"mlflow": self.tracking_image}
+        if self.database.mode != "external":
+            # The pre-migration dump (and in the cluster the database itself and the backups) runs pg_dump of this image.
+            found["postgresql"] = self.database.image
+        if not self.is_eks:
+            found["minio"] = self.artifacts.minio.image
+            found["minio-client"] = self.artifacts.minio.client_image
+        browser = self.kubeflow.browser_server
+        if browser is not None:
+            found["browser-proxy"] = browser.proxy_image
+        for job in self.training:
+            found[f"training/{job.name}"] = job.image
+        return found
 
     @property
     def is_eks(self) -> bool:
@@ -1069,6 +1162,13 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
         config = PlatformConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, secret_keys)) from None
+    rotating = _settings(config.rotation)
+    if rotating and not _secrets_mutable(raw):
+        raise ConfigError(
+            f"{PROJECT}:rotation.{rotating[0]}: set, but kubernetes:enableSecretMutable is not true, so the kubernetes provider "
+            "would delete and create again every Secret holding the credential, and every Deployment reading them; allowed: "
+            "`pulumi config set kubernetes:enableSecretMutable true`, or rotation left out"
+        )
     external = config.database.external
     if external is not None and external.uri is not None and "database" not in secret_keys:
         raise ConfigError(
@@ -1076,6 +1176,12 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: frozenset[str]
             "`pulumi config set --secret --path database.external.uri ...`, or database.external.existingSecret"
         )
     return config
+
+
+def _secrets_mutable(raw: Mapping[str, str]) -> bool:
+    """The kubernetes provider's enableSecretMutable, from stack config or its environment variable (pkg/provider/provider.go)."""
+    value = raw.get("kubernetes:enableSecretMutable") or os.environ.get("PULUMI_K8S_ENABLE_SECRET_MUTABLE") or ""
+    return str(value).strip().lower() == "true"
 
 
 def _decode(text: Any) -> Any:
@@ -1104,3 +1210,20 @@ def load_config() -> PlatformConfig:
         if key.startswith(PROJECT + ":") and (key in env_secret_keys or runtime_config.is_config_secret(key))
     )
     return parse_config(pulumi.get_stack(), raw, secret_keys)
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How the kubernetes provider reaches the cluster: the stack's ``kubernetes:kubeconfig`` (a path or the document
+    itself) and ``kubernetes:context``; without them KUBECONFIG or ~/.kube/config, as the provider does."""
+
+    kubeconfig: str | None
+    context: str | None
+
+
+def load_cluster_access() -> ClusterAccess:
+    """The running stack's kubernetes provider settings (read as the engine hands them to the program)."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return ClusterAccess(raw.get("kubernetes:kubeconfig") or None, raw.get("kubernetes:context") or None)

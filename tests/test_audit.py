@@ -25,25 +25,29 @@ FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 P = "urn:pulumi:prod::mlops-platform::"
 LAST_APPLIED = 'metadata.annotations["kubectl.kubernetes.io/last-applied-configuration"]'
 
+DS = "detect-secrets"
+KEYWORD = f"Secret Keyword [{DS}:KeywordDetector"
+NOT_SECRET = "credential not stored as a Pulumi secret [mlops:pulumi-secret-required]"
 LEAKY_LINES = [
-    f"no-plaintext-credentials {P}pulumi:pulumi:Stack::mlops-platform-prod adminPassword: literal value of a credential-named key",
-    f"no-plaintext-credentials {P}random:index/randomPassword:RandomPassword::db-password result: credential not stored as a Pulumi secret",
-    f"no-plaintext-credentials {P}kubernetes:core/v1:Secret::mlflow-db stringData.password: credential not stored as a Pulumi secret",
-    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env data.AWS_ACCESS_KEY_ID: AWS access key ID",
-    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env data.MLFLOW_BACKEND_STORE_URI: password embedded in a URI",
-    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env {LAST_APPLIED}.data.AWS_ACCESS_KEY_ID: AWS access key ID",
+    f"no-plaintext-credentials {P}pulumi:pulumi:Stack::mlops-platform-prod adminPassword: {KEYWORD}]",
+    f"no-plaintext-credentials {P}random:index/randomPassword:RandomPassword::db-password result: {NOT_SECRET}",
+    f"no-plaintext-credentials {P}kubernetes:core/v1:Secret::mlflow-db stringData.password: {NOT_SECRET}",
+    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env data.AWS_ACCESS_KEY_ID: AWS Access Key [{DS}:AWSKeyDetector]",
+    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env data.MLFLOW_BACKEND_STORE_URI: "
+    f"Basic Auth Credentials [{DS}:BasicAuthDetector]",
+    f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env {LAST_APPLIED}.data.AWS_ACCESS_KEY_ID: "
+    f"AWS Access Key [{DS}:AWSKeyDetector via json]",
     f"no-plaintext-credentials {P}kubernetes:core/v1:ConfigMap::mlflow-env {LAST_APPLIED}.data.MLFLOW_BACKEND_STORE_URI: "
-    "password embedded in a URI",
-    f"no-plaintext-credentials {P}kubernetes:apps/v1:Deployment::mlflow spec.template.spec.containers[0].env[2].value: "
-    "literal value of a credential-named key",
+    f"Basic Auth Credentials [{DS}:BasicAuthDetector via json]",
+    f"no-plaintext-credentials {P}kubernetes:apps/v1:Deployment::mlflow spec.template.spec.containers[0].env[2].value: {KEYWORD}]",
     f"images-pinned {P}kubernetes:apps/v1:Deployment::mlflow spec.template.spec.initContainers[0].image: image uses the latest tag",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:CronJob::minio-bucket-setup "
-    "spec.jobTemplate.spec.template.spec.containers[0].command[2]: well-known default credential",
+    "spec.jobTemplate.spec.template.spec.containers[0].command[2]: well-known default credential [mlops:tutorial-default]",
     f"images-pinned {P}kubernetes:batch/v1:CronJob::minio-bucket-setup spec.jobTemplate.spec.template.spec.containers[0].image: "
     "image has no tag or digest",
-    f"no-plaintext-credentials {P}kubernetes:serving.kserve.io/v1beta1:InferenceService::wine spec.predictor.model.env[0].value: API token",
-    f"no-plaintext-credentials {P}kubernetes:helm.sh/v3:Release::postgres values.auth.postgresPassword: literal "
-    "value of a credential-named key",
+    f"no-plaintext-credentials {P}kubernetes:serving.kserve.io/v1beta1:InferenceService::wine spec.predictor.model.env[0].value: "
+    "credential in a platform setting [mlops:credential-setting]",
+    f"no-plaintext-credentials {P}kubernetes:helm.sh/v3:Release::postgres values.auth.postgresPassword: {KEYWORD}]",
     f"no-static-iam-access-keys {P}aws:iam/accessKey:AccessKey::ci-user-key (resource): long-lived IAM access key",
     f"s3-bucket-public-access-block {P}aws:s3/bucket:Bucket::artifacts (resource): bucket without a public access block",
     f"s3-bucket-encryption {P}aws:s3/bucket:Bucket::artifacts (resource): bucket without default encryption",
@@ -55,13 +59,13 @@ LEAKY_LINES = [
     "cluster by a LoadBalancer Service",
     f"mlflow-route-authenticated {P}kubernetes:core/v1:Service::mlflow-public spec.type: route to an MLflow server without authentication",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[0].args[5]: "
-    "credential passed to a command-line tool",
+    f"{KEYWORD} via command-line:mc]",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.containers[1].command[2]: "
-    "credential passed to a command-line tool",
+    f"{KEYWORD} via command-line:mc]",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:Job::minio-users spec.template.spec.initContainers[0].command[3]: "
-    "credential passed to a command-line tool",
+    f"{KEYWORD} via command-line:curl]",
     f"no-plaintext-credentials {P}kubernetes:batch/v1:CronJob::db-backup spec.jobTemplate.spec.template.spec.containers[0].args[0]: "
-    "credential passed to a command-line tool",
+    f"{KEYWORD} via url-userinfo]",
 ]
 
 _CREDENTIALS = json.loads((FIXTURES / "credentials.json").read_text())
@@ -220,7 +224,9 @@ def test_a_value_at_or_under_a_secret_path_is_protected() -> None:
         == []
     )
     assert audit_resources([record(deployment, "plain", deployment_with_env_value("Hq4rTz8Lm2vXp9Kd7Wn3"))]) == [
-        Violation("no-plaintext-credentials", f"{DEV}{deployment}::plain", ENV_VALUE, "literal value of a credential-named key", True)
+        Violation(
+            "no-plaintext-credentials", f"{DEV}{deployment}::plain", ENV_VALUE, "Secret Keyword", True, "detect-secrets:KeywordDetector"
+        )
     ]
 
 
@@ -229,7 +235,7 @@ def test_a_credential_holder_must_hold_a_secret() -> None:
     generated = {"stringData": {"password": "Hq4rTz8Lm2vXp9Kd7Wn3"}}
     assert audit_resources([record(secret, "sealed", {"stringData": "[secret]"}, ("stringData",))]) == []
     assert [v.line() for v in audit_resources([record(secret, "open", generated)])] == [
-        f"no-plaintext-credentials {DEV}{secret}::open stringData.password: credential not stored as a Pulumi secret"
+        f"no-plaintext-credentials {DEV}{secret}::open stringData.password: {NOT_SECRET}"
     ]
 
 
@@ -307,3 +313,21 @@ def test_the_tool_also_reads_the_plan_that_make_plan_writes(capsys: pytest.Captu
     plan.write_text(json.dumps({"stack": "dev", "resources": [pod], "outputs": {}}))
     code, out, _ = audit(capsys, str(plan))
     assert (code, out) == (1, f"images-pinned {pod['urn']} spec.containers[0].image: image uses the latest tag\n")
+
+
+def test_explain_names_what_each_allowance_accepted_without_a_value(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    job = record(
+        "kubernetes:batch/v1:Job",
+        "profiles",
+        {"spec": {"template": {"spec": {"volumes": [{"name": "keys", "secret": {"secretName": "mlflow-profile-keys"}}]}}}},
+    )
+    plan = tmp_path / "resources.json"
+    plan.write_text(json.dumps({"stack": "dev", "resources": [job], "outputs": {}}))
+    assert audit(capsys, str(plan)) == (0, "", "audit: 1 resources, 0 violations, 0 mandatory\n")
+    code, out, _ = audit(capsys, str(plan), "--explain")
+    assert (code, out) == (
+        0,
+        f"allowed {job['urn']} spec.template.spec.volumes[0].secret.secretName: Secret Keyword "
+        "[detect-secrets:KeywordDetector] by kubernetes-reference-field\n",
+    )
+    assert "mlflow-profile-keys" not in out

@@ -73,7 +73,7 @@ def test_eks_protects_data_by_default_and_uses_ebs():
         (
             {"target": "microk8s", "colour": "blue"},
             "mlops-platform:colour: is not a known key; allowed: artifacts, aws, dataProtection, database, kubeflow, "
-            "kubernetesVersion, maintenance, monitoring, namespace, serving, target, tracking, training",
+            "kubernetesVersion, maintenance, monitoring, namespace, rotation, serving, target, tracking, training",
         ),
         (
             {"target": "microk8s", "tracking": {"imagee": "x"}},
@@ -304,6 +304,7 @@ SET_ONLY_WHEN_ENABLED = {
         "insecureCookies": True,
         "workspaces": False,
         "browser": {"replicas": 2},
+        "mlflowConfigCrd": False,
     },
     "serving": {
         "mlflowTrackingUri": "https://mlflow.example.com/mlflow",

@@ -26,7 +26,8 @@ def test_committed_golden_files_hold_no_generated_secret(stack, request):
 def test_a_changed_missing_extra_or_renamed_file_is_reported_with_a_diff(dev, tmp_path):
     rendered = golden.render(dev)
     golden.write("dev", rendered, tmp_path)
-    deployment, job = "deployment-mlflow-mlflow.yaml", "job-mlflow-mlflow-bootstrap-7f409f0e36.yaml"
+    deployment = "deployment-mlflow-mlflow.yaml"
+    (job,) = [name for name in rendered if name.startswith("job-mlflow-mlflow-bootstrap-")]
     changed = dict(rendered, **{deployment: rendered[deployment].replace("replicas: 1", "replicas: 3")})
     changed["job-mlflow-mlflow-bootstrap-0123456789.yaml"] = changed.pop(job).replace("backoffLimit: 6", "backoffLimit: 7")
     del changed["resources.txt"]

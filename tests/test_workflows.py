@@ -31,7 +31,8 @@ def load(name: str) -> dict:
 
 PREVIEW = load("preview.yml")
 DEPLOY = load("deploy.yml")
-ALL = {"preview.yml": PREVIEW, "deploy.yml": DEPLOY}
+DRIFT = load("drift.yml")
+ALL = {"preview.yml": PREVIEW, "deploy.yml": DEPLOY, "drift.yml": DRIFT}
 
 
 def steps(wf: dict) -> Iterator[tuple[str, dict]]:
@@ -134,6 +135,7 @@ def test_triggers():
     assert set(PREVIEW["on"]) == {"pull_request"}
     assert set(DEPLOY["on"]) == {"push"}
     assert DEPLOY["on"]["push"]["branches"] == ["main"]
+    assert set(DRIFT["on"]) == {"schedule", "workflow_dispatch"}
 
 
 EXPECTED_PERMISSIONS = {
@@ -142,6 +144,7 @@ EXPECTED_PERMISSIONS = {
     ("deploy.yml", "test"): {"contents": "read"},
     ("deploy.yml", "up-dev"): {"contents": "read", "id-token": "write"},
     ("deploy.yml", "up-prod"): {"contents": "read", "id-token": "write"},
+    ("drift.yml", "drift"): {"contents": "read", "id-token": "write", "issues": "write"},
 }
 
 
@@ -201,7 +204,7 @@ def test_secrets_are_only_read_into_step_env():
 
 def test_aws_access_is_oidc_only():
     aws = [(n, s) for n, wf in ALL.items() for _, s in steps(wf) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
-    assert len(aws) == 3
+    assert len(aws) == 4
     for name, step in aws:
         assert set(step["with"]) == {"role-to-assume", "aws-region", "role-session-name"}, name
         assert re.fullmatch(r"\$\{\{ vars\.AWS_\w+_ROLE_ARN \}\}", step["with"]["role-to-assume"]), name
@@ -364,3 +367,29 @@ def test_the_preview_takes_its_targets_from_that_step_and_main_previews_everythi
     for job in (DEPLOY["jobs"]["up-dev"], DEPLOY["jobs"]["up-prod"]):
         for pulumi_step in pulumi_steps(job):
             assert "target" not in pulumi_step["with"], "main previews and updates the whole stack"
+
+
+def test_make_test_jobs_fetch_the_history_the_upgrade_test_checks_out():
+    """tests/cluster/test_upgrade.py deploys the commit docs/upgrade.toml names: a shallow clone lacks it."""
+    for wf in (PREVIEW, DEPLOY):
+        (checkout,) = [s for s in wf["jobs"]["test"]["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+        assert checkout["with"]["fetch-depth"] == 0
+
+
+def test_drift_runs_refresh_preview_only_per_stack_fails_on_drift_and_reports_it():
+    job = DRIFT["jobs"]["drift"]
+    assert DRIFT["on"]["schedule"][0]["cron"].count(" ") == 4
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"] and job["strategy"]["fail-fast"] is False
+    assert "environment" not in job, "a scheduled check must never wait for the prod reviewers"
+    (install,) = pulumi_steps(job)
+    assert install["with"] == {"pulumi-version": "${{ env.PULUMI_VERSION }}"}, "the action only installs the CLI"
+    (check,) = [s for s in job["steps"] if s.get("name") == "pulumi refresh --preview-only --expect-no-changes"]
+    command = check["run"]
+    assert "set -o pipefail" in command, "tee must not hide the refresh's exit status"
+    for flag in ('--stack "$STACK"', "--preview-only", "--expect-no-changes", "--diff", "--non-interactive"):
+        assert flag in command, flag
+    assert check["env"]["STACK"] == "${{ matrix.stack }}"
+    assert check["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    report = job["steps"][-1]
+    assert report["if"] == "failure()" and "gh issue create" in report["run"] and "GITHUB_STEP_SUMMARY" in report["run"]
+    assert "secrets." not in str(report.get("env")), "the report step gets the repository token only"

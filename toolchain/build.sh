@@ -108,10 +108,10 @@ build_etcd() {
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd" go.etcd.io/etcd/server/v3)
 }
 
-build_kubernetes() {
-  local v=$1 dir="$CACHE/src/kubernetes"
-  local minor=${v#v1.}
-  minor=${minor%%.*}
+# kubernetes_wrapper DIR VERSION: a wrapper requiring k8s.io/kubernetes and, in place of its ./staging replaces, the
+# published v0.x of each staging module it requires.
+kubernetes_wrapper() {
+  local dir=$1 v=$2
   local mods=("k8s.io/kubernetes@$v") line
   while read -r line; do
     mods+=("$line@v0.${v#v1.}")
@@ -126,12 +126,29 @@ for r in mod.get("Replace") or []:
         print(r["Old"]["Path"])
 ')
   wrapper "$dir" "${mods[@]}"
-  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1"
-  ld="$ld -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  local cmd
+}
+
+kubernetes_ldflags() {
+  local v=$1 minor=${1#v1.}
+  minor=${minor%%.*}
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1" \
+    "-X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+build_kubernetes() {
+  local v=$1 dir="$CACHE/src/kubernetes" cmd
+  kubernetes_wrapper "$dir" "$v"
   for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
-    (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$OUT/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+    (cd "$dir" && go build -trimpath -ldflags "$(kubernetes_ldflags "$v")" -o "$OUT/$cmd" "k8s.io/kubernetes/cmd/$cmd")
   done
+}
+
+# kubectl of the control plane's version: what `make local-up`'s hints and the env file use (a machine may have none,
+# or another build of another version).
+build_kubectl() {
+  local v=$1 dir="$CACHE/src/kubectl"
+  kubernetes_wrapper "$dir" "$v"
+  (cd "$dir" && go build -trimpath -ldflags "$(kubernetes_ldflags "$v")" -o "$OUT/kubectl" k8s.io/kubernetes/cmd/kubectl)
 }
 
 build_kwok() {
@@ -155,13 +172,15 @@ piece pulumi-resource-kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes_p
 piece pulumi-resource-random "$random_version" build_random_provider
 piece etcd "$ETCD_VERSION" build_etcd
 piece kubernetes "$KUBERNETES_VERSION" build_kubernetes
+piece kubectl "$KUBERNETES_VERSION" build_kubectl
 piece kwok "$KWOK_VERSION" build_kwok
 piece oauth2-proxy "$OAUTH2_PROXY_VERSION" build_oauth2_proxy
 # What the engine lane puts first on PATH, for tests and `make local-up`.
 mkdir -p "$HERE/../build"
 {
   for p in "pulumi-$PULUMI_VERSION" "pulumi-resource-kubernetes-$PULUMI_KUBERNETES_VERSION" "pulumi-resource-random-$random_version" \
-    "etcd-$ETCD_VERSION" "kubernetes-$KUBERNETES_VERSION" "kwok-$KWOK_VERSION" "oauth2-proxy-$OAUTH2_PROXY_VERSION"; do
+    "etcd-$ETCD_VERSION" "kubernetes-$KUBERNETES_VERSION" "kubectl-$KUBERNETES_VERSION" "kwok-$KWOK_VERSION" \
+    "oauth2-proxy-$OAUTH2_PROXY_VERSION"; do
     printf '%s\n' "$CACHE/$p/bin"
   done
 } >"$HERE/../build/toolchain.path"

@@ -68,6 +68,8 @@ class EngineRun:
                 {
                     "op": str(getattr(meta.op, "value", meta.op)),
                     "urn": meta.urn,
+                    # The URN in the state before: another one when an alias moved the resource.
+                    "old_urn": getattr(old, "urn", None) or meta.urn,
                     "type": meta.type,
                     "inputs": getattr(new, "inputs", None) or {},
                     "old_inputs": getattr(old, "inputs", None) or {},
@@ -113,6 +115,8 @@ class LocalEngine:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
         project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+        # The program stays in the checkout: a CLI run from this copy (`make local-up`'s env file) runs it from there.
+        project["main"] = str(ROOT)
         (self.project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
         target = self.project_dir / f"Pulumi.{self.stack_name}.yaml"
         existing = yaml.safe_load(target.read_text()) if target.exists() else {}
@@ -170,7 +174,16 @@ class LocalEngine:
             if echo:
                 print(line, flush=True)
 
-        result = action(on_output=output, on_event=events.append, color="never", **kwargs)
+        # A language host inherits the CLI's environment; the inline program runs here, so it gets the cluster the same way.
+        saved = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = self.env()["KUBECONFIG"]
+        try:
+            result = action(on_output=output, on_event=events.append, color="never", **kwargs)
+        finally:
+            if saved is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = saved
         raw = getattr(result, "outputs", None) or {}
         return EngineRun(
             "\n".join(lines),

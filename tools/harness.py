@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import runpy
 import string
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,8 @@ class DeclaredResource:
     # The replacement_trigger option, unwrapped; whether it travelled as a secret.
     replacement_trigger: Any = None
     replacement_trigger_secret: bool = False
+    # URNs the resource had before (the aliases option): the engine moves their state to ``urn`` instead of replacing.
+    alias_urns: list[str] = field(default_factory=list)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -98,6 +101,8 @@ class Plan:
     resources: list[DeclaredResource]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    # What the program logged (pulumi.log), as (severity, message): what `pulumi preview` prints above the resources.
+    logs: list[tuple[str, str]] = field(default_factory=list)
 
     def masked_outputs(self) -> dict[str, Any]:
         """Stack outputs as `pulumi stack output` shows them: secret ones masked."""
@@ -189,9 +194,10 @@ def _mocks(stack: str):
             outputs = dict(args.inputs)
             t = args.typ
             if t == "random:index/randomPassword:RandomPassword":
-                outputs["result"] = _fake_password(
-                    f"{stack}/{args.name}", int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True))
-                )
+                # New keepers are a new password, as pulumi-random generates one when they change.
+                keepers = args.inputs.get("keepers")
+                seed = f"{stack}/{args.name}" + (f"/{json.dumps(keepers, sort_keys=True)}" if keepers else "")
+                outputs["result"] = _fake_password(seed, int(args.inputs.get("length", 16)), bool(args.inputs.get("special", True)))
             elif t == "aws:s3/bucket:Bucket":
                 bucket = args.inputs.get("bucket", args.name)
                 outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
@@ -223,6 +229,14 @@ def _monitor(mocks, records: list[DeclaredResource]):
     class RecordingMonitor(mocks_module.MockMonitor):
         """Records each request, and marks additionalSecretOutputs as the real engine does."""
 
+        def _alias_urn(self, request, alias) -> str:
+            """The URN an alias names: given whole, or the current one with the spec's name, type or parent."""
+            if alias.urn:
+                return alias.urn
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
+
         def RegisterResource(self, request):
             urn = self.make_urn(request.parent, request.type, request.name)
             if request.type == "pulumi:pulumi:Stack":
@@ -242,6 +256,7 @@ def _monitor(mocks, records: list[DeclaredResource]):
                 inputs=inputs,
                 secret_paths=sorted(secret_paths),
             )
+            record.alias_urns = [self._alias_urn(request, alias) for alias in request.aliases] + list(request.aliasURNs)
             if request.HasField("replacement_trigger"):
                 trigger_secrets: list[str] = []
                 record.replacement_trigger = _unwrap(json_format.MessageToDict(request.replacement_trigger), "", trigger_secrets)
@@ -250,7 +265,8 @@ def _monitor(mocks, records: list[DeclaredResource]):
             mocks_module._ensure_event_loop()
             resource_args = mocks_module.MockResourceArgs(
                 typ=request.type,
-                name=request.name,
+                # An aliased resource keeps the state of the URN it names (its generated password, its physical name).
+                name=record.alias_urns[0].rsplit("::", 1)[-1] if record.alias_urns else request.name,
                 inputs=rpc.deserialize_properties(request.object),
                 provider=request.provider,
                 resource_id=request.importId,
@@ -423,7 +439,8 @@ def run_program(
         secret_keys = file_secret_keys if secret_keys is None else secret_keys
     settings.ROOT.set(None)
     mocks = _mocks(stack)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records))
+    logs: list[tuple[str, str]] = []
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=_monitor(mocks, records), logger=_recorder(logs))
     pulumi.runtime.set_all_config(config, secret_keys or [])
     exported: dict[str, Any] = {}
     secret_outputs: set[str] = set()
@@ -447,4 +464,22 @@ def run_program(
         return pulumi.Output.all(**outputs).apply(collect) if outputs else None, asyncio.ensure_future(secrecy())
 
     _run()
-    return Plan(stack=stack, resources=records, outputs=exported, secret_outputs=secret_outputs)
+    return Plan(stack=stack, resources=records, outputs=exported, secret_outputs=secret_outputs, logs=logs)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, into: list[tuple[str, str]]):
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append((record.levelname.lower(), record.getMessage()))
+
+
+def _recorder(into: list[tuple[str, str]]) -> logging.Logger:
+    """The logger the mock engine hands pulumi.log to, keeping this run's messages in ``into`` (runs are sequential)."""
+    logger = logging.getLogger(f"{PROJECT}.program")
+    logger.handlers = [_Recorder(into)]
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger

@@ -225,8 +225,12 @@ def _wait(check: Callable[[], bool], service: Service, timeout: float) -> None:
     raise ClusterError(f"{service.name} not ready after {timeout:.0f} s (last: {last}); log {service.log}:\n{service.tail()}")
 
 
-def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
-    """Start a fresh control plane in ``directory`` (wiped first) and wait until it serves and has its node."""
+def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120, authorization_mode: str = "RBAC", api_only: bool = False) -> Cluster:
+    """Start a fresh control plane in ``directory`` (wiped first) and wait until it serves and has its node.
+
+    ``authorization_mode`` is kube-apiserver's (``AlwaysAllow`` plays MicroK8s before `microk8s enable rbac`);
+    ``api_only`` starts etcd and the API server alone: no controllers, scheduler, kwok or node (enough for a preview).
+    """
     if running_pids(directory):
         raise ClusterError(f"a local cluster is already running from {directory}: `make local-down` first")
     for sub in ("etcd", "pki", "pids", "logs", "kubeconfig", "cluster.json"):
@@ -283,7 +287,7 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_RANGE}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={authorization_mode}",
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
@@ -292,6 +296,8 @@ def start(directory: Path = DEFAULT_DIR, *, timeout: float = 120) -> Cluster:
             ],
         )
         _wait(lambda: cluster.get("/readyz", timeout=2)[0] == 200, apiserver, timeout)
+        if api_only:
+            return cluster
         # Both talk to the API server as the admin and serve nothing themselves.
         controller_flags = [
             f"--kubeconfig={kubeconfig}",

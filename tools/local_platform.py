@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tools.processes import listening
+from tools.processes import listening, process_group
 
 RECORD = "platform.json"
 
@@ -95,6 +95,8 @@ def _write_notebook_env(plane: Any, plan: Any, profile: str, config: Path, path:
 def _record(directory: Path, plane: Any) -> None:
     processes = [{"component": s.component, "pid": s.service.process.pid, "ports": [p for p in s.ports if p]} for s in plane.servers]
     mounts = [str(m.path) for m in plane.scratch_mounts if m.enforced]
+    # The pods' memory volumes and claims, which the sandbox mounts as tmpfs of their declared size.
+    mounts += [str(v.path) for volumes in plane.pod_volume_sets for v in volumes.made.values() if v.mounted]
     state = {"processes": processes, "mounts": mounts, "workdir": str(plane.workdir)}
     (directory / RECORD).write_text(json.dumps(state, indent=2))
 
@@ -115,17 +117,21 @@ def stop(directory: Path, timeout: float = 20) -> list[str]:
     stopped = []
     for process in reversed(state["processes"]):
         pid = process["pid"]
-        if not _alive(pid):
+        # Each was started as the leader of its own process group; the sandbox's programs run beneath it.
+        if not _alive(pid) and not process_group(pid):
             continue
         # SIGINT is PostgreSQL's fast shutdown; everything else takes SIGTERM.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGINT if process["component"] == "postgresql" else signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and (_alive(pid) or process_group(pid)):
             time.sleep(0.1)
-        if _alive(pid):
+        if _alive(pid) or process_group(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and process_group(pid):
+                time.sleep(0.1)
         stopped.append(process["component"])
     for mount in state["mounts"]:
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)

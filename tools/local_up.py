@@ -3,14 +3,17 @@
 ``up`` starts the control plane (tools/local_cluster.py), loads what the program expects
 an existing MicroK8s + Kubeflow cluster to have (tools/cluster_fixtures.py), then runs
 the real `pulumi up --yes` for the stack with the policy pack, and prints the outputs and
-how to reach the API server. ``down`` stops every process it started and checks that
-nothing it opened still listens. Exit 2 with one line on invalid stack config.
+how to reach the API server: an env file (``<dir>/env``) that, sourced in any shell, points
+kubectl (the toolchain's) and pulumi at the local cluster and stack. ``down`` stops every
+process it started and checks that nothing it opened still listens. Exit 2 with one line on
+invalid stack config.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -75,6 +78,32 @@ def load_existing(
     return objects
 
 
+def write_env_file(directory: Path, engine: Any, cluster: local_cluster.Cluster) -> Path:
+    """``<directory>/env``: what a shell needs to run kubectl and pulumi against the local cluster and stack.
+
+    pulumi runs in the engine's project copy (``--cwd``), whose stack file holds the salt the state's secrets are
+    encrypted with and the config the stack was deployed with; the checked-in stack files are never touched.
+    """
+    env = dict(engine.env())
+    path = env.pop("PATH").split(":")
+    own = [p for p in path if p not in ("/usr/bin", "/bin")]
+    env["KUBECONFIG"] = str(cluster.kubeconfig)
+    env["PULUMI_STACK"] = engine.stack_name
+    lines = [
+        f"# Written by `make local-up` for stack {engine.stack_name}: `source {directory / 'env'}` in any shell, then e.g.",
+        "#   kubectl get pods -A; pulumi stack output; pulumi stack output --show-secrets databasePassword; pulumi preview",
+        "# (`pulumi preview` needs the Python language host, which the standard Pulumi CLI ships and `make toolchain` cannot build).",
+        *(f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())),
+        f'export PATH={shlex.quote(":".join(own))}:"$PATH"',
+        f'pulumi() {{ command pulumi --cwd {shlex.quote(str(engine.project_dir))} "$@"; }}',
+    ]
+    target = directory / "env"
+    target.write_text("\n".join(lines) + "\n")
+    # It holds the state's passphrase.
+    target.chmod(0o600)
+    return target
+
+
 def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -> int:
     from pulumi import automation as auto
 
@@ -109,6 +138,7 @@ def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -
         return 1
     for key, value in result.masked_outputs().items():
         print(f"output {key}: {value}")
+    env_file = write_env_file(directory, engine, cluster)
     print("local-up: starting what the stack declares as local processes (no kubelet runs here) ...", flush=True)
     try:
         platform = local_platform.start(cluster, stack, directory, user=user)
@@ -119,8 +149,8 @@ def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -
     print(f"local-up: done in {time.monotonic() - started:.1f} s\n")
     for line in local_platform.hints(platform, directory):
         print(line)
-    print(f"\nAPI server: {cluster.server}\n  kubectl --kubeconfig {cluster.kubeconfig} get pods -A")
-    print(f"Pulumi state: PULUMI_BACKEND_URL=file://{engine.state_dir} PULUMI_CONFIG_PASSPHRASE=<see tools/engine.py>")
+    print(f"\nAPI server: {cluster.server} (kubeconfig {cluster.kubeconfig})")
+    print(f"Reach it and the stack from any shell:\n  source {env_file}\n  kubectl get pods -A\n  pulumi stack output")
     print("Stop everything: make local-down")
     return 0
 

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out / args.stack
     write_build(plan, out)
+    # What `pulumi preview` prints before the resources (images, preflight), at the same severity.
+    for severity, message in plan.logs:
+        print(f"{severity}: {message}")
     print(table(plan))
     print(
         f"\n{len(plan.resources)} resources for stack {plan.stack}; manifests and resources.json in "

@@ -81,7 +81,12 @@ class Service:
         raise ServiceStartError(f"{self.name} not healthy at {url} after {timeout:.0f} s (last: {last}); log {self.log}:\n{self.tail()}")
 
     def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout``."""
+        """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout``.
+
+        The whole group is waited for, not only its leader: a leader that exits first (a sandbox's bwrap, a shell) may
+        leave the server it started shutting down, still listening.
+        """
+        deadline = time.monotonic() + timeout
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -91,6 +96,11 @@ class Service:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=timeout)
+        while process_group(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_group(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def start(

@@ -31,8 +31,12 @@ def deploy(
     credentials_secret: pulumi.Input[str],
     protect: bool,
     opts: pulumi.ResourceOptions,
-) -> str:
-    """Declare PostgreSQL; returns the in-cluster host name of its headless Service."""
+) -> tuple[str, k8s.apps.v1.StatefulSet]:
+    """Declare PostgreSQL; returns the in-cluster host name of its headless Service, and the StatefulSet.
+
+    The kubernetes provider awaits a StatefulSet until its pod is ready (the ``pg_isready`` probe), so whatever
+    depends on it starts only once the database answers: on EBS that includes attaching the volume and initdb.
+    """
     instance = name
     selector = naming.selector_labels(COMPONENT, instance)
     scratch = [ScratchDir("run", "/var/run/postgresql", "16Mi"), ScratchDir("tmp", "/tmp", "64Mi")]
@@ -72,7 +76,7 @@ def deploy(
         ),
         opts=opts,
     )
-    k8s.apps.v1.StatefulSet(
+    statefulset = k8s.apps.v1.StatefulSet(
         name,
         metadata=naming.metadata(name, namespace, component=COMPONENT, instance=instance, annotations=scanner_exceptions(db)),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
@@ -107,6 +111,9 @@ def deploy(
                 )
             ],
         ),
-        opts=options.stateful(opts, protect),
+        # A first start attaches a volume and runs initdb before the probe answers; the provider's default is 10 minutes.
+        opts=options.stateful(
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create="30m"))), protect
+        ),
     )
-    return naming.service_host(name, namespace)
+    return naming.service_host(name, namespace), statefulset

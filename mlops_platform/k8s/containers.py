@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import Resources
+from mlops_platform.config import Resources, quantity_bytes
 
 RUN_AS_USER = 10001
 
@@ -89,7 +89,12 @@ def container(
     mounts: Sequence[k8s.core.v1.VolumeMountArgs] = (),
     read_only_root: bool = True,
 ) -> k8s.core.v1.ContainerArgs:
-    """A hardened container. ``probe`` drives startup, liveness and readiness alike."""
+    """A hardened container. ``probe`` drives startup, liveness and readiness alike.
+
+    Disk-backed scratch (an emptyDir on the node's disk) is requested as ``ephemeral-storage``, so the scheduler
+    places the pod only where the node has that room, instead of the kubelet evicting it (or the node reaching
+    DiskPressure) once it is filled. No limit is set: the emptyDir's sizeLimit bounds each volume already.
+    """
     probes: dict[str, Any] = {}
     if probe is not None:
         probes = dict(
@@ -106,7 +111,7 @@ def container(
         env=list(env) or None,
         ports=[k8s.core.v1.ContainerPortArgs(name=n, container_port=p) for n, p in ports.items()] or None,
         resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": resources.cpu_request, "memory": resources.memory_request},
+            requests={"cpu": resources.cpu_request, "memory": resources.memory_request, **_disk_request(scratch)},
             limits={"cpu": resources.cpu_limit, "memory": resources.memory_limit},
         ),
         security_context=k8s.core.v1.SecurityContextArgs(
@@ -122,6 +127,17 @@ def container(
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name=s.name, mount_path=s.mount_path) for s in scratch] + list(mounts) or None,
         **probes,
     )
+
+
+def _disk_request(scratch: Sequence[ScratchDir]) -> dict[str, str]:
+    """The node disk the container's emptyDirs may fill, in the largest unit that expresses it exactly."""
+    total = sum(quantity_bytes(d.size_limit) for d in scratch if d.medium == "disk")
+    if not total:
+        return {}
+    for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20)):
+        if total % size == 0:
+            return {"ephemeral-storage": f"{total // size}{unit}"}
+    return {"ephemeral-storage": str(total)}
 
 
 def _pinned(c: k8s.core.v1.ContainerArgs) -> bool:

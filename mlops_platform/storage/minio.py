@@ -73,6 +73,7 @@ def deploy_server(
     root_password: pulumi.Output[str],
     protect: bool,
     opts: pulumi.ResourceOptions,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[str, k8s.apps.v1.Deployment]:
     """MinIO with a PVC and a Service; returns the name of its root credentials Secret, and the server."""
     instance = name
@@ -125,7 +126,8 @@ def deploy_server(
             strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=naming.selector_labels(COMPONENT, instance)),
             template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance)),
+                # MinIO reads its root credentials at start: a rotation's generation here restarts it.
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, instance), annotations=pod_annotations or None),
                 spec=pod_spec(
                     [server],
                     volumes=scratch_volumes([scratch])
@@ -226,8 +228,11 @@ def provision_users(
                 ),
             ),
         ),
+        # Replaced under the same name: delete first, or the new Job is only the old one patched (it never runs
+        # again) and the old one's deletion then removes it.
         opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]))
+            opts,
+            pulumi.ResourceOptions(replacement_trigger=pulumi.Output.all(*[u.secret_key for u in users]), delete_before_replace=True),
         ),
     )
 
@@ -250,6 +255,7 @@ def namespace_credentials(
     secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
     instance: str,
     opts: pulumi.ResourceOptions,
+    keepers: Mapping[str, str] | None = None,
 ) -> tuple[k8s.batch.v1.Job, dict[str, k8s.core.v1.Secret]]:
     """A MinIO user per namespace with a generated key, all created by one Job, and the key in a Secret of that namespace.
 
@@ -260,7 +266,7 @@ def namespace_credentials(
     users = {
         ns: MinioUser(
             grant.access_key,
-            random.RandomPassword(f"{name}-{ns}-s3-key", length=40, special=False, opts=opts).result,
+            random.RandomPassword(f"{name}-{ns}-s3-key", length=40, special=False, keepers=keepers, opts=opts).result,
             grant.prefix,
             grant.access,
         )
@@ -284,8 +290,21 @@ def _env_key(user: MinioUser) -> str:
     return "SECRET_KEY_" + user.access_key.upper().replace("-", "_")
 
 
+# The pinned mc image is ubi-micro plus /usr/bin/mc: a shell and coreutils, no grep. `mc admin policy attach` fails when the
+# policy is attached already (MinIO answers XMinioAdminPolicyChangeAlreadyApplied, "The specified policy change is already in
+# effect."); only that answer counts as done, any other failure prints mc's own message and stops the script.
+_ATTACH = """attach() {
+  if out=$(mc admin policy attach local "$1" --user "$2" 2>&1); then return 0; fi
+  case "$out" in
+    *"already in effect"*) return 0 ;;
+  esac
+  printf '%s\\n' "$out" >&2
+  return 1
+}"""
+
+
 def _provision_script(bucket: str, users: list[MinioUser], create_bucket: bool) -> str:
-    """Shell for ``mc``; credentials are only ever referenced as environment variables."""
+    """Shell for ``mc``, using nothing but mc and the shell's own builtins; credentials only ever as environment variables."""
     lines = [
         'mc alias set local "$MINIO_URL" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null',
     ]
@@ -294,12 +313,13 @@ def _provision_script(bucket: str, users: list[MinioUser], create_bucket: bool) 
             f"mc mb --ignore-existing local/{bucket}",
             f"mc version enable local/{bucket}",
         ]
+    if users:
+        lines.append(_ATTACH)
     for u in users:
         lines += [
             f"mc admin policy create local {u.policy_name} /policies/{u.policy_name}.json",
             f'mc admin user add local {u.access_key} "${_env_key(u)}"',
-            f"mc admin policy attach local {u.policy_name} --user {u.access_key} >/dev/null 2>&1"
-            f" || mc admin user info local {u.access_key} --json | grep -q '\"{u.policy_name}\"'",
+            f"attach {u.policy_name} {u.access_key}",
         ]
     lines.append('echo "provisioned"')
     return "\n".join(lines) + "\n"

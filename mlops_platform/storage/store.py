@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform import rotation
 from mlops_platform.config import ArtifactsConfig, AwsConfig
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import plain_env, secret_env
@@ -117,6 +118,8 @@ class MinioStore:
     endpoint: minio.MinioEndpoint
     # MinIO and its namespace: every provisioning Job runs against them.
     server: list[pulumi.Resource]
+    # rotation.minioUsers: every user's key is generated again when it changes.
+    users_generation: int = 0
 
     @property
     def bucket(self) -> str:
@@ -155,6 +158,7 @@ class MinioStore:
             secret_metadata=secret_metadata,
             instance=consumer,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self.server)),
+            keepers=rotation.keepers(self.users_generation),
         )
         url = self.endpoint.url
         return {
@@ -237,6 +241,8 @@ def declare(
     secret_metadata: k8s.meta.v1.ObjectMetaArgs,
     protect: bool,
     opts: pulumi.ResourceOptions,
+    root_generation: int = 0,
+    users_generation: int = 0,
 ) -> tuple[ArtifactStore, ServerAccess]:
     """The artifact store (S3 when ``aws`` is given, else MinIO in ``namespace``) and the tracking server's access to it.
 
@@ -262,8 +268,12 @@ def declare(
     import pulumi_random as random
 
     in_namespace = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespace_resource]))
-    root_password = random.RandomPassword(f"{name}-minio-root-password", length=40, special=False, opts=opts)
-    server_key = random.RandomPassword(f"{name}-minio-mlflow-key", length=40, special=False, opts=opts)
+    root_password = random.RandomPassword(
+        f"{name}-minio-root-password", length=40, special=False, keepers=rotation.keepers(root_generation), opts=opts
+    )
+    server_key = random.RandomPassword(
+        f"{name}-minio-mlflow-key", length=40, special=False, keepers=rotation.keepers(users_generation), opts=opts
+    )
     minio_name = f"{name}-minio"
     root_secret, server = minio.deploy_server(
         minio_name,
@@ -274,6 +284,7 @@ def declare(
         root_password=root_password.result,
         protect=protect,
         opts=in_namespace,
+        pod_annotations=rotation.pod_annotations({"minioRoot": root_generation}),
     )
     endpoint = minio.MinioEndpoint(
         namespace=namespace,
@@ -288,7 +299,8 @@ def declare(
         create_bucket=True,
         instance=name,
         users=[minio.MinioUser(SERVER_MINIO_USER, server_key.result, artifacts.prefix, "write")],
-        opts=in_namespace,
+        # Root credentials are read at start: after a root rotation, only the restarted MinIO knows them.
+        opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[server])),
     )
     secret = k8s.core.v1.Secret(
         f"{name}-s3",
@@ -302,4 +314,4 @@ def declare(
         *plain_env({"MLFLOW_S3_ENDPOINT_URL": endpoint.url, "AWS_DEFAULT_REGION": minio.REGION}),
     ]
     # Consumers' provisioning Jobs run in this namespace against this MinIO.
-    return MinioStore(endpoint, server=[namespace_resource, server]), ServerAccess(env, {}, [job])
+    return MinioStore(endpoint, server=[namespace_resource, server], users_generation=users_generation), ServerAccess(env, {}, [job])

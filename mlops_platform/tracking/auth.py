@@ -53,6 +53,8 @@ class ServerAuth:
     volumes: list[k8s.core.v1.VolumeArgs] = field(default_factory=list)
     mounts: list[k8s.core.v1.VolumeMountArgs] = field(default_factory=list)
     admin_password: pulumi.Output[str] | None = None
+    # basic-auth's Secret (its config file and the admin password), None with any other app.
+    secret: k8s.core.v1.Secret | None = None
 
 
 def declare(
@@ -61,20 +63,22 @@ def declare(
     *,
     workspaces: bool,
     namespace: str,
+    mlflow_config_crd: bool = False,
     backend_uri: pulumi.Output[str] | None,
     service_account: str,
     opts: pulumi.ResourceOptions,
+    admin_keepers: dict[str, str] | None = None,
 ) -> ServerAuth:
-    """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret)."""
+    """The app for ``mode`` and the objects it needs (RBAC or the basic-auth Secret); ``admin_keepers`` rotate the admin password."""
     if mode == "kubernetes":
-        return _kubernetes(name, workspaces, namespace, service_account, opts)
+        return _kubernetes(name, workspaces, namespace, service_account, opts, mlflow_config_crd)
     if mode == "basic":
         if backend_uri is None:
             # Config refuses basic-auth with an external database (its URI lives only in the user's Secret).
             raise ConfigError(
                 "mlops-platform:tracking.auth: 'basic' needs the database URI; allowed: 'kubernetes' with database.mode external"
             )
-        return _basic(name, namespace, backend_uri, opts)
+        return _basic(name, namespace, backend_uri, opts, admin_keepers)
     return ServerAuth("none")
 
 
@@ -129,16 +133,25 @@ def workspace_env() -> dict[str, str]:
     }
 
 
-def _kubernetes(name: str, workspaces: bool, namespace: str, service_account: str, opts: pulumi.ResourceOptions) -> ServerAuth:
+def _kubernetes(
+    name: str, workspaces: bool, namespace: str, service_account: str, opts: pulumi.ResourceOptions, mlflow_config_crd: bool
+) -> ServerAuth:
     if workspaces:
         # Only the workspace provider acts as the server itself; every authorization check uses the caller's token.
         role_name = f"{name}-{SERVER_ROLE_SUFFIX}"
+        watch = ["get", "list", "watch"]
         k8s.rbac.v1.ClusterRole(
             f"{name}-workspaces",
             metadata=naming.metadata(role_name, component=COMPONENT, instance=name),
-            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=["get", "list", "watch"])],
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["namespaces"], verbs=watch),
+                # Watched once and cached; unreadable, the provider asks for them again on every request.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[MLFLOW_CONFIG_GROUP], resources=[MLFLOW_CONFIG_PLURAL], verbs=watch),
+            ],
             opts=opts,
         )
+        if mlflow_config_crd:
+            mlflow_configs(name, opts)
         rbac.bind_cluster_wide(
             f"{name}-workspaces",
             naming.metadata(role_name, component=COMPONENT, instance=name),
@@ -158,6 +171,50 @@ def _kubernetes(name: str, workspaces: bool, namespace: str, service_account: st
     )
 
 
+# mlflow-kubernetes-plugins 2.1.0 workspace_plugin/caches.py: MlflowConfigCache lists these cluster-wide and watches them;
+# while the kind is missing or unreadable it lists again on every artifact-root lookup (two API calls per request, measured).
+MLFLOW_CONFIG_GROUP = "mlflow.kubeflow.org"
+MLFLOW_CONFIG_PLURAL = "mlflowconfigs"
+
+
+def mlflow_configs(name: str, opts: pulumi.ResourceOptions) -> k8s.apiextensions.v1.CustomResourceDefinition:
+    """The MLflowConfig kind the workspace provider watches, so that it finds none and caches that.
+
+    The shape the plugin reads (``spec.artifactRootSecret``, ``spec.artifactRootPath``). A namespace's MLflowConfig would
+    move its artifacts to a bucket of its own, which the server's proxied store does not support here: the server may
+    not read the Secret it names, so such a workspace fails loudly.
+    """
+    schema = k8s.apiextensions.v1.JSONSchemaPropsArgs(
+        type="object",
+        properties={
+            "spec": k8s.apiextensions.v1.JSONSchemaPropsArgs(
+                type="object",
+                properties={
+                    "artifactRootSecret": k8s.apiextensions.v1.JSONSchemaPropsArgs(type="string"),
+                    "artifactRootPath": k8s.apiextensions.v1.JSONSchemaPropsArgs(type="string"),
+                },
+            ),
+        },
+    )
+    return k8s.apiextensions.v1.CustomResourceDefinition(
+        f"{name}-mlflowconfigs",
+        metadata=naming.metadata(f"{MLFLOW_CONFIG_PLURAL}.{MLFLOW_CONFIG_GROUP}", component=COMPONENT, instance=name),
+        spec=k8s.apiextensions.v1.CustomResourceDefinitionSpecArgs(
+            group=MLFLOW_CONFIG_GROUP,
+            scope="Namespaced",
+            names=k8s.apiextensions.v1.CustomResourceDefinitionNamesArgs(
+                kind="MLflowConfig", plural=MLFLOW_CONFIG_PLURAL, singular="mlflowconfig", list_kind="MLflowConfigList"
+            ),
+            versions=[
+                k8s.apiextensions.v1.CustomResourceDefinitionVersionArgs(
+                    name="v1", served=True, storage=True, schema=k8s.apiextensions.v1.CustomResourceValidationArgs(open_apiv3_schema=schema)
+                )
+            ],
+        ),
+        opts=opts,
+    )
+
+
 def basic_auth_ini(database_uri: pulumi.Input[str]) -> pulumi.Output[str]:
     """MLflow's basic-auth config: nobody but the admin may do anything until granted."""
     return pulumi.Output.concat(
@@ -171,9 +228,11 @@ def basic_auth_ini(database_uri: pulumi.Input[str]) -> pulumi.Output[str]:
     )
 
 
-def _basic(name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions) -> ServerAuth:
+def _basic(
+    name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pulumi.ResourceOptions, admin_keepers: dict[str, str] | None
+) -> ServerAuth:
     secret_name = f"{name}-auth"
-    password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=opts)
+    password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, keepers=admin_keepers, opts=opts)
     flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=48, special=False, opts=opts)
     secret = k8s.core.v1.Secret(
         f"{name}-auth",
@@ -206,4 +265,5 @@ def _basic(name: str, namespace: str, backend_uri: pulumi.Output[str], opts: pul
         ],
         mounts=[k8s.core.v1.VolumeMountArgs(name="auth-config", mount_path=AUTH_CONFIG_DIR, read_only=True)],
         admin_password=password.result,
+        secret=secret,
     )

@@ -80,6 +80,8 @@ class BrowserServer:
     port: int
     pod_labels: dict[str, str]
     landing_path: str
+    # What waits for its rollout (retiring a rotated database login).
+    deployment: pulumi.Resource
 
 
 def landing_path(prefix: str) -> str:
@@ -167,6 +169,7 @@ def declare(
     bypass_ports: list[int],
     opts: pulumi.ResourceOptions,
     ready: list[pulumi.Resource],
+    pod_annotations: dict[str, str] | None = None,
 ) -> BrowserServer:
     """The browser server's Deployment, Service, proxy settings and secrets, its access-review right and NetworkPolicy.
 
@@ -248,7 +251,8 @@ def declare(
         ),
     ]
     mesh_labels, mesh_annotations = mesh.mesh_member(bypass_ports) if in_mesh else ({}, None)
-    k8s.apps.v1.Deployment(
+    annotations = {**(mesh_annotations or {}), **(pod_annotations or {})} or None
+    deployment = k8s.apps.v1.Deployment(
         server_name,
         metadata=meta(server_name, annotations=scanner_exceptions(proxy, mlflow)),
         spec=k8s.apps.v1.DeploymentSpecArgs(
@@ -256,7 +260,7 @@ def declare(
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=naming.labels(COMPONENT, server_name, **client_labels, **mesh_labels), annotations=mesh_annotations
+                    labels=naming.labels(COMPONENT, server_name, **client_labels, **mesh_labels), annotations=annotations
                 ),
                 spec=pod_spec([proxy, mlflow], volumes=volumes, service_account=service_account),
             ),
@@ -291,4 +295,4 @@ def declare(
         ),
         opts=opts,
     )
-    return BrowserServer(server_name, PROXY_PORT, labels, landing_path(prefix))
+    return BrowserServer(server_name, PROXY_PORT, labels, landing_path(prefix), deployment)

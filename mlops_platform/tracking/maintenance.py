@@ -2,8 +2,11 @@
 
 - Migration: one Job per MLflow image (its name carries a hash of the image), so a new
   version migrates once and an unchanged one never again, whatever the replica count.
-  It dumps the database to the artifact store first (init containers: pg_dump, then the
-  upload); if either fails, the migration never starts. The Deployment waits for it.
+  The engine creates it only once the database server is ready (the StatefulSet or the
+  RDS instance), and its first init container waits, bounded, until the database answers
+  a query (the only check there is for an external database). It then dumps the database
+  to the artifact store (pg_dump, then the upload); if either fails, the migration never
+  starts. The Deployment waits for it.
 - Backup: a CronJob doing the same dump and upload, keeping the newest ``backupsKept``.
 - GC: a CronJob running ``mlflow gc --older-than`` with the server's own access (database
   and artifact prefix) and nothing else.
@@ -26,7 +29,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform.config import MaintenanceConfig, Resources
-from mlops_platform.database import dumps, postgres
+from mlops_platform.database import dumps, postgres, wait
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
     ScratchDir,
@@ -61,8 +64,11 @@ def migrate_command(basic_auth: bool) -> list[str]:
     return ["python", "-c", _UPGRADE + (_UPGRADE_AUTH if basic_auth else "")]
 
 
-# Both run in the MLflow image, which does not have this package: the source travels in the command.
+# They run in the MLflow image, which does not have this package: the source travels in the command.
 DUMPS_SOURCE = Path(dumps.__file__).read_text()
+WAIT_SOURCE = Path(wait.__file__).read_text()
+# How long the migration waits for the database to answer before the attempt fails (the Job retries 3 times).
+WAIT_SECONDS = 600
 GC_SOURCE = (Path(__file__).parent / "gc.py").read_text()
 
 
@@ -72,8 +78,16 @@ class Database:
 
     url: pulumi.Input[str]
     secret: pulumi.Input[str]
-    # Upper bound of one dump's size (the database's own storage size).
+    # Upper bound of one dump's size (the database's own storage size): a custom-format dump holds the rows
+    # compressed and no indexes, so it never outgrows the volume the database lives on.
     dump_size: str
+    # Where dumps are written: a generic ephemeral volume of dump_size from this class, or (None) an emptyDir on
+    # the node's disk whose size the pod requests as ephemeral storage.
+    dump_storage_class: str | None = None
+    # What the engine awaits until the database answers (StatefulSet or RDS instance); the migration waits for it.
+    server: pulumi.Resource | None = None
+    # With rotating logins the URL names no user: PGUSER comes from this key of ``secret``.
+    user_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,7 @@ class Maintenance:
             volumes=[token[0]] if token else [],
         )
         if a.database is None:
-            self.migration = self._migration_job([], {postgres.CLIENT_LABEL: "true"}, None, opts)
+            self.migration = self._migration_job([self._wait()], {postgres.CLIENT_LABEL: "true"}, None, opts)
             return
         backup_account = f"{a.name}-backup"
         access = store.grant(
@@ -154,9 +168,11 @@ class Maintenance:
         self._backup_env = access.env
         self._backup_labels = {**access.pod_labels, postgres.CLIENT_LABEL: "true"}
         ready = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=access.ready))
+        server = [a.database.server] if a.database.server is not None else []
+        database_up = pulumi.ResourceOptions.merge(ready, pulumi.ResourceOptions(depends_on=server))
 
-        pre_migration = [self._dump(a.database), self._upload("pre-migration", label=image_label(a.mlflow_image))]
-        self.migration = self._migration_job(pre_migration, self._backup_labels, sa.metadata.name, ready)
+        pre_migration = [self._wait(), self._dump(a.database), self._upload("pre-migration", label=image_label(a.mlflow_image))]
+        self.migration = self._migration_job(pre_migration, self._backup_labels, sa.metadata.name, database_up)
         if a.scheduled_backups:
             self.backup = self._cron_job(
                 "backup",
@@ -172,8 +188,27 @@ class Maintenance:
 
     @property
     def _scratch(self) -> list[ScratchDir]:
-        size = self._args.database.dump_size if self._args.database else "256Mi"
-        return [ScratchDir("tmp", "/tmp"), ScratchDir("backup", DUMP_DIR, size)]
+        database = self._args.database
+        if database is None:
+            return [ScratchDir("tmp", "/tmp")]
+        if database.dump_storage_class is not None:
+            dumps_dir = ScratchDir("backup", DUMP_DIR, database.dump_size, medium="volume", storage_class=database.dump_storage_class)
+        else:
+            dumps_dir = ScratchDir("backup", DUMP_DIR, database.dump_size)
+        return [ScratchDir("tmp", "/tmp"), dumps_dir]
+
+    def _wait(self) -> k8s.core.v1.ContainerArgs:
+        """A query with the server's own URI, retried until the database answers (bounded), before anything touches it."""
+        a = self._args
+        return container(
+            "wait-for-database",
+            a.mlflow_image,
+            _JOB_RESOURCES,
+            command=["python", "-c", WAIT_SOURCE],
+            args=["--timeout", str(WAIT_SECONDS)],
+            env=[secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri), *plain_env(a.base_env)],
+            scratch=[ScratchDir("tmp", "/tmp")],
+        )
 
     def _dump(self, database: Database) -> k8s.core.v1.ContainerArgs:
         """pg_dump of the whole database (custom format) into the shared scratch volume; the password only from the Secret."""
@@ -184,7 +219,11 @@ class Maintenance:
             _JOB_RESOURCES,
             command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
             args=[pulumi.Output.concat("--dbname=", database.url)],
-            env=[secret_env("PGPASSWORD", database.secret, "password"), *plain_env({"HOME": "/tmp"})],
+            env=[
+                *([secret_env("PGUSER", database.secret, database.user_key)] if database.user_key else []),
+                secret_env("PGPASSWORD", database.secret, "password"),
+                *plain_env({"HOME": "/tmp"}),
+            ],
             scratch=self._scratch,
         )
 

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from mlops_platform import rotation
 from mlops_platform.config import (
     ArtifactsConfig,
     AuthApp,
@@ -24,10 +25,12 @@ from mlops_platform.config import (
     DatabaseConfig,
     MaintenanceConfig,
     PlatformConfig,
+    RotationConfig,
     Scratch,
     TrackingConfig,
 )
 from mlops_platform.database import external, postgres
+from mlops_platform.database.rotation import LoginRotation
 from mlops_platform.k8s import mesh, naming, options
 from mlops_platform.k8s.containers import (
     HttpProbe,
@@ -41,7 +44,7 @@ from mlops_platform.k8s.containers import (
 from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
 from mlops_platform.storage.store import ArtifactStore
-from mlops_platform.tracking import auth, browser, capacity, ingress, maintenance
+from mlops_platform.tracking import admin_rotation, auth, browser, capacity, ingress, maintenance
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -82,6 +85,10 @@ class TrackingStackArgs:
     backup_prefix: str
     # A second server for people in browsers behind Kubeflow's gateway (tracking/browser.py), None without one.
     browser: browser.BrowserAccess | None = None
+    # Declare the MLflowConfig CRD the workspace provider watches (with workspaces; not where another operator owns it).
+    mlflow_config_crd: bool = False
+    # A generation per generated credential (rotation.*); 0 is the credential as first generated.
+    rotation: RotationConfig = RotationConfig()
 
     @classmethod
     def of(cls, config: PlatformConfig) -> TrackingStackArgs:
@@ -103,6 +110,7 @@ class TrackingStackArgs:
             protect_data=config.protect_data,
             maintenance=config.maintenance,
             backup_prefix=config.backup_prefix,
+            mlflow_config_crd=config.workspaces and config.kubeflow.mlflow_config_crd,
             browser=browser.BrowserAccess(
                 issuer=b.issuer,
                 client_id=b.client_id,
@@ -113,6 +121,7 @@ class TrackingStackArgs:
             )
             if b
             else None,
+            rotation=config.rotation,
         )
 
 
@@ -179,6 +188,7 @@ class TrackingStack(pulumi.ComponentResource):
         self._namespace_resource = ns
         child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
+        self._logins: LoginRotation | None = None
         if args.database.mode == "external":
             db_secret_name, db_uri_key = external.backend_secret(
                 f"{name}-db",
@@ -191,10 +201,20 @@ class TrackingStack(pulumi.ComponentResource):
             dumped: maintenance.Database | None = None
             self._backend_uri: pulumi.Output[str] | None = None
         else:
-            db_secret_name, db_password, dump_url = self._managed_database(name, args, child, protect)
+            db_secret_name, db_password, dump_url, database_server = self._managed_database(name, args, child, protect)
             db_uri_key = "uri"
             dump_size = f"{args.database.managed.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size
-            dumped = maintenance.Database(dump_url, db_secret_name, dump_size)
+            dumped = maintenance.Database(
+                dump_url,
+                db_secret_name,
+                dump_size,
+                # On eks a dump of up to the database's size goes to a volume of its own, not to the node's disk.
+                dump_storage_class=(args.database.storage_class or args.storage_class) if args.aws is not None else None,
+                server=database_server,
+                user_key="username" if self._logins else None,
+            )
+        # Nothing reads a rotated login before its rotation Job gave it its password.
+        rotated: list[pulumi.Resource] = [self._logins.login.rotated] if self._logins else []
 
         self._artifact_store, storage = store.declare(
             name,
@@ -207,6 +227,8 @@ class TrackingStack(pulumi.ComponentResource):
             secret_metadata=naming.metadata(f"{name}-s3", args.namespace, component=COMPONENT, instance=name),
             protect=protect,
             opts=pulumi.ResourceOptions(parent=self),
+            root_generation=args.rotation.minio_root,
+            users_generation=args.rotation.minio_users,
         )
 
         sa = k8s.core.v1.ServiceAccount(
@@ -226,10 +248,12 @@ class TrackingStack(pulumi.ComponentResource):
             name,
             args.auth,
             workspaces=args.workspaces,
+            mlflow_config_crd=args.mlflow_config_crd,
             namespace=args.namespace,
             backend_uri=self._backend_uri,
             service_account=self._service_account,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=rotated)),
+            admin_keepers=rotation.keepers(args.rotation.tracking_admin),
         )
         scratch = [capacity.scratch_dir(args.scratch)]
         server_scratch = [*scratch, metrics.SCRATCH] if args.metrics else scratch
@@ -260,8 +284,19 @@ class TrackingStack(pulumi.ComponentResource):
                 basic_auth=args.auth == "basic",
             ),
             self._artifact_store,
-            pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready]),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready, *rotated]),
         )
+        if args.rotation.tracking_admin and server_auth.secret is not None:
+            admin_rotation.admin_password_job(
+                name,
+                namespace=args.namespace,
+                image=args.image,
+                generation=args.rotation.tracking_admin,
+                backend_uri=(db_secret_name, db_uri_key),
+                auth_secret=server_auth.secret,
+                base_env={"HOME": "/tmp", **telemetry},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[jobs.migration, *rotated]),
+            )
         mlflow_env = (
             common_env
             + storage.env
@@ -282,6 +317,11 @@ class TrackingStack(pulumi.ComponentResource):
         )
         # In Kubeflow's mesh the AuthorizationPolicy is enforced by a sidecar; PostgreSQL is outside the mesh, reached around it.
         mesh_labels, mesh_annotations = mesh.mesh_member([postgres.PORT]) if args.in_mesh else ({}, None)
+        # The credentials the server reads at start: a new generation of one rolls the pods.
+        generations = rotation.pod_annotations(
+            {"database": args.rotation.database, "minioUsers": args.rotation.minio_users if self._artifact_store.in_cluster else 0}
+        )
+        pod_annotations = {**(mesh_annotations or {}), **generations} or None
         deployment = k8s.apps.v1.Deployment(
             name,
             metadata=naming.metadata(name, args.namespace, component=COMPONENT, instance=name, annotations=scanner_exceptions(server)),
@@ -289,7 +329,7 @@ class TrackingStack(pulumi.ComponentResource):
                 replicas=capacity.replicas(args.server),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._server_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=mesh_annotations),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **mesh_labels), annotations=pod_annotations),
                     spec=pod_spec(
                         [server],
                         volumes=scratch_volumes([server_scratch]) + server_auth.volumes,
@@ -297,7 +337,7 @@ class TrackingStack(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready, jobs.migration]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, *storage.ready, jobs.migration, *rotated]),
         )
         k8s.core.v1.Service(
             f"{name}-svc",
@@ -339,9 +379,14 @@ class TrackingStack(pulumi.ComponentResource):
                 },
                 in_mesh=args.in_mesh,
                 bypass_ports=[postgres.PORT],
+                # The same database login and storage keys as the tracking server: a new generation rolls it too.
+                pod_annotations=generations,
                 opts=child,
-                ready=[ns, *storage.ready, jobs.migration],
+                ready=[ns, *storage.ready, jobs.migration, *rotated],
             )
+        if self._logins is not None:
+            # Once every pod of both servers logs in with the new login, the old one loses its password.
+            self._logins.retire_after([deployment, *([browser_server.deployment] if browser_server else [])])
         self._network_policies(name, args, child)
         if args.server.external_host:
             ingress.declare(
@@ -387,10 +432,11 @@ class TrackingStack(pulumi.ComponentResource):
 
     def _managed_database(
         self, name: str, args: TrackingStackArgs, child: pulumi.ResourceOptions, protect: bool
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str], pulumi.Resource]:
         """PostgreSQL in the cluster or on RDS, with a generated password.
 
-        Returns the name of the Secret (``uri``, ``password``), the password, and the database's URL without it (for pg_dump).
+        Returns the name of the Secret (``uri``, ``password``), the password, the database's URL without it (for pg_dump),
+        and the resource the engine awaits until the database answers (the StatefulSet, or the RDS instance).
         """
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         db_secret_name = f"{name}-db"
@@ -407,8 +453,9 @@ class TrackingStack(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             db_host: pulumi.Input[str] = instance.address
+            server: pulumi.Resource = instance
         else:
-            db_host = postgres.deploy(
+            db_host, server = postgres.deploy(
                 f"{name}-postgresql",
                 namespace=args.namespace,
                 config=args.database,
@@ -441,7 +488,34 @@ class TrackingStack(pulumi.ComponentResource):
         )
 
         self._backend_uri = backend_uri
-        return db_secret.metadata.name, db_password.result, postgres.url_without_password(args.database.user, db_host, args.database.name)
+        if args.database.mode == "inCluster" and args.rotation.database:
+            self._logins = LoginRotation(
+                name,
+                namespace=args.namespace,
+                user=args.database.user,
+                database=args.database.name,
+                host=db_host,
+                generation=args.rotation.database,
+                owner_secret=db_secret_name,
+                owner_password=db_password.result,
+                image=args.image,
+                opts=child,
+            )
+            login = self._logins.login
+            self._backend_uri = login.uri
+            # The login changes with the generation: pg_dump takes its user from the Secret (PGUSER), not the URL.
+            return (
+                login.secret,
+                login.password,
+                pulumi.Output.concat("postgresql://", db_host, f":{postgres.PORT}/", args.database.name),
+                server,
+            )
+        return (
+            db_secret.metadata.name,
+            db_password.result,
+            postgres.url_without_password(args.database.user, db_host, args.database.name),
+            server,
+        )
 
     def allowed_hosts(self, metrics_scrapers: bool = False) -> list[str]:
         """Host headers MLflow accepts: every in-cluster spelling of the Service, the external hosts, port-forwards."""

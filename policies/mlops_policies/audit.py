@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
 
-from .checks import POLICIES
+from .checks import POLICIES, credential_findings
 from .config import ConfigError, Settings, enforcement
-from .detectors import REDACTED
+from .detectors import Allowed
 from .model import Context, PropsView, Resource
 from .paths import Path, PathSet, render
-
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+from .platform import REDACTED
+from .walk import SECRET_SIG, SIG_KEY
 
 
 class AuditError(ValueError):
@@ -37,9 +36,11 @@ class Violation:
     path: str
     kind: str
     mandatory: bool
+    # The rule that found it and the decodings that reached it (Finding.trace), for a credential.
+    rule: str = ""
 
     def line(self) -> str:
-        return f"{self.policy} {self.urn} {self.path}: {self.kind}"
+        return f"{self.policy} {self.urn} {self.path}: {self.kind}" + (f" [{self.rule}]" if self.rule else "")
 
 
 def audit_resources(
@@ -68,12 +69,28 @@ def audit_resources(
             continue
         ctx = Context(context_stack, Settings.parse(spec.name, raw, spec.config_keys))
         violations.extend(
-            Violation(spec.name, hit.resource.urn, hit.finding.path, hit.finding.kind, level in ("mandatory", "remediate"))
+            Violation(
+                spec.name, hit.resource.urn, hit.finding.path, hit.finding.kind, level in ("mandatory", "remediate"), hit.finding.trace()
+            )
             for hit in spec.run(parsed, ctx)
         )
     position = {r.urn: i for i, r in enumerate(parsed)}
     rank = {spec.name: i for i, spec in enumerate(POLICIES)}
     return sorted(violations, key=lambda v: (position[v.urn], rank[v.policy], v.path, v.kind))
+
+
+def explain(resources: Iterable[Mapping[str, Any]], *, stack: str | None = None) -> list[str]:
+    """What the named allowances accepted, one line each (``allowed <urn> <path>: <kind> [<rule>] by <allowance>``),
+    so that a rule that stayed silent can be traced like one that spoke. Never a value."""
+    parsed = [_resource(index, record) for index, record in enumerate(resources)]
+    ctx = Context(stack if stack is not None else _stack_of(parsed), Settings())
+    lines = []
+    for resource in parsed:
+        accepted: list[tuple[str, Allowed]] = []
+        for _ in credential_findings(resource, ctx, accepted):
+            pass
+        lines += sorted({f"allowed {resource.urn} {path}: {a.kind} [{a.trace()}] by {a.allowance}" for path, a in accepted})
+    return lines
 
 
 def _resource(index: int, record: Any) -> Resource:
@@ -204,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state", help="stack export file, '-' for stdin, or build/<stack>/resources.json")
     parser.add_argument("--stack", help="stack name for prod-only policies (default: from the URNs)")
     parser.add_argument("--config", help="a --policy-pack-config JSON file")
+    parser.add_argument("--explain", action="store_true", help="also print what each named allowance accepted (docs/policies.md)")
     args = parser.parse_args(argv)
     try:
         records = read_records(_load_json(args.state, AuditError))
@@ -216,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for violation in violations:
         print(violation.line())
+    if args.explain:
+        for line in explain(records, stack=args.stack):
+            print(line)
     mandatory = sum(v.mandatory for v in violations)
     print(f"audit: {len(records)} resources, {len(violations)} violations, {mandatory} mandatory", file=sys.stderr)
     return 1 if mandatory else 0

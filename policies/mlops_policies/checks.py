@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import detectors
+from . import detectors, platform
 from .model import RESOURCE, Context, Finding, Hit, PolicySpec, PropsView, Resource
 from .paths import Path, render
-from .walk import UNKNOWN, Leaf, decode_base64, dig, get, leaves
+from .walk import UNKNOWN, Leaf, dig, get, leaves
 
 # -- no-plaintext-credentials -------------------------------------------------------
 
@@ -25,21 +26,21 @@ class Holder:
 
     prefix: Path
     must_be_secret: bool = True
-    base64: bool = False
     when: Callable[[Mapping[str, Any]], bool] | None = None
 
     def holds(self, path: Path, props: Mapping[str, Any]) -> bool:
+        """``path`` in the field, or in its copy under ``__inputs`` (pulumi-kubernetes' outputs repeat the inputs)."""
+        if path[:1] == (INPUTS_COPY,):
+            path = path[1:]
         return path[: len(self.prefix)] == self.prefix and (self.when is None or self.when(props))
-
-    def plain(self, value: str) -> str:
-        return (decode_base64(value) or value) if self.base64 else value
 
 
 def _fields(*names: str, **options: Any) -> tuple[Holder, ...]:
     return tuple(Holder((name,), **options) for name in names)
 
 
-_SECRET = _fields("stringData") + _fields("data", base64=True)
+INPUTS_COPY = "__inputs"
+_SECRET = _fields("stringData", "data")
 CREDENTIAL_HOLDERS: dict[str, tuple[Holder, ...]] = {
     "kubernetes:core/v1:Secret": _SECRET,
     "kubernetes:core/v1:SecretPatch": _SECRET,
@@ -54,30 +55,47 @@ CREDENTIAL_HOLDERS: dict[str, tuple[Holder, ...]] = {
     "pulumi:providers:kubernetes": _fields("kubeconfig"),
     "pulumi:providers:aws": _fields("accessKey", "secretKey", "token"),
 }
+# Fields that are base64 by definition: the walk decodes them, and skips binary content.
+_ENCODED = {"Secret": "data", "SecretPatch": "data", "ConfigMap": "binaryData", "ConfigMapPatch": "binaryData"}
+ENCODED_FIELDS: dict[str, frozenset[Path]] = {
+    f"kubernetes:core/v1:{kind}": frozenset({(field,), (INPUTS_COPY, field)}) for kind, field in _ENCODED.items()
+}
 
 
-def _leak_kinds(resource: Resource, view: PropsView, leaf: Leaf) -> set[str]:
-    holder = next((h for h in CREDENTIAL_HOLDERS.get(resource.type, ()) if h.holds(leaf.path, view.props)), None)
-    if holder is None:
-        kinds = detectors.detect(leaf.key, leaf.value)
-        if not kinds and leaf.argv:
-            kinds = detectors.command_line_kinds(leaf.argv, leaf.position)
-        return kinds
-    kinds = {detectors.DEFAULT_CREDENTIAL} if detectors.is_well_known_default(holder.plain(leaf.value)) else set()
+def _holder_findings(holder: Holder, view: PropsView, leaf: Leaf) -> Iterator[Finding]:
+    """In a credential holder only a tutorial default is a leak to CrossGuard; the audit also wants a Pulumi secret."""
+    if platform.is_well_known_default(leaf.value):
+        yield Finding(render(leaf.path), platform.TUTORIAL_DEFAULT, platform.RULE_TUTORIAL_DEFAULT, leaf.via)
     if view.secrets_known and holder.must_be_secret and leaf.value.strip():
-        kinds.add(detectors.NOT_A_SECRET)
-    return kinds
+        yield Finding(render(leaf.path), platform.NOT_A_SECRET, platform.RULE_PULUMI_SECRET_REQUIRED)
+
+
+def credential_findings(resource: Resource, ctx: Context, allowed: list[tuple[str, detectors.Allowed]] | None = None) -> Iterator[Finding]:
+    """Every credential in the resource's properties; ``allowed`` collects what allowances accepted (--explain)."""
+    holders = CREDENTIAL_HOLDERS.get(resource.type, ())
+    encoded = ENCODED_FIELDS.get(resource.type, frozenset())
+    for view in resource.views:
+        found = (
+            leaf
+            for leaf in leaves(view.props, encoded=encoded)
+            if leaf.value != platform.REDACTED and not view.secret_paths.covers(leaf.path) and not ctx.settings.allows_value(leaf.value)
+        )
+        for group in detectors.by_path(found):
+            holder = next((h for h in holders if h.holds(group[0].path, view.props)), None)
+            if holder is not None:
+                yield from sorted(set(_holder_findings(holder, view, group[0])), key=lambda f: (f.kind, f.rule))
+                continue
+            explained: list[detectors.Allowed] | None = [] if allowed is not None else None
+            detections = detectors.detect(resource.type, group, explained)
+            if detections or explained:
+                path = render(group[0].path)
+                yield from (Finding(path, d.kind, d.rule, d.via) for d in detections)
+                if allowed is not None and explained:
+                    allowed.extend((path, a) for a in explained)
 
 
 def check_credentials(resource: Resource, ctx: Context) -> Iterator[Finding]:
-    for view in resource.views:
-        for leaf in leaves(view.props):
-            if leaf.value == detectors.REDACTED or view.secret_paths.covers(leaf.path):
-                continue
-            if ctx.settings.allows_value(leaf.value):
-                continue
-            for kind in sorted(_leak_kinds(resource, view, leaf)):
-                yield Finding(render(leaf.path), kind)
+    return credential_findings(resource, ctx)
 
 
 # -- no-static-iam-access-keys --------------------------------------------------------
@@ -218,12 +236,20 @@ NO_TAG = "image has no tag or digest"
 
 def _image_problem(reference: str, partial: bool) -> str | None:
     """``partial``: Helm values often give the repository alone and the tag in a sibling key."""
-    if not reference or "@" in reference or not detectors.is_literal(reference):
+    if not reference or "@" in reference or not _is_literal_image(reference):
         return None
     last = reference.rsplit("/", 1)[-1]
     if ":" not in last:
         return None if partial else NO_TAG
     return LATEST_TAG if last.rsplit(":", 1)[1] == "latest" else None
+
+
+_IMAGE_REFERENCE = re.compile(r"\$[({A-Za-z_]|\{\{|<")
+
+
+def _is_literal_image(reference: str) -> bool:
+    """A reference typed in, not ``$(IMAGE)``, ``${IMAGE}``, ``{{ .Values.image }}`` or ``<image>``."""
+    return not _IMAGE_REFERENCE.search(reference)
 
 
 def check_images(resource: Resource, ctx: Context) -> Iterator[Finding]:

@@ -7,6 +7,8 @@ audit front end sees it.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -31,14 +33,23 @@ PACK_NAME = "mlops-platform"
 
 
 def message(spec: PolicySpec, hit: Hit) -> str:
-    """Names the resource, the path and the kind of problem; never the value."""
-    r = hit.resource
-    return f"{hit.finding.kind} at {hit.finding.path} in {r.type} '{r.name}'. {spec.remediation}"
+    """Names the resource, the path, the kind of problem and the rule that found it; never the value."""
+    r, finding = hit.resource, hit.finding
+    rule = f" (rule {finding.trace()})" if finding.rule else ""
+    return f"{finding.kind} at {finding.path} in {r.type} '{r.name}'{rule}. {spec.remediation}"
 
 
 def _context(spec: PolicySpec, config: Mapping[str, Any]) -> Context:
     """The engine sets PULUMI_STACK for policy packs; prod-only policies read it."""
-    return Context(stack=os.environ.get("PULUMI_STACK"), settings=Settings.parse(spec.name, config, spec.config_keys))
+    return Context(
+        stack=os.environ.get("PULUMI_STACK"), settings=_settings(spec.name, json.dumps(config, sort_keys=True), spec.config_keys)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _settings(policy: str, config: str, keys: tuple[str, ...]) -> Settings:
+    """The engine hands every validate call the same configuration: parse it once per policy."""
+    return Settings.parse(policy, json.loads(config), keys)
 
 
 def _from_args(args: ResourceValidationArgs) -> Resource:

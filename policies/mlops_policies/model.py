@@ -52,8 +52,16 @@ class Resource:
 
 @dataclass(frozen=True)
 class Finding:
+    """A problem at ``path``; for a credential, the rule that found it and the decodings that reached it."""
+
     path: str
     kind: str
+    rule: str = ""
+    via: tuple[str, ...] = ()
+
+    def trace(self) -> str:
+        """``detect-secrets:KeywordDetector via base64, yaml``: how to find the rule behind a finding."""
+        return f"{self.rule} via {', '.join(self.via)}" if self.via else self.rule
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class PathSet:
         self._texts = tuple(paths)
 
     def covers(self, path: Path) -> bool:
+        if not self._texts:
+            return False
         forms = {render(path), _naive(path)}
         return any(
             not text or form == text or form.startswith(text + ".") or form.startswith(text + "[") for text in self._texts for form in forms

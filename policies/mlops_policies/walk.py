@@ -1,29 +1,43 @@
-"""Walk resource properties down to the scalar leaves where a credential can hide.
+"""Walk resource properties down to the scalar leaves where a credential can hide, decoding on the way.
 
-Besides maps and lists the walk enters JSON and YAML documents held in strings
-(``last-applied-configuration``, a ConfigMap's ``config.yaml``) and base64
-``binaryData``, and binds each value to the name it is set under: its map key,
-the ``name`` of a ``{name, value}`` pair (container env), or the ``--flag``
-before it in an argument list. A string in a list of strings also keeps the
-whole list and its position in it, so a tool's positional arguments can be
-recognised; a container's ``args`` follow its ``command``.
+Besides maps and lists the walk enters what a string holds (decode.py): base64 text,
+JSON, YAML and INI documents (``last-applied-configuration``, a ConfigMap's
+``config.yaml``), and views of a credential's place inside a string (a URL's
+userinfo and query, a header in a proxy snippet, a tool's positional argument).
+Each value is bound to the name it is set under: its map key, the ``name`` of a
+``{name, value}`` pair (container env), or the ``--flag`` before it in an argument
+list. A string in a list of strings also keeps the whole list and its position in
+it, so a tool's positional arguments can be recognised; a container's ``args``
+follow its ``command``.
+
+Decoding is bounded: at most :data:`MAX_DEPTH` decodings nested in one value, none of
+a string longer than :data:`MAX_DECODED` characters (it is still scanned as it is).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import functools
+import itertools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from pulumi_policy.proxy import UnknownValueError
 
+from . import decode
 from .paths import Key, Path
 
-_MAX_NESTED_DOCUMENTS = 3
+MAX_DEPTH = 4
+MAX_DECODED = 256 * 1024
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+PULUMI_PLAINTEXT = "pulumi-secret-plaintext"
+"""The ``via`` of a Pulumi secret found in plaintext form inside a value (a ``--show-secrets`` export)."""
+
+_SPACE = re.compile(r"\s")
+
 UNKNOWN: Any = object()
 """Stands for a value that is unknown during preview: never a literal, never a violation."""
 
@@ -36,15 +50,10 @@ class Leaf:
     # The command line this value is an argument of, and its index there.
     argv: tuple[str, ...] = ()
     position: int = 0
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """Refuses YAML aliases, so a crafted value cannot expand into a billion nodes."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("aliases are not expanded")
-        return super().compose_node(parent, index)
+    # The decodings that led here (base64, yaml, url-userinfo, ...), outermost first.
+    via: tuple[str, ...] = ()
+    # The account a password belongs to, where the place says (URL userinfo, Basic auth, curl -u).
+    user: str | None = None
 
 
 def get(node: Any, key: Key) -> Any:
@@ -68,37 +77,71 @@ def dig(node: Any, *keys: Key) -> Any:
     return node
 
 
-def leaves(props: Mapping[str, Any], *, documents: bool = True) -> Iterator[Leaf]:
-    """Every string or number under ``props``; ``documents=False`` leaves embedded JSON/YAML as text."""
-    yield from _walk(props, (), None, documents, 0, False)
+def leaves(props: Mapping[str, Any], *, documents: bool = True, encoded: frozenset[Path] = frozenset()) -> Iterator[Leaf]:
+    """Every string or number under ``props``.
+
+    ``documents=False`` decodes nothing (embedded JSON/YAML stays text). ``encoded``
+    are the paths of maps whose values are base64 by definition (a ConfigMap's
+    ``binaryData``, a Secret's ``data``): they are decoded, and skipped when binary.
+    """
+    walker = _Walker(documents, encoded)
+    yield from walker.walk(props, (), None, 0, ())
 
 
-def _walk(
-    node: Any,
-    path: Path,
-    key: str | None,
-    documents: bool,
-    depth: int,
-    base64_text: bool,
-    argv: tuple[str, ...] = (),
-    position: int = 0,
-    argv_prefix: tuple[str, ...] = (),
-) -> Iterator[Leaf]:
-    if isinstance(node, str):
-        text = decode_base64(node) if base64_text else node
-        if text is None:
+@dataclass(frozen=True)
+class _Walker:
+    documents: bool
+    encoded: frozenset[Path]
+
+    def walk(
+        self,
+        node: Any,
+        path: Path,
+        key: str | None,
+        depth: int,
+        via: tuple[str, ...],
+        argv: tuple[str, ...] = (),
+        position: int = 0,
+        argv_prefix: tuple[str, ...] = (),
+        user: str | None = None,
+    ) -> Iterator[Leaf]:
+        if isinstance(node, str):
+            if path[:-1] in self.encoded and not via:
+                text = decode.base64_text(node, encoded=True)
+                if text is not None:
+                    yield from self.text(text, path, key, depth, (*via, "base64"), argv, position, user)
+                return
+            yield from self.text(node, path, key, depth, via, argv, position, user)
+        elif isinstance(node, bool) or node is None:
             return
-        document = _document(text) if documents and depth < _MAX_NESTED_DOCUMENTS else None
-        if document is None:
-            yield Leaf(path, key, text, argv, position)
-        else:
-            yield from _walk(document, path, key, documents, depth + 1, False)
-    elif isinstance(node, bool) or node is None:
-        return
-    elif isinstance(node, (int, float)):
-        yield Leaf(path, key, str(int(node)) if float(node).is_integer() else str(node))
-    elif isinstance(node, Mapping):
+        elif isinstance(node, (int, float)):
+            yield Leaf(path, key, str(int(node)) if float(node).is_integer() else str(node), via=via)
+        elif isinstance(node, Mapping):
+            yield from self.mapping(node, path, key, depth, via)
+        elif isinstance(node, Sequence):
+            words = _strings(node)
+            line = argv_prefix + words if words else ()
+            previous: Any = None
+            for index in range(len(node)):
+                child = get(node, index)
+                if child is UNKNOWN:
+                    previous = None
+                    continue
+                binding = key
+                if isinstance(previous, str) and previous.startswith("--") and "=" not in previous:
+                    if not (isinstance(child, str) and child.startswith("-")):
+                        binding = previous.lstrip("-")
+                yield from self.walk(child, path + (index,), binding, depth, via, line, len(argv_prefix) + index)
+                previous = child
+
+    def mapping(self, node: Mapping[Any, Any], path: Path, key: str | None, depth: int, via: tuple[str, ...]) -> Iterator[Leaf]:
         keys = list(node)
+        if get(node, SIG_KEY) == SECRET_SIG:
+            # A Pulumi secret marker inside a value: encrypted (ciphertext) is safe, plaintext is a secret in the open.
+            plaintext = get(node, "plaintext")
+            if isinstance(plaintext, str) and plaintext.strip() not in ("", '""'):
+                yield Leaf(path, key, plaintext, via=(*via, PULUMI_PLAINTEXT))
+            return
         bound = _bound_name(node, keys)
         command = _strings(get(node, "command")) if "args" in keys and "command" in keys else ()
         for child_key in keys:
@@ -107,30 +150,58 @@ def _walk(
                 continue
             name = str(child_key)
             binding = bound if name == "value" and bound is not None else name
-            yield from _walk(
-                child,
-                path + (name,),
-                binding,
-                documents,
-                depth,
-                name == "binaryData" or base64_text,
-                argv_prefix=command if name == "args" else (),
-            )
-    elif isinstance(node, Sequence):
-        words = _strings(node)
-        line = argv_prefix + words if words else ()
-        previous: Any = None
-        for index in range(len(node)):
-            child = get(node, index)
-            if child is UNKNOWN:
-                previous = None
-                continue
-            binding = key
-            if isinstance(previous, str) and previous.startswith("--") and "=" not in previous:
-                if not (isinstance(child, str) and child.startswith("-")):
-                    binding = previous.lstrip("-")
-            yield from _walk(child, path + (index,), binding, documents, depth, base64_text, line, len(argv_prefix) + index)
-            previous = child
+            yield from self.walk(child, path + (name,), binding, depth, via, argv_prefix=command if name == "args" else ())
+
+    def text(
+        self,
+        text: str,
+        path: Path,
+        key: str | None,
+        depth: int,
+        via: tuple[str, ...],
+        argv: tuple[str, ...],
+        position: int,
+        user: str | None,
+    ) -> Iterator[Leaf]:
+        decodable = self.documents and depth < MAX_DEPTH and len(text) <= MAX_DECODED
+        if decodable:
+            decoded = decode.base64_text(text)
+            if decoded is not None:
+                yield from self.text(decoded, path, key, depth + 1, (*via, "base64"), (), 0, None)
+                return
+            found = decode.document(text)
+            if found is not None:
+                form, document = found
+                yield from self.walk(document, path, key, depth + 1, (*via, form))
+                return
+        yield Leaf(path, key, text, argv, position, via, user)
+        if decodable:
+            for view in self.views(text, key, argv, position):
+                yield from self.walk(view.value, path, view.key, depth + 1, (*via, view.via), user=view.user)
+
+    @staticmethod
+    def views(text: str, key: str | None, argv: tuple[str, ...], position: int) -> Iterator[decode.View]:
+        yield from _text_views(text, key or "")
+        if argv:
+            yield from decode.argv_views(argv, position)
+
+
+@functools.lru_cache(maxsize=16384)
+def _text_views(text: str, key: str) -> tuple[decode.View, ...]:
+    """The views of a string bound to ``key``; most strings (names, numbers, paths) have none, and are told quickly."""
+    spaced = _SPACE.search(text) is not None
+    sources: list[Iterator[decode.View]] = []
+    if spaced:
+        sources += [decode.setting_views(text), decode.script_views(text)]
+    if "://" in text:
+        sources.append(decode.url_views(text))
+    if spaced and ("header" in text or "trailer" in text):
+        sources.append(decode.header_views(text))
+    if key.lower() in decode.AUTHORIZATION_HEADERS:
+        sources.append(decode.authorization_views(key, text))
+    if key == "auth":
+        sources.append(decode.registry_auth_views(key, text))
+    return tuple(itertools.islice(itertools.chain.from_iterable(sources), decode.MAX_VIEWS))
 
 
 def _strings(node: Any) -> tuple[str, ...]:
@@ -153,28 +224,3 @@ def _bound_name(node: Mapping[Any, Any], keys: list[Any]) -> str | None:
             if isinstance(bound, str):
                 return bound
     return None
-
-
-def decode_base64(value: str) -> str | None:
-    try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _document(text: str) -> Any:
-    """A non-empty map or list parsed from ``text``, or None when it is plain text."""
-    stripped = text.strip()
-    document: Any = None
-    if stripped[:1] in ("{", "["):
-        try:
-            document = json.loads(stripped)
-        except ValueError:
-            document = None
-    # PEM headers ("Proc-Type: ...") parse as YAML and would hide the BEGIN line from the detectors.
-    if document is None and "\n" in stripped and ":" in stripped and "-----BEGIN" not in stripped:
-        try:
-            document = yaml.load(stripped, Loader=_NoAliasLoader)  # noqa: S506 - SafeLoader subclass
-        except yaml.YAMLError:
-            document = None
-    return document if isinstance(document, (dict, list)) and document else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,17 +50,38 @@ def cluster() -> Iterator[local_cluster.Cluster]:
         local_cluster.stop(DIRECTORY)
 
 
+def settle(cluster: local_cluster.Cluster, timeout: float = 180) -> None:
+    """Wait until no namespace is terminating (a destroy's namespace finishes going after the engine returns).
+
+    Applying a Namespace that is still terminating succeeds, but nothing can be created in it, and once it is
+    gone the state holds a namespace the cluster does not: every later `up` fails on it.
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api())
+    deadline = time.monotonic() + timeout
+    while True:
+        terminating = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata.deletion_timestamp]
+        if not terminating:
+            return
+        if time.monotonic() > deadline:
+            raise local_cluster.ClusterError(f"namespaces {terminating} still terminating after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 class Deployment:
     """The dev stack in the session cluster; tests that change it put it back."""
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine, cluster: local_cluster.Cluster) -> None:
         self.engine = engine
+        self.cluster = cluster
         self.last_up: EngineRun | None = None
 
     def ensure_up(self) -> EngineRun:
         """The stack as configured in the repository, deployed (`up` runs only when it may not be)."""
         if self.last_up is None:
             self.engine.write_stack_file({})
+            settle(self.cluster)
             self.last_up = self.engine.up()
         return self.last_up
 
@@ -70,7 +92,7 @@ class Deployment:
 
 @pytest.fixture(scope="session")
 def deployment(cluster: local_cluster.Cluster) -> Deployment:
-    return Deployment(LocalEngine("dev", cluster.directory))
+    return Deployment(LocalEngine("dev", cluster.directory), cluster)
 
 
 @pytest.fixture
@@ -79,6 +101,7 @@ def scratch_engine(cluster: local_cluster.Cluster, tmp_path: Path) -> Iterator[A
     made: list[LocalEngine] = []
 
     def make(stack: str = "dev", **kwargs: Any) -> LocalEngine:
+        settle(cluster)
         engine = LocalEngine(stack, cluster.directory, workspace=tmp_path / f"engine-{len(made)}", **kwargs)
         made.append(engine)
         return engine

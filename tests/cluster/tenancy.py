@@ -34,14 +34,16 @@ def service_account_token(cluster: local_cluster.Cluster, namespace: str, accoun
 
 def kubeconfig(cluster: local_cluster.Cluster, token: str, namespace: str, path: Path) -> Path:
     """A kubeconfig for one identity: the API server, its CA, the token and the identity's namespace as context."""
+    import base64
+
+    ca = base64.b64encode((cluster.pki / "ca.crt").read_bytes()).decode()
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [
-                    {"name": "local", "cluster": {"server": cluster.server, "certificate-authority": str(cluster.pki / "ca.crt")}}
-                ],
+                # The CA inline: the file stands for the pod's projected token mount, whatever a sandbox lets it see.
+                "clusters": [{"name": "local", "cluster": {"server": cluster.server, "certificate-authority-data": ca}}],
                 "users": [{"name": "caller", "user": {"token": token}}],
                 "contexts": [{"name": "caller", "context": {"cluster": "local", "user": "caller", "namespace": namespace}}],
                 "current-context": "caller",

@@ -23,6 +23,10 @@ def _exists(api, manifest) -> bool:
     return True
 
 
+# The dashboard tab opens the selected profile's workspace through the browser server (kubeflow/integration.py).
+TAB = "/mlflow/kubeflow/{ns}/"
+
+
 def _links(api) -> list[dict]:
     live = client.CoreV1Api(api).read_namespaced_config_map(cluster_fixtures.DASHBOARD_CONFIG_MAP, "kubeflow")
     return json.loads(live.data["links"])["menuLinks"]
@@ -51,7 +55,7 @@ def test_destroy_removes_what_the_program_made_and_keeps_other_links(cluster, de
     made = [(r, m) for r, m in plan.manifests()]
     manifests = [m for _, m in made]
     assert all(_exists(api, m) for m in manifests)
-    assert "/mlflow/" in [link["link"] for link in _links(api)]
+    assert TAB in [link["link"] for link in _links(api)]
     try:
         deployment.engine.destroy()
         # A patch changed an object someone else made: destroy takes back the labels it set, not the object.

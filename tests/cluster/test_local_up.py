@@ -27,6 +27,31 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _the_env_file_reaches_the_cluster_and_the_stack_from_a_fresh_shell(env_file: Path) -> None:
+    """A login-free shell with nothing of ours in its environment, and no kubectl or pulumi on its PATH."""
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    fresh = {"PATH": "/nonexistent", "HOME": str(env_file.parent / "home")}
+    script = f"source {env_file} && kubectl get namespaces -o name && pulumi stack output --json"
+    done = subprocess.run(
+        ["/bin/bash", "--noprofile", "--norc", "-c", script], env=fresh, capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    namespaces, _, outputs = done.stdout.partition("{")
+    assert "namespace/mlflow" in namespaces.split()
+    shown = json.loads("{" + outputs)
+    assert shown["trackingUri"] == "http://mlflow.mlflow.svc.cluster.local:5000/mlflow"
+    assert shown["databasePassword"] == "[secret]"
+    # kubectl is the toolchain's, of the control plane's version (a machine may have none, or another one).
+    version = subprocess.run(
+        ["/bin/bash", "--noprofile", "--norc", "-c", f"source {env_file} && command -v kubectl && kubectl version --client"],
+        env=fresh,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "/.cache/mlops-platform/kubectl-v" in version.stdout and "Client Version: v1.34" in version.stdout
+
+
 def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_leaves_nothing(tmp_path):
     """The printed link opens MLflow as Kubeflow's default user in its default profile, and shows what the printed
     notebook command logged there."""
@@ -38,7 +63,8 @@ def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_le
         assert "Resources:" in up.stdout and "created" in up.stdout
         assert "output trackingUri: http://mlflow.mlflow.svc.cluster.local:5000/mlflow" in up.stdout
         assert "output databasePassword: [secret]" in up.stdout
-        assert f"--kubeconfig {directory / 'kubeconfig'}" in up.stdout
+        assert f"source {directory / 'env'}" in up.stdout and "<see tools/engine.py>" not in up.stdout
+        _the_env_file_reaches_the_cluster_and_the_stack_from_a_fresh_shell(directory / "env")
         pids = local_cluster.running_pids(directory)
         assert sorted(pids) == sorted(local_cluster.ORDER)
         ports = json.loads((directory / "cluster.json").read_text())["ports"]

@@ -83,8 +83,9 @@ def test_dashboard_holds_our_tab_and_every_other_link(cluster, deployment):
     deployment.ensure_up()
     live = client.CoreV1Api(cluster.api()).read_namespaced_config_map(cluster_fixtures.DASHBOARD_CONFIG_MAP, "kubeflow")
     links = json.loads(live.data["links"])["menuLinks"]
-    assert [link for link in links if link["link"] != "/mlflow/"] == cluster_fixtures.OTHER_LINKS
-    assert [link["text"] for link in links if link["link"] == "/mlflow/"] == ["MLflow"]
+    tab = "/mlflow/kubeflow/{ns}/"
+    assert [link for link in links if link["link"] != tab] == cluster_fixtures.OTHER_LINKS
+    assert [link["text"] for link in links if link["link"] == tab] == ["MLflow"]
 
 
 def test_a_second_up_changes_nothing(deployment):
@@ -172,7 +173,9 @@ def test_autoscaling_and_a_per_pod_scratch_volume_are_accepted_and_converge(clus
             "scratch": {"medium": "volume", "size": "1Gi"},
             "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 3},
         }
-        _converge(deployment, {"tracking": scaled})
+        # Three tracking pods and the browser server's: a database that admits their pools.
+        database = {**json.loads(config.get("mlops-platform:database", "{}")), "maxConnections": 300}
+        _converge(deployment, {"tracking": scaled, "database": database})
         live = client.AppsV1Api(api).read_namespaced_deployment("mlflow", "mlflow")
         scratch = next(v for v in live.spec.template.spec.volumes if v.name == "tmp")
         assert scratch.empty_dir is None and scratch.ephemeral.volume_claim_template.spec.resources.requests == {"storage": "1Gi"}

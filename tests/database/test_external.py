@@ -44,7 +44,10 @@ def test_a_mysql_uri_from_secret_config_goes_only_into_the_backend_secret():
     for c in (server, container(migration, "migrate")):
         assert env_of(c)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
     # The owner's database, the owner's backups: the migration runs without a dump of ours, and no backup is scheduled.
-    assert "initContainers" not in migration.pod_spec()
+    # It waits (bounded) for the database to answer with the same URI: nothing of ours could be awaited instead.
+    (wait,) = migration.pod_spec()["initContainers"]
+    assert wait["name"] == "wait-for-database"
+    assert env_of(wait)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "uri"}
     assert [c.k8s_name for c in plan.kinds("CronJob")] == ["mlflow-gc"]
     assert not [s for s in plan.kinds("ServiceAccount") if s.k8s_name == "mlflow-backup"]
     holders = [r.k8s_name for r, m in plan.manifests() if any(PASSWORD in s for s in strings(r.inputs))]

@@ -2,19 +2,17 @@
 
 The browser server's pod has two containers (tracking/browser.py): oauth2-proxy on the Service's port and MLflow
 on a Unix socket in a volume they share. Here each container is a process started with its declared ``command +
-args`` and env; the pod's volumes are per-run directories holding what the kubelet would put there (ConfigMap
-and Secret items at their declared paths and modes, an empty directory for an emptyDir), and every declared mount
-path in an argument, an env value or a mounted config file names its directory here (the host mapping's rule 3).
-A listen address ``0.0.0.0:<containerPort>`` becomes ``127.0.0.1:<the Service's loopback port>`` (rule 2).
+args`` and env in its sandbox (tests/e2e/sandbox.py: its declared user, a read-only root, the pod's volumes at their
+mount paths), so both see the socket's volume as in the pod. In the mounted proxy configuration, in-cluster
+addresses are mapped to this machine and ``0.0.0.0:<containerPort>`` becomes ``127.0.0.1:<the Service's loopback
+port>`` (the host mapping's rule 2).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.declared import config_map_data, port_number, resolve_env, secret_data
+from tests.e2e.declared import port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import VENV_BIN, Server, await_ready, base_env, http_ready, spawn
 from tools.harness import DeclaredResource, Plan
@@ -122,73 +120,61 @@ class Browser:
     def start_browser_server(self, plan: Plan, *, entrypoints: Path, outside_env: Mapping[str, str]) -> Server:
         """The browser server's pod: MLflow on its socket, then the proxy in front of it; ready when both probes pass.
 
-        ``entrypoints``: the server image's bin directory (its plugins); ``outside_env``: what the pod gets from
-        outside its spec (the kubeconfig standing in for the projected ServiceAccount token).
+        Each container runs in its sandbox (tests/e2e/sandbox.py): its declared user, a read-only root, the pod's
+        volumes at their mount paths and modes, so the two share the socket's volume as in the pod. ``entrypoints``:
+        the server image's bin directory (its plugins); ``outside_env``: what the pod gets from outside its spec (the
+        kubeconfig standing in for the projected ServiceAccount token).
         """
         from tools.local_cluster import binary
 
         deployment = self.browser_deployment(plan)
         pod = deployment.pod_spec()
-        root = Path(tempfile.mkdtemp(prefix=f"{BROWSER_SERVER}-", dir=self.workdir))
-        volumes = _materialise(plan, deployment, root)
         proxy = _proxy_container(deployment)
         container_port = proxy["ports"][0]["containerPort"]
         local_port = self.expose_browser_server(plan)
+
+        def listen_here(text: str) -> str:
+            # The host mapping's rule 2 for a listen address inside a mounted configuration.
+            return self.hosts.rewrite(text).replace(f"0.0.0.0:{container_port}", f"{HOST}:{local_port}")
+
+        volumes = self.pod_volumes(plan, deployment.k8s_namespace, pod, BROWSER_SERVER, rewrite=listen_here)
         started: list[Server] = []
         for container in sorted(pod["containers"], key=lambda c: c is proxy):
             component = f"{BROWSER_SERVER}-{container['name']}"
-            paths = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts") or [] if m["name"] in volumes}
-
-            def local(value: str, paths: dict[str, Path] = paths) -> str:
-                value = value.replace(f"0.0.0.0:{container_port}", f"{HOST}:{local_port}")
-                if paths:
-                    mounts = "|".join(re.escape(m.rstrip("/")) for m in sorted(paths, key=len, reverse=True))
-                    value = re.sub(rf"(?:(?<![\w/])|(?<=://))({mounts})(?=/|$|\s|\")", lambda m: str(paths[m.group(1)]), value)
-                return self.hosts.rewrite(value)
-
-            for directory in paths.values():
-                for file in directory.rglob("*"):
-                    if file.is_file() and file.suffix in (".yaml", ".yml"):
-                        file.chmod(0o644)
-                        file.write_text(local(file.read_text()))
-            command = container["command"]
+            declared = self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
             if container is proxy:
+                # The image's entrypoint is the release the toolchain builds.
                 command = [str(binary("oauth2-proxy"))]
-            argv = [local(a) for a in [*command, *(container.get("args") or [])]]
-            env = {
-                **base_env(self.home, None if container is proxy else entrypoints),
-                **{
-                    k: local(v)
-                    for k, v in self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component).items()
-                },
-                **({} if container is proxy else outside_env),
-            }
-            service = spawn(component, argv, env, self.log(component))
+                handed: dict[str, str] = {}
+                files: dict[str, Path] = {}
+                env = {**self.container_env(), "PATH": f"{binary('oauth2-proxy').parent}:/usr/bin:/bin", **declared}
+            else:
+                command = container["command"]
+                handed, files = volumes.hand_in(outside_env)
+                env = {**self.container_env(entrypoints), **declared, **handed}
+            argv = [*command, *(container.get("args") or [])]
+            box = self.container_sandbox(pod, container, volumes, component, env, files)
+            service = spawn(component, argv, env, self.log(component), sandbox=box)
             server = Server(component, service, local_port if container is proxy else 0, workload=deployment)
             self.servers.append(server)
             started.append(server)
             probe = container.get("readinessProbe") or {}
             if "exec" in probe:
-                exec_argv = [local(a) for a in probe["exec"]["command"]]
+                exec_argv = list(probe["exec"]["command"])
                 if exec_argv[0] == "python":
                     exec_argv[0] = str(entrypoints / "python")
-                server.seconds_to_ready = await_ready(
-                    service, _exec_ready(exec_argv, env), READY_TIMEOUT, "its exec readiness probe passed"
-                )
+                ready = _exec_ready(box.argv(exec_argv), env)
+                server.seconds_to_ready = await_ready(service, ready, READY_TIMEOUT, "its exec readiness probe passed")
             elif "httpGet" in probe:
                 get = probe["httpGet"]
-                port = port_number(container, get["port"])
-                if port != container_port:
-                    raise DataPlaneError(component, f"probes port {port}, which its Service does not expose")
-                server.seconds_to_ready = await_ready(
-                    service, http_ready(f"http://{HOST}:{local_port}{get.get('path', '/')}"), READY_TIMEOUT, "its readiness probe passed"
-                )
+                if port_number(container, get["port"]) != container_port:
+                    raise DataPlaneError(component, f"probes port {get['port']}, which its Service does not expose")
+                url = f"http://{HOST}:{local_port}{get.get('path', '/')}"
+                server.seconds_to_ready = await_ready(service, http_ready(url), READY_TIMEOUT, "its readiness probe passed")
             else:
                 raise DataPlaneError(component, "declares no readiness probe")
-        front = started[-1]
-        front.other_ports = ()
-        self.browser_server = front
-        return front
+        self.browser_server = started[-1]
+        return self.browser_server
 
 
 def _exec_ready(argv: list[str], env: Mapping[str, str]):
@@ -200,38 +186,6 @@ def _exec_ready(argv: list[str], env: Mapping[str, str]):
         return None if done.returncode == 0 else f"probe exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}"
 
     return check
-
-
-def _materialise(plan: Plan, deployment: DeclaredResource, root: Path) -> dict[str, Path]:
-    """Each ConfigMap, Secret and emptyDir volume of the pod as a directory: items at their paths, files at their modes."""
-    namespace = deployment.k8s_namespace
-    out: dict[str, Path] = {}
-    for volume in deployment.pod_spec().get("volumes") or []:
-        name = volume["name"]
-        directory = root / name
-        if "emptyDir" in volume:
-            directory.mkdir(parents=True)
-        elif "configMap" in volume or "secret" in volume:
-            source = volume.get("configMap") or volume["secret"]
-            values = (
-                config_map_data(plan, namespace, source["name"], name)
-                if "configMap" in volume
-                else secret_data(plan, namespace, source["secretName"], name)
-            )
-            mode = source.get("defaultMode", 0o644)
-            items = source.get("items") or [{"key": k, "path": k} for k in values]
-            for item in items:
-                if item["key"] not in values:
-                    raise DataPlaneError(deployment.k8s_name, f"volume {name} names key {item['key']!r}, which is not declared")
-                target = directory / item["path"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                value = values[item["key"]]
-                target.write_bytes(value.encode() if isinstance(value, str) else base64.b64decode(value))
-                target.chmod(item.get("mode", mode))
-        else:
-            continue
-        out[name] = directory
-    return out
 
 
 def _write_key(path: Path) -> None:

@@ -1,6 +1,6 @@
 """Fixtures for the loopback data plane: one bring-up per module, in the order a user meets it.
 
-plan -> plane (PostgreSQL binaries or skip) -> tracking_up (PostgreSQL, S3, bucket, migration,
+plan -> plane (PostgreSQL binaries, or the run fails naming the package) -> tracking_up (PostgreSQL, S3, bucket, migration,
 MLflow) -> trained (notebook) -> serving_plan -> isvc -> model_dir -> predictor.
 Each fixture is built on first use, so a single test can be run alone (``-k``), and
 ``plane`` stops every process it started whatever happens. No test leaves another
@@ -25,6 +25,7 @@ from tests.e2e.launch import NO_TELEMETRY, Server
 from tests.e2e.meter import declared_limits
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
+from tests.e2e.prerequisites import require
 from tools.harness import ROOT, Plan, run_program
 
 LOGS = ROOT / "build" / "e2e"
@@ -53,11 +54,7 @@ def plan() -> Plan:
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[DataPlane]:
-    if postgres_bindir() is None:
-        pytest.skip(
-            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin or initdb on PATH): install Debian's "
-            "`postgresql`, as .ci/run does"
-        )
+    require("postgresql", postgres_bindir() is not None)
     # Logs of the last few runs are kept for reading after a failure (build/ is not committed).
     for old in sorted(LOGS.glob("run-*"))[:-KEEP_RUNS]:
         shutil.rmtree(old, ignore_errors=True)

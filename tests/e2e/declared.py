@@ -59,7 +59,11 @@ def resolve_env(plan: Plan, namespace: str, container: Mapping[str, Any], compon
             continue
         ref = var.get("valueFrom") or {}
         if "secretKeyRef" in ref:
-            sel, values = ref["secretKeyRef"], secret_data(plan, namespace, ref["secretKeyRef"]["name"], component)
+            sel = ref["secretKeyRef"]
+            if sel.get("optional") and not any(s.k8s_name == sel["name"] for s in plan.kinds("Secret") if s.k8s_namespace == namespace):
+                # An optional reference to a Secret that does not exist (yet): the kubelet starts the pod without it.
+                continue
+            values = secret_data(plan, namespace, sel["name"], component)
         elif "configMapKeyRef" in ref:
             sel, values = ref["configMapKeyRef"], config_map_data(plan, namespace, ref["configMapKeyRef"]["name"], component)
         else:

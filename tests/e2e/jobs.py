@@ -1,28 +1,30 @@
 """Declared Jobs and CronJobs run as the kubelet runs their pod: init containers in order, then the container.
 
 Each container runs its declared ``command + args`` with its declared env, through the host
-mapping. The pod's emptyDir mount paths (``/backup``, ``/tmp``) become per-run directories
-shared by the pod's containers (the host mapping's rule 3), rewritten wherever an argument
-or env value names them. The postgres image's tools are Debian's binaries of the same major;
-every other image's entrypoints are the venv's, as for the servers.
+mapping, held to its security context (tests/e2e/sandbox.py): the pod's volumes (``/backup``,
+``/tmp``, Secrets) are made once and mounted at their declared paths in every container that
+mounts them, so paths stay as declared. The postgres image's tools are Debian's binaries of the
+same major; the mc image's only command is the stand-in mc; every other image's entrypoints are
+the venv's, as for the servers.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env
 from tests.e2e.errors import DataPlaneError
-from tests.e2e.launch import base_env, run_once
+from tests.e2e.launch import run_once
 from tests.e2e.postgres import postgres_bindir
 from tests.e2e.s3 import provisions_minio
 from tools.harness import DeclaredResource, Plan
 
 JOB_TIMEOUT = 300
+# Where the stand-in mc is mounted in the mc image's containers, and their whole PATH.
+MC_IMAGE_BIN = "/opt/mc-image/bin"
 
 
 class Jobs:
@@ -44,46 +46,42 @@ class Jobs:
         the in-cluster credentials the kubelet would mount).
         """
         pod = workload.pod_spec() or {}
-        root = Path(tempfile.mkdtemp(prefix=f"{workload.k8s_name}-", dir=self.workdir))
-        scratch = {v["name"]: root / v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v}
-        for directory in scratch.values():
-            directory.mkdir()
+        volumes = self.pod_volumes(plan, workload.k8s_namespace, pod, workload.k8s_name)
         timings: dict[str, float] = {}
         for container in (pod.get("initContainers") or []) + pod["containers"]:
             component = container["name"]
             if not container.get("command"):
                 raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
-            paths = {m["mountPath"]: scratch[m["name"]] for m in container.get("volumeMounts") or [] if m["name"] in scratch}
-
-            def local(value: str, paths: dict[str, Path] = paths) -> str:
-                if not paths:
-                    return value
-                mounts = "|".join(re.escape(m) for m in sorted(paths, key=len, reverse=True))
-                return re.sub(rf"(?<![\w/])({mounts})(?=/|$)", lambda m: str(paths[m.group(1)]), value)
-
-            declared = resolve_env(plan, workload.k8s_namespace, container, component)
-            rewritten = {k: local(v) for k, v in self.hosts.rewrite_env(declared, component).items()}
-            env = {**base_env(self.home, entrypoints), **rewritten, **(outside_env or {})}
-            env["PATH"] = self._image_path(plan, container, env["PATH"])
-            argv = [local(self.hosts.rewrite(a)) for a in [*container["command"], *(container.get("args") or [])]]
+            declared = self.hosts.rewrite_env(resolve_env(plan, workload.k8s_namespace, container, component), component)
+            handed, files = volumes.hand_in(outside_env or {})
+            env = {**self.container_env(entrypoints), **declared, **handed}
+            env["PATH"], image_files = self._image_path(plan, container, env["PATH"])
+            files = {**files, **image_files}
+            argv = [self.hosts.rewrite(a) for a in [*container["command"], *(container.get("args") or [])]]
             left = [a for a in argv if re.search(rf"[\w.-]+\.{re.escape(CLUSTER_DOMAIN)}", a)]
             if left:
                 raise DataPlaneError(component, f"its command names {left[0][:120]}, which no declared Service provides")
+            box = self.container_sandbox(pod, container, volumes, component, env, files)
             started = time.monotonic()
-            run_once(component, argv, env, self.log(f"{workload.k8s_name}-{component}"), JOB_TIMEOUT)
+            run_once(component, argv, env, self.log(f"{workload.k8s_name}-{component}"), JOB_TIMEOUT, sandbox=box)
             timings[component] = time.monotonic() - started
         return timings
 
-    @staticmethod
-    def _image_path(plan: Plan, container: dict, path: str) -> str:
-        """The declared PostgreSQL image provides its client tools: Debian's binaries of the same major stand in."""
+    def _image_path(self, plan: Plan, container: dict, path: str) -> tuple[str, dict[str, Path]]:
+        """What the image's PATH offers, and what of it is mounted in: Debian's PostgreSQL binaries of the same major for the
+        postgres image; for the mc image only the stand-in ``mc`` (the image has no grep or the like, so nothing else may
+        be called), mounted at MC_IMAGE_BIN; else ``path``.
+        """
+        mc_images = {c["image"] for j in plan.kinds("Job") if provisions_minio(j) for c in j.pod_spec()["containers"]}
+        if container["image"] in mc_images:
+            return MC_IMAGE_BIN, {MC_IMAGE_BIN: self.mc_bin()}
         postgres_images = {c["image"] for s in plan.kinds("StatefulSet") for c in s.pod_spec()["containers"] if c["name"] == "postgresql"}
         if container["image"] not in postgres_images:
-            return path
+            return path, {}
         bindir = postgres_bindir()
         if bindir is None:
             raise DataPlaneError(container["name"], "no PostgreSQL binaries to stand in for the postgres image")
         major = container["image"].rsplit(":", 1)[-1].split(".")[0]
         if bindir.parent.name != major:
             raise DataPlaneError(container["name"], f"image {container['image']} has PostgreSQL {major}, here is {bindir.parent.name}")
-        return f"{bindir}:{path}"
+        return f"{bindir}:{path}", {}

@@ -1,4 +1,7 @@
-"""Starting the stand-ins on top of tools.processes: only the declared env, every wait bounded, failures naming the component."""
+"""Starting the stand-ins on top of tools.processes: only the declared env, every wait bounded, failures naming the component.
+
+Every declared container starts here with a :class:`~tests.e2e.sandbox.Sandbox`: its securityContext and volumes hold.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.errors import DataPlaneError
+from tests.e2e.sandbox import Sandbox
 from tests.e2e.scratch import ScratchMount
 from tools.harness import DeclaredResource
 from tools.processes import HOST, Service, http, start
@@ -33,8 +37,15 @@ def base_env(home: Path, entrypoints: Path | None = None) -> dict[str, str]:
     return {"PATH": f"{entrypoints or VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), **NO_TELEMETRY}
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None) -> Service:
-    """A service with exactly ``env`` (nothing inherited), its log appended across restarts."""
+def spawn(
+    name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None, sandbox: Sandbox | None = None
+) -> Service:
+    """A service with exactly ``env`` (nothing inherited), its log appended across restarts.
+
+    With ``sandbox`` (a declared container) it runs as its pod would run it; ``cwd`` is then the container's workingDir.
+    """
+    if sandbox is not None:
+        return start(name, sandbox.argv(argv), log=log, env=env, inherit_env=False)
     return start(name, argv, log=log, env=env, cwd=cwd, inherit_env=False)
 
 
@@ -52,9 +63,17 @@ def await_ready(service: Service, ready: Callable[[], str | None], timeout: floa
     raise DataPlaneError(service.name, f"{what} did not happen within {timeout:.0f} s (last: {last})", service.log, service.tail())
 
 
-def run_once(component: str, argv: Sequence[str], env: Mapping[str, str], log: Path, timeout: float, cwd: Path | None = None) -> None:
+def run_once(
+    component: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log: Path,
+    timeout: float,
+    cwd: Path | None = None,
+    sandbox: Sandbox | None = None,
+) -> None:
     """Run a one-shot command (an init container, a Job, a notebook) to completion; fail with its log tail."""
-    service = spawn(component, argv, env, log, cwd)
+    service = spawn(component, argv, env, log, cwd, sandbox)
     try:
         code = service.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

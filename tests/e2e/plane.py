@@ -7,13 +7,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e import scratch
+from tests.e2e import sandbox, scratch
 from tests.e2e.browser import Browser
-from tests.e2e.declared import http_probe, port_number, resolve_env
+from tests.e2e.declared import config_map_data, http_probe, port_number, resolve_env, secret_data
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
 from tests.e2e.jobs import Jobs
@@ -21,6 +21,7 @@ from tests.e2e.kubeflow import Kubeflow
 from tests.e2e.launch import START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, spawn
 from tests.e2e.mysql import MySQL
 from tests.e2e.postgres import PostgreSQL
+from tests.e2e.prerequisites import require
 from tests.e2e.s3 import S3
 from tests.e2e.serving import KServe
 from tests.e2e.tracking import Tracking
@@ -70,6 +71,7 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         self.home.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
         self.scratch_mounts: list[scratch.ScratchMount] = []
+        self.pod_volume_sets: list[sandbox.PodVolumes] = []
 
     def log(self, name: str) -> Path:
         """A fresh log file per process start (a restart or a second instance gets ``name-2.log`` ...)."""
@@ -145,15 +147,15 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         path: str,
         outside: _Outside,
     ) -> Server:
-        root = Path(tempfile.mkdtemp(prefix=f"{component}-", dir=self.workdir))
-        mounts = scratch.provide(deployment.pod_spec(), container, root, component)
-        self.scratch_mounts += mounts
-        paths = {m.mount_path: str(m.path) for m in mounts}
-        args = [paths.get(arg, arg) for arg in container.get("args") or []]
-        argv = [*container["command"], *hosts.listen_args(component, args, container_port, local)]
+        volumes = self.pod_volumes(plan, deployment.k8s_namespace, deployment.pod_spec(), component)
+        argv = [*container["command"], *hosts.listen_args(component, container.get("args") or [], container_port, local)]
         declared_env = hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
-        env = {**base_env(self.home, outside.entrypoints), **scratch.rewrite_mount_paths(declared_env, mounts), **outside.env}
-        service = spawn(component, argv, env, self.log(component))
+        handed, files = volumes.hand_in(outside.env)
+        env = {**self.container_env(outside.entrypoints), **declared_env, **handed}
+        box = self.container_sandbox(deployment.pod_spec(), container, volumes, component, env, files)
+        mounts = volumes.scratch_mounts(container)
+        self.scratch_mounts += mounts
+        service = spawn(component, argv, env, self.log(component), sandbox=box)
         server = Server(component, service, local, workload=deployment, scratch=mounts)
         self.servers.append(server)
         server.seconds_to_ready = await_ready(
@@ -164,20 +166,61 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         )
         return server
 
-    @staticmethod
-    def scratch_dirs(pod: dict, container: dict, root: Path) -> dict[str, str]:
-        """Each emptyDir the container mounts -> a fresh directory under ``root`` (host mapping, rule 3).
+    # -- every declared container: its pod's volumes, its security context ---------------------------------------
 
-        Only values that name a mount path exactly (a flag's argument, an env value) are replaced.
-        """
-        empty = {v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v}
-        dirs = {}
-        for mount in container.get("volumeMounts") or []:
-            if mount["name"] in empty:
-                local = root / f"scratch-{mount['name']}"
-                local.mkdir(parents=True, exist_ok=True)
-                dirs[mount["mountPath"]] = str(local)
-        return dirs
+    def pod_volumes(
+        self,
+        plan: Plan,
+        namespace: str,
+        pod: dict,
+        component: str,
+        claims: Mapping[str, dict] | None = None,
+        token: str | None = None,
+        rewrite: Callable[[str], str] | None = None,
+    ) -> sandbox.PodVolumes:
+        """The volumes of one pod, made here on first use, with the declared Secret and ConfigMap contents (addresses mapped,
+        by ``rewrite`` when given, else by the host mapping)."""
+        reason = sandbox.unavailable()
+        require("bubblewrap", reason != "bwrap is not installed")
+        if reason is not None:
+            raise DataPlaneError(component, f"cannot be held to its declared security context here: {reason}")
+
+        def source(kind: str, name: str) -> Mapping[str, str] | None:
+            read = secret_data if kind == "secret" else config_map_data
+            try:
+                return read(plan, namespace, name, component)
+            except DataPlaneError:
+                return None
+
+        root = Path(tempfile.mkdtemp(prefix=f"{component}-volumes-", dir=self.workdir))
+        root.chmod(0o755)
+        volumes = sandbox.PodVolumes(pod, root, component, namespace, source, rewrite or self.hosts.rewrite, claims or {}, token)
+        self.pod_volume_sets.append(volumes)
+        return volumes
+
+    def container_env(self, entrypoints: Path | None = None) -> dict[str, str]:
+        """What the image gives a container besides its declared env (PATH, locale); HOME is / unless declared, as a runtime
+        sets it for a UID the image's passwd does not name."""
+        return {**base_env(self.home, entrypoints), "HOME": "/"}
+
+    def container_sandbox(
+        self,
+        pod: dict,
+        container: dict,
+        volumes: sandbox.PodVolumes,
+        component: str,
+        env: Mapping[str, str],
+        files: Mapping[str, Path] | None = None,
+    ) -> sandbox.Sandbox:
+        """The container's sandbox; the programs its PATH names (venvs and their interpreters) stay visible where they are."""
+        readable = sandbox.interpreter_paths(VENV_BIN)
+        for entry in env.get("PATH", "").split(":"):
+            directory = Path(entry)
+            if (directory.parent / "pyvenv.cfg").exists():
+                readable += sandbox.interpreter_paths(directory)
+            elif entry.startswith(sandbox.HIDDEN) and directory.exists():
+                readable.append(directory)
+        return sandbox.for_container(pod, container, volumes, component, readable=readable, files=files)
 
     def stop_server(self, server: Server, timeout: float = 15) -> None:
         if server.component == "postgresql" and server.service.process.poll() is None:
@@ -212,4 +255,6 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         self.stop()
         for mount in self.scratch_mounts:
             mount.release()
+        for volumes in self.pod_volume_sets:
+            volumes.release()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e import sandbox
 from tests.e2e.declared import mounted_file, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, run_once, spawn
 from tools.harness import DeclaredResource, Plan
 from tools.processes import HOST
+
+# The postgres image's PGDATA default and socket directory (docker-library/postgres Dockerfile).
+DATA = "/var/lib/postgresql/data"
+SOCKETS = "/var/run/postgresql"
 
 
 def postgres_bindir() -> Path | None:
@@ -62,84 +65,73 @@ class PostgreSQL:
     """The PostgreSQL part of a :class:`~tests.e2e.plane.DataPlane`: its server, and what the migration left in it."""
 
     def start_postgres(self, plan: Plan, backend_uri: str) -> Server:
-        """Initialise and start the PostgreSQL the backend store URI points at, with the declared credentials."""
+        """Initialise and start the PostgreSQL the backend store URI points at, with the declared credentials.
+
+        Debian's binaries stand in for the image's; they run as the image's entrypoint runs them, held to the container's
+        security context: its UID/GID (the image gives an unnamed UID a passwd entry with nss_wrapper; here a passwd file
+        with that entry is mounted), its volumes (the data claim, the socket directory, /tmp, the credentials Secret at its
+        declared mode) at their declared paths, a read-only root. initdb reads the password from the declared file.
+        """
         component = "postgresql"
         bindir = postgres_bindir()
         if bindir is None:
             raise DataPlaneError(component, "no PostgreSQL server binaries (Debian package postgresql)")
         statefulset = workload_behind(plan, backend_uri, component)
+        pod = statefulset.pod_spec()
+        container = pod["containers"][0]
         creds = postgres_credentials(plan, statefulset)
         ports = self.hosts.expose(plan, statefulset)
+        env = resolve_env(plan, statefulset.k8s_namespace, container, component)
         # The image's server listens on PGPORT (5432 unless set).
-        listen = int(resolve_env(plan, statefulset.k8s_namespace, statefulset.pod_spec()["containers"][0], component).get("PGPORT", "5432"))
+        listen = int(env.get("PGPORT", "5432"))
         if listen not in ports:
             raise DataPlaneError(component, f"listens on {listen}, but its Service targets container ports {sorted(ports)}")
         port = ports[listen]
-        # The volume mounts (PGDATA, the socket dir) become per-run directories owned by the server's user.
-        root = Path(tempfile.mkdtemp(prefix="postgresql-", dir=self.workdir))
-        data, sockets = root / "data", root / "run"
-        as_postgres: list[str] = []
-        for d in (data, sockets):
-            d.mkdir()
-        root.chmod(0o755)
-        if os.geteuid() == 0:
-            # PostgreSQL refuses to run as root: run it as Debian's `postgres` user, as the image does.
-            runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin")
-            if runuser is None:
-                raise DataPlaneError(component, "running as root, and no runuser to run PostgreSQL as the postgres user")
-            as_postgres = [runuser, "-u", "postgres", "--"]
-            for d in (data, sockets):
-                shutil.chown(d, "postgres", "postgres")
-        pwfile = root / "pwfile"
-        pwfile.write_text(creds.password + "\n")
-        pwfile.chmod(0o600)
-        if as_postgres:
-            shutil.chown(pwfile, "postgres", "postgres")
-        # The image's entrypoint: initdb with POSTGRES_USER as superuser and its password, scram for TCP.
+        claims = {t["metadata"]["name"]: t["spec"] for t in statefulset.inputs["spec"].get("volumeClaimTemplates") or []}
+        volumes = self.pod_volumes(plan, statefulset.k8s_namespace, pod, component, claims=claims)
+        identity = sandbox.Identity.of(pod, container, component)
+        passwd = volumes.root / "passwd"
+        # docker-entrypoint.sh: an unnamed UID gets "postgres:x:UID:GID:PostgreSQL:$PGDATA:/bin/false" through nss_wrapper.
+        passwd.write_text(
+            Path("/etc/passwd").read_text() + f"postgres:x:{identity.uid}:{identity.gid}:PostgreSQL:{env.get('PGDATA', DATA)}:/bin/false\n"
+        )
+        passwd.chmod(0o644)
+        box = self.container_sandbox(pod, container, volumes, component, {**base_env(self.home), **env}, {"/etc/passwd": passwd})
+        pgdata = env.get("PGDATA", DATA)
+        password_file = env.get("POSTGRES_PASSWORD_FILE")
+        if password_file is None:
+            raise DataPlaneError(component, "declares no POSTGRES_PASSWORD_FILE; only credentials from a mounted file are reproduced here")
+        run_env = {**self.container_env(), "PGDATA": pgdata}
+        # The image's entrypoint: initdb with POSTGRES_USER as superuser and its password (read from the file), scram for TCP.
         run_once(
             "postgresql",
             [
-                *as_postgres,
                 str(bindir / "initdb"),
                 "-D",
-                str(data),
+                pgdata,
                 f"--username={creds.user}",
-                f"--pwfile={pwfile}",
+                f"--pwfile={password_file}",
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
             ],
-            base_env(self.home),
+            run_env,
             self.log("postgresql-initdb"),
             RUN_TIMEOUT["initdb"],
-            cwd=root,
+            sandbox=box,
         )
-        pwfile.unlink()
-        settings = statefulset.pod_spec()["containers"][0].get("args") or []
+        settings = container.get("args") or []
         if len(settings) % 2 or any(flag != "-c" for flag in settings[::2]):
             raise DataPlaneError(component, f"declares args {settings}; only '-c name=value' settings are reproduced here")
         service = spawn(
             component,
             # fsync=off: a throwaway cluster; durability across *this* server's restarts is not what is tested.
-            [
-                *as_postgres,
-                str(bindir / "postgres"),
-                "-D",
-                str(data),
-                "-h",
-                HOST,
-                "-p",
-                str(port),
-                "-k",
-                str(sockets),
-                "-c",
-                "fsync=off",
-                *settings,
-            ],
-            base_env(self.home),
+            # -k: the image's socket directory, a volume the StatefulSet declares.
+            [str(bindir / "postgres"), "-D", pgdata, "-h", HOST, "-p", str(port), "-k", SOCKETS, "-c", "fsync=off", *settings],
+            run_env,
             self.log("postgresql"),
-            cwd=root,
+            sandbox=box,
         )
         server = Server(component, service, port, workload=statefulset)
         self.servers.append(server)

@@ -1,10 +1,8 @@
-"""A pod's scratch volumes here: a per-run directory of the declared size, and how full it is.
+"""A pod's scratch volumes as the meter reads them: where each is on this machine, its declared size, how full it is.
 
-A memory-backed emptyDir and a generic ephemeral volume are a file system of fixed size in
-the cluster: a write beyond it fails with ENOSPC. As root, each is reproduced as a tmpfs
-mounted with exactly that size. A disk-backed emptyDir is a plain directory here, as there:
-nothing stops a write, and the kubelet evicts the pod afterwards. Without root every volume
-is a plain directory (sizes are measured, not enforced; the test that needs them skips).
+tests/e2e/sandbox.py makes them (a memory-backed emptyDir and a generic ephemeral volume are a tmpfs of exactly the
+declared size, so a write beyond it fails with ENOSPC, as there; a disk-backed emptyDir is a plain directory, as on
+the node, where only eviction bounds it) and mounts them at their declared paths.
 """
 
 from __future__ import annotations
@@ -15,9 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from mlops_platform.config import quantity_bytes
-from tests.e2e.errors import DataPlaneError
 
 
 @dataclass
@@ -53,38 +48,3 @@ def declared_size(volume: Mapping[str, Any]) -> str | None:
     if "ephemeral" in volume:
         return volume["ephemeral"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
     return None
-
-
-def provide(pod_spec: Mapping[str, Any], container: Mapping[str, Any], root: Path, component: str) -> list[ScratchMount]:
-    """Every writable scratch volume ``container`` mounts, as a directory under ``root`` of the declared size."""
-    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
-    mounts = []
-    for mount in container.get("volumeMounts") or []:
-        volume = volumes.get(mount["name"])
-        if volume is None:
-            raise DataPlaneError(component, f"mounts volume {mount['name']!r}, which its pod does not declare")
-        if "emptyDir" not in volume and "ephemeral" not in volume:
-            continue
-        size = declared_size(volume)
-        path = root / mount["name"]
-        path.mkdir(parents=True, exist_ok=True)
-        enforced = False
-        # A disk-backed emptyDir is not bounded: the kubelet evicts the pod once it holds more than sizeLimit.
-        bounded = size is not None and ("ephemeral" in volume or (volume.get("emptyDir") or {}).get("medium") == "Memory")
-        if bounded and os.geteuid() == 0:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={quantity_bytes(size)},mode=1777", "tmpfs", str(path)], check=True)
-            enforced = True
-        mounts.append(ScratchMount(mount["name"], mount["mountPath"], quantity_bytes(size) if size else 0, path, enforced))
-    return mounts
-
-
-def rewrite_mount_paths(env: Mapping[str, str], mounts: list[ScratchMount]) -> dict[str, str]:
-    """Env values naming a mount path point at its directory here; TMPDIR names the one at /tmp, as the image's default does."""
-    out = dict(env)
-    for m in mounts:
-        for key, value in env.items():
-            if value == m.mount_path or value.startswith(m.mount_path.rstrip("/") + "/"):
-                out[key] = str(m.path) + value[len(m.mount_path.rstrip("/")) :]
-        if m.mount_path == "/tmp":
-            out["TMPDIR"] = str(m.path)
-    return out

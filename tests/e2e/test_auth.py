@@ -1,16 +1,16 @@
 """The prod route's authentication, end to end on 127.0.0.1: MLflow's basic-auth app with the generated admin password.
 
 The stack is dev with ``tracking.externalHost`` and no Kubeflow, which is prod's shape (an Ingress
-in front, basic-auth by default) on the data plane this lane can run. The server starts from the
-Python 3.12 virtualenv with the image's pins; its config file is the declared Secret's content
-(database address mapped to 127.0.0.1), written where the mount would put it in a pod.
+in front, basic-auth by default) on the data plane this lane can run. Its image is MLflow's published
+-full one (mlflow[...,auth] on Python 3.11), so the server starts from the project's own virtualenv,
+which pins the same MLflow and basic-auth's Flask-WTF; its config file is the declared Secret's
+content (database address mapped to 127.0.0.1), mounted at its declared path and mode (tests/e2e/sandbox.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.declared import mounted_file, resolve_env
+from mlops_platform.config import MLFLOW_IMAGE
+from tests.e2e.declared import resolve_env
 from tests.e2e.launch import Server, base_env
 from tests.e2e.plane import DataPlane
-from tools import server_venv
 from tools.harness import Plan, run_program, stack_config, with_overrides
 
 HOST = "mlflow.example.com"
@@ -49,22 +49,15 @@ def migrated(plane: DataPlane, plan: Plan) -> set[str]:
     plane.start_postgres(plan, env["MLFLOW_BACKEND_STORE_URI"])
     plane.start_s3(plan, env["MLFLOW_S3_ENDPOINT_URL"])
     plane.bootstrap_buckets(plan)
-    plane.run_migration(plan, entrypoints=server_venv.ensure())
+    plane.run_migration(plan)
     return plane.tables()
 
 
 @pytest.fixture(scope="module")
 def server(plane: DataPlane, plan: Plan, migrated: set[str]) -> Iterator[tuple[Server, str]]:
-    entrypoints = server_venv.ensure()
+    """The declared server; its config file is the declared Secret's, mounted where and with the mode the pod has it."""
     deployment = plane.tracking_deployment(plan)
-    container = deployment.pod_spec()["containers"][0]
-    env = resolve_env(plan, deployment.k8s_namespace, container, "mlflow")
-    config_path = env["MLFLOW_AUTH_CONFIG_PATH"]
-    local = plane.workdir / "auth" / os.path.basename(config_path)
-    local.parent.mkdir()
-    local.write_text(plane.hosts.rewrite(mounted_file(plan, deployment, container, config_path, "mlflow")))
-    local.chmod(0o600)
-    started = plane.start_deployment(plan, deployment, entrypoints=entrypoints, outside_env={"MLFLOW_AUTH_CONFIG_PATH": str(local)})
+    started = plane.start_deployment(plan, deployment)
     yield started, started.base + urlsplit(plan.outputs["trackingUri"]).path
 
 
@@ -83,6 +76,7 @@ def _call(base: str, path: str, credentials: tuple[str, str] | None, body: dict 
 def test_the_prod_shape_runs_basic_auth_behind_its_ingress(plan: Plan):
     deployment = plan.k8s("Deployment", "mlflow", "mlflow")
     assert "basic-auth" in deployment.pod_spec()["containers"][0]["args"]
+    assert deployment.pod_spec()["containers"][0]["image"] == MLFLOW_IMAGE
     backend = plan.k8s("Ingress", "mlflow", "mlflow").inputs["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
     assert (
         plan.k8s("Service", backend, "mlflow").inputs["spec"]["selector"].items()

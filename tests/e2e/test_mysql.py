@@ -18,6 +18,7 @@ from tests.e2e.conftest import LOGS
 from tests.e2e.launch import Server
 from tests.e2e.mysql import MySQLDatabase, mariadb_binaries
 from tests.e2e.plane import DataPlane
+from tests.e2e.prerequisites import require
 from tools.harness import Plan, run_program
 
 pytestmark = pytest.mark.e2e
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def mysql_plane() -> Iterator[DataPlane]:
-    if mariadb_binaries() is None:
-        pytest.skip("MariaDB server binaries not found (mariadbd, mariadb-install-db): install Debian's `mariadb-server`, as .ci/run does")
+    require("mariadb-server", mariadb_binaries() is not None)
     plane = DataPlane(LOGS / f"mysql-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     try:
         yield plane

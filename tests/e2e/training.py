@@ -7,7 +7,7 @@ from typing import Any
 from tests.e2e.declared import resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import PODDEFAULT_KIND, poddefault_env
-from tests.e2e.launch import RUN_TIMEOUT, base_env, run_once
+from tests.e2e.launch import RUN_TIMEOUT, run_once
 from tools.harness import DeclaredResource, Plan
 from tools.processes import HOST
 
@@ -28,7 +28,7 @@ class Training:
 
         The env is the container's declared env plus what every PodDefault of the namespace
         whose selector matches the pod's labels injects; a name set by both fails, as the webhook
-        refuses such a pod. emptyDir mount paths named in the env become per-run directories.
+        refuses such a pod. It runs held to its security context, its volumes at their declared paths.
         """
         component = f"training-{job.k8s_name}"
         namespace = job.k8s_namespace
@@ -50,19 +50,12 @@ class Training:
         both = sorted(set(injected) & set(declared))
         if both:
             raise DataPlaneError(component, f"declares {both}, which its PodDefaults inject too (the webhook refuses the pod)")
-        home = self.workdir / component
-        home.mkdir(exist_ok=True)
-        scratch = self.scratch_dirs(template["spec"], container, home)
-        env = {name: scratch.get(value, value) for name, value in {**injected, **declared}.items()}
-        env = self.hosts.rewrite_env(env, component)
+        env = self.hosts.rewrite_env({**injected, **declared}, component)
         for name in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
             if name in env and not env[name].startswith(f"http://{HOST}:"):
                 raise DataPlaneError(component, f"{name} is {env[name]}: S3 calls would not go to the declared MinIO")
-        run_once(
-            component,
-            [*container["command"], *(container.get("args") or [])],
-            {**base_env(home), **env},
-            self.log(component),
-            RUN_TIMEOUT["training"],
-            cwd=home,
-        )
+        env = {**self.container_env(), **env}
+        volumes = self.pod_volumes(plan, namespace, template["spec"], component)
+        box = self.container_sandbox(template["spec"], container, volumes, component, env)
+        argv = [*container["command"], *(container.get("args") or [])]
+        run_once(component, argv, env, self.log(component), RUN_TIMEOUT["training"], sandbox=box)

@@ -8,6 +8,7 @@ import pytest
 
 from mlops_platform.config import ConfigError, parse_config
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
+from tools.harness import stack_config
 
 NS = "mlflow"
 PROFILE = "kubeflow-user-example-com"
@@ -29,7 +30,10 @@ def teams():
 
 @pytest.fixture(scope="module")
 def eks():
-    return run_with("prod", kubeflow=kf())
+    # Workspaces run Kubeflow's app, whose image no registry publishes: on eks the stack names the one `make image` pushed.
+    tracking = json.loads(stack_config("prod")[0]["mlops-platform:tracking"])
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-platform/mlflow:3.17.2-k8s2.1.0"
+    return run_with("prod", kubeflow=kf(), tracking=json.dumps({**tracking, "image": image}))
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +272,7 @@ def test_profile_users_are_created_by_a_job_beside_minio_that_creates_no_bucket(
     script = container(job, "provision")["command"][-1]
     for ns in TEAMS:
         assert f'mc admin user add local profile-{ns} "$SECRET_KEY_PROFILE_{ns.upper().replace("-", "_")}"' in script
-        assert f"mc admin policy attach local profile-{ns}-write --user profile-{ns}" in script
+        assert f"\nattach profile-{ns}-write profile-{ns}\n" in script
     assert "mc mb" not in script
 
 
@@ -442,7 +446,7 @@ def parse(kubeflow: dict):
         (
             {"cookies": False},
             "mlops-platform:kubeflow.cookies: is not a known key; allowed: allowedPrincipals, browser, dashboardTab, enabled, "
-            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, namespace, profiles, workspaces",
+            "externalHost, gateway, ingressPrincipal, insecureCookies, kfpAccess, mlflowConfigCrd, namespace, profiles, workspaces",
         ),
     ],
 )

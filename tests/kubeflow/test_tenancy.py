@@ -52,14 +52,17 @@ def test_the_server_runs_the_kubernetes_workspace_provider_and_authorization_app
     assert c["image"].split(":")[-1].endswith("-k8s2.1.0")
 
 
-def test_the_server_gets_a_projected_token_of_its_own_account_and_may_only_watch_namespaces(teams):
+def test_the_server_gets_a_projected_token_of_its_own_account_and_may_only_watch_namespaces_and_mlflow_configs(teams):
     pod = teams.k8s("Deployment", "mlflow", NS).pod_spec()
     (volume,) = [v for v in pod["volumes"] if v["name"] == "kube-api-access"]
     sources = volume["projected"]["sources"]
     assert sources[0]["serviceAccountToken"] == {"path": "token", "expirationSeconds": auth.TOKEN_SECONDS}
     assert {m["mountPath"] for m in server(teams)["volumeMounts"]} >= {auth.TOKEN_DIR}
     role = teams.k8s("ClusterRole", "mlflow-workspaces").inputs
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["mlflow.kubeflow.org"], "resources": ["mlflowconfigs"], "verbs": ["get", "list", "watch"]},
+    ]
     binding = teams.k8s("ClusterRoleBinding", "mlflow-workspaces").inputs
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NS}]
     assert binding["roleRef"]["name"] == "mlflow-workspaces"
@@ -141,3 +144,15 @@ def test_config_refuses_basic_auth_for_workspaces_and_models_outside_a_profile()
     serving["models"] = [{"name": "m", "namespace": "models", "registeredModel": "m", "alias": "production"}]
     message, _ = refused("dev", serving=json.dumps(serving))
     assert message.startswith("mlops-platform:serving.models[0].namespace: 'models' is no Kubeflow profile")
+
+
+def test_the_mlflow_config_kind_the_provider_watches_is_declared_unless_another_operator_owns_it(teams):
+    """Missing or unreadable, the plugin lists MLflowConfigs again on every request (tests/cluster/bench_tenancy.py measures it)."""
+    crd = teams.k8s("CustomResourceDefinition", "mlflowconfigs.mlflow.kubeflow.org").inputs["spec"]
+    assert (crd["group"], crd["names"]["kind"], crd["scope"]) == ("mlflow.kubeflow.org", "MLflowConfig", "Namespaced")
+    assert [v["name"] for v in crd["versions"]] == ["v1"]
+    owned_elsewhere = run_with("dev", kubeflow=kf(mlflowConfigCrd=False))
+    assert not owned_elsewhere.kinds("CustomResourceDefinition")
+    assert owned_elsewhere.k8s("ClusterRole", "mlflow-workspaces").inputs["rules"][1]["resources"] == ["mlflowconfigs"]
+    message, declared = refused("dev", kubeflow=kf(workspaces=False, mlflowConfigCrd=False))
+    assert message.startswith("mlops-platform:kubeflow.mlflowConfigCrd: set, but kubeflow.workspaces is false") and not declared

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_platform.config import MLFLOW_AUTH_IMAGE, MLFLOW_IMAGE
+from mlops_platform.config import MLFLOW_IMAGE
 from mlops_platform.tracking import auth, ingress
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 
@@ -20,7 +20,8 @@ def server(plan) -> dict:
 def test_prod_defaults_to_basic_auth_with_a_generated_admin_password_kept_secret(prod):
     c = server(prod)
     assert c["args"][c["args"].index("--app-name") + 1] == "basic-auth"
-    assert c["image"] == MLFLOW_AUTH_IMAGE
+    # MLflow's published -full image carries basic-auth (its auth extra): nothing to build for prod.
+    assert c["image"] == MLFLOW_IMAGE
     env = env_of(c)
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-auth", "key": "admin-password"}
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-auth", "key": "flask-secret-key"}
@@ -73,9 +74,19 @@ def test_an_existing_tls_secret_and_the_aws_load_balancer_controller():
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/mlflow/health"
 
 
+ECR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlops-platform/mlflow:3.17.2-k8s2.1.0"
+
+
+def test_prod_with_kubernetes_auth_needs_the_image_make_image_pushed():
+    message, declared = refused("prod", tracking=json.dumps({"externalHost": "mlflow.example.com", "auth": "kubernetes"}))
+    assert message.startswith("mlops-platform:tracking.image: is required with tracking.auth kubernetes on eks:")
+    assert "make image REGISTRY=" in message and "\n" not in message and declared == []
+
+
 def test_prod_with_kubernetes_auth_checks_every_token_against_the_tracking_namespace():
-    plan = run_with("prod", tracking=json.dumps({"externalHost": "mlflow.example.com", "auth": "kubernetes"}))
+    plan = run_with("prod", tracking=json.dumps({"externalHost": "mlflow.example.com", "auth": "kubernetes", "image": ECR_IMAGE}))
     c = server(plan)
+    assert c["image"] == ECR_IMAGE
     assert c["args"][-2:] == ["--app-name", "kubernetes-auth"] and "--enable-workspaces" not in c["args"]
     env = {k: v.get("value") for k, v in env_of(c).items()}
     assert env["MLFLOW_K8S_AUTH_WORKSPACES_ENABLED"] == "false" and env["MLFLOW_K8S_AUTH_NAMESPACE"] == NS

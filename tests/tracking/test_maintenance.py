@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from mlops_platform.config import MLFLOW_AUTH_IMAGE, POSTGRES_IMAGE
+from mlops_platform.config import MLFLOW_K8S_IMAGE, POSTGRES_IMAGE
 from mlops_platform.tracking.gc import proxied_to_destination
 from mlops_platform.tracking.maintenance import migration_job_name
 from tests.conftest import container, env_of, refused, run_with
@@ -40,7 +40,7 @@ def arg(args: list[str], flag: str) -> str:
 
 
 def test_migration_job_is_named_after_the_image_so_only_a_new_image_runs_it_again(dev):
-    assert migration(dev).k8s_name == migration_job_name("mlflow", MLFLOW_AUTH_IMAGE)
+    assert migration(dev).k8s_name == migration_job_name("mlflow", MLFLOW_K8S_IMAGE)
     assert migration(run_with("dev", maintenance=json.dumps({"gcOlderThan": "7d"}))).k8s_name == migration(dev).k8s_name
     newer = run_with("dev", tracking=json.dumps({"image": "ghcr.io/mlflow/mlflow:v3.18.0-full"}))
     assert migration(newer).k8s_name != migration(dev).k8s_name
@@ -71,17 +71,56 @@ def test_two_replicas_still_migrate_once(prod):
 
 def test_the_dump_and_its_upload_run_before_the_migration_in_the_same_pod(dev):
     pod = migration(dev).pod_spec()
-    assert [c["name"] for c in pod["initContainers"]] == ["dump", "upload"] and [c["name"] for c in pod["containers"]] == ["migrate"]
+    assert [c["name"] for c in pod["initContainers"]] == ["wait-for-database", "dump", "upload"]
+    assert [c["name"] for c in pod["containers"]] == ["migrate"]
     assert pod["restartPolicy"] == "Never"
-    dump, upload = pod["initContainers"]
+    _, dump, upload = pod["initContainers"]
     assert dump["image"] == POSTGRES_IMAGE and dump["command"][0] == "pg_dump"
     assert "--format=custom" in dump["command"]
     path = next(a for a in dump["command"] if a.startswith("--file=")).removeprefix("--file=")
     assert arg(upload["args"], "--file") == path and arg(upload["args"], "--kind") == "pre-migration"
-    assert arg(upload["args"], "--label") == MLFLOW_AUTH_IMAGE.rsplit(":", 1)[1]
+    assert arg(upload["args"], "--label") == MLFLOW_K8S_IMAGE.rsplit(":", 1)[1]
     shared = {m["name"] for m in dump["volumeMounts"] if path.startswith(m["mountPath"] + "/")}
     assert shared and shared <= {m["name"] for m in upload["volumeMounts"]}
     assert [v for v in pod["volumes"] if v["name"] in shared][0]["emptyDir"]["sizeLimit"] == "5Gi"  # the database's own size
+    # On the node's disk: requested, so the scheduler places the pod where a dump of that size fits (tmp's 256Mi beside it).
+    assert dump["resources"]["requests"]["ephemeral-storage"] == upload["resources"]["requests"]["ephemeral-storage"] == "5376Mi"
+
+
+@pytest.mark.parametrize("database", ["inCluster", "rds"])
+def test_on_eks_dumps_go_to_a_volume_of_their_own_of_the_databases_size(database):
+    plan = run_with("prod", database=RDS if database == "rds" else json.dumps({"storageSize": "200Gi", "maxConnections": 300}))
+    for workload in (migration(plan), *([cron(plan, "mlflow-backup")] if database == "inCluster" else [])):
+        volumes = {v["name"]: v for v in workload.pod_spec()["volumes"]}
+        claim = volumes["backup"]["ephemeral"]["volumeClaimTemplate"]["spec"]
+        assert claim["storageClassName"] == "gp3" and claim["accessModes"] == ["ReadWriteOnce"]
+        assert claim["resources"]["requests"]["storage"] == ("50Gi" if database == "rds" else "200Gi")
+        # Only /tmp is left on the node's disk.
+        assert container(workload, "dump")["resources"]["requests"]["ephemeral-storage"] == "256Mi"
+
+
+# -- start-up order ----------------------------------------------------------------
+
+
+def test_the_migration_is_created_only_once_the_in_cluster_database_is_ready(dev, prod):
+    for plan in (dev, prod):
+        (statefulset,) = plan.kinds("StatefulSet")
+        assert statefulset.urn in migration(plan).dependencies
+
+
+def test_with_rds_the_migration_waits_for_the_instance():
+    plan = run_with("prod", database=RDS)
+    (instance,) = [r for r in plan.resources if r.type == "aws:rds/instance:Instance"]
+    assert instance.urn in migration(plan).dependencies
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_first_step_of_the_migration_waits_for_the_database_with_the_servers_own_uri(stack, request):
+    plan = request.getfixturevalue(stack)
+    wait = migration(plan).pod_spec()["initContainers"][0]
+    assert wait["name"] == "wait-for-database" and wait["command"][:2] == ["python", "-c"]
+    assert wait["args"] == ["--timeout", "600"]
+    assert secret_refs(wait) == {("mlflow-db", "uri")}
 
 
 def test_pg_dump_gets_the_password_only_from_the_secret(dev):

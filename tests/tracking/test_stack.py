@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from mlops_platform.config import MLFLOW_AUTH_IMAGE, MLFLOW_IMAGE, MLFLOW_VERSION
+from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_K8S_IMAGE, MLFLOW_VERSION, quantity_bytes
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"
@@ -186,11 +186,13 @@ def test_image_runs_the_mlflow_version_this_project_tests_with(dev, prod):
     pinned = re.search(r"^mlflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert MLFLOW_VERSION == pinned == importlib.metadata.version("mlflow")
     assert MLFLOW_IMAGE == f"ghcr.io/mlflow/mlflow:v{pinned}-full"
-    # Both stacks run an authorization app (dev: Kubernetes RBAC for workspaces; prod: basic-auth): the image with it.
-    assert MLFLOW_AUTH_IMAGE.startswith(f"ghcr.io/mlops-platform/mlflow:{pinned}-")
-    for plan in (dev, prod):
-        for workload, name in ((mlflow(plan), "mlflow"), (migration(plan), "migrate"), (migration(plan), "upload")):
-            assert container(workload, name)["image"] == MLFLOW_AUTH_IMAGE
+    # dev runs Kubeflow's Kubernetes app (the image `make image` pushes to MicroK8s's registry); prod basic-auth, which the
+    # published -full image has (its auth extra).
+    assert MLFLOW_K8S_IMAGE == f"localhost:32000/mlops-platform/mlflow:{pinned}-k8s2.1.0"
+    for plan, image in ((dev, MLFLOW_K8S_IMAGE), (prod, MLFLOW_IMAGE)):
+        for workload, name in ((mlflow(plan), "mlflow"), (migration(plan), "wait-for-database"), (migration(plan), "migrate")):
+            assert container(workload, name)["image"] == image
+        assert container(migration(plan), "upload")["image"] == image
 
 
 def test_schema_migration_command_really_migrates_from_the_env(dev, tmp_path):
@@ -260,6 +262,14 @@ def _containers(resource):
     return pod.get("containers", []) + pod.get("initContainers", [])
 
 
+def _node_disk(resource, c) -> str | None:
+    """What the container's disk-backed emptyDirs may fill on the node (its ephemeral-storage request must say it)."""
+    volumes = {v["name"]: v for v in resource.pod_spec().get("volumes") or []}
+    mounted = [volumes.get(m["name"], {}) for m in c.get("volumeMounts") or []]
+    disk = [quantity_bytes(v["emptyDir"]["sizeLimit"]) for v in mounted if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"]
+    return f"{sum(disk) // 2**20}Mi" if disk and sum(disk) % 2**30 else (f"{sum(disk) // 2**30}Gi" if disk else None)
+
+
 def test_every_container_is_hardened(dev, prod):
     for plan in (dev, prod):
         checked = 0
@@ -270,7 +280,9 @@ def test_every_container_is_hardened(dev, prod):
                 assert sc["runAsNonRoot"] and sc["runAsUser"] >= 10000, c["name"]
                 assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
                 assert sc["readOnlyRootFilesystem"] is True
-                assert set(c["resources"]["requests"]) == set(c["resources"]["limits"]) == {"cpu", "memory"}
+                assert set(c["resources"]["limits"]) == {"cpu", "memory"}
+                assert set(c["resources"]["requests"]) - {"ephemeral-storage"} == {"cpu", "memory"}
+                assert c["resources"]["requests"].get("ephemeral-storage") == _node_disk(r, c), c["name"]
                 if r.kind not in ("Job", "CronJob"):
                     assert {"livenessProbe", "readinessProbe"} <= set(c), c["name"]
         assert checked >= (5 if plan is dev else 3)

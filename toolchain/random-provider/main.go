@@ -2,7 +2,7 @@
 // real-engine lane: the Go module proxy serves no version of github.com/pulumi/pulumi-random/provider/v4,
 // so the provider cannot be built here. It implements the one resource type the program declares,
 // random:index/randomPassword:RandomPassword, with pulumi-random 4.x's inputs, defaults, outputs and
-// replace-on-any-change semantics. Real deployments use the real provider; see README "Tested versions".
+// diff (keepers replace only on a changed or removed value). Real deployments use the real provider; see README "Tested versions".
 package main
 
 import (
@@ -96,6 +96,17 @@ func (p *randomProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (
 		}
 	}
 	var failures []*pulumirpc.CheckFailure
+	if keepers, present := inputs["keepers"]; present && keepers != nil {
+		values, isMap := keepers.(map[string]any)
+		for _, v := range values {
+			if _, isString := v.(string); !isString && v != nil {
+				isMap = false
+			}
+		}
+		if !isMap {
+			failures = append(failures, &pulumirpc.CheckFailure{Property: "keepers", Reason: "keepers must be a map of strings"})
+		}
+	}
 	length, ok := inputs["length"].(float64)
 	if !ok || length < 1 {
 		failures = append(failures, &pulumirpc.CheckFailure{Property: "length", Reason: "length must be a number of at least 1"})
@@ -116,7 +127,10 @@ func (p *randomProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (
 	return &pulumirpc.CheckResponse{Inputs: news, Failures: failures}, nil
 }
 
-// Diff replaces the password when any input changes, as pulumi-random does (every input forces a new one).
+// Diff follows pulumi-random 4.21.4, which bridges terraform-provider-random's random_password (schema v3,
+// internal/provider/resource_password.go): every input requires replacement, except that keepers replace only
+// through RequiresReplaceIfValuesNotNull (internal/planmodifiers/map/mapplanmodifiers.go) and override_special
+// going from "" to unset is an in-place update. A change that replaces nothing is an update that keeps the result.
 func (p *randomProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
 	olds, news := req.GetOldInputs().AsMap(), req.GetNews().AsMap()
 	keys := map[string]bool{}
@@ -126,22 +140,76 @@ func (p *randomProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*p
 	for k := range news {
 		keys[k] = true
 	}
-	var changed []string
+	var changed, replaces []string
 	for k := range keys {
 		a, _ := structpb.NewValue(olds[k])
 		b, _ := structpb.NewValue(news[k])
-		if !protoEqual(a, b) {
-			changed = append(changed, k)
+		if protoEqual(a, b) {
+			continue
+		}
+		changed = append(changed, k)
+		if replacesOn(k, olds[k], news[k]) {
+			replaces = append(replaces, k)
 		}
 	}
 	sort.Strings(changed)
+	sort.Strings(replaces)
 	if len(changed) == 0 {
 		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
 	}
 	return &pulumirpc.DiffResponse{
-		Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: changed, Replaces: changed,
+		Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: changed, Replaces: replaces,
 		DeleteBeforeReplace: false,
 	}, nil
+}
+
+// replacesOn says whether a changed input forces a new password.
+func replacesOn(key string, old, new any) bool {
+	switch key {
+	case "keepers":
+		return keepersReplace(old, new)
+	case "overrideSpecial":
+		// RequiresReplaceUnlessEmptyStringToNull.
+		return !(old == "" && new == nil)
+	}
+	return true
+}
+
+// keepersReplace is RequiresReplaceIfValuesNotNull: a change replaces unless it only adds null values
+// (or an empty map where there was none).
+func keepersReplace(old, new any) bool {
+	oldMap, _ := old.(map[string]any)
+	newMap, _ := new.(map[string]any)
+	if old == nil {
+		for _, v := range newMap {
+			if v != nil {
+				return true
+			}
+		}
+		return false
+	}
+	for k, v := range newMap {
+		before, ok := oldMap[k]
+		if !ok && v == nil {
+			continue
+		}
+		if ok && equalValue(before, v) {
+			continue
+		}
+		return true
+	}
+	for k := range oldMap {
+		if _, ok := newMap[k]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+func equalValue(a, b any) bool {
+	va, _ := structpb.NewValue(a)
+	vb, _ := structpb.NewValue(b)
+	return protoEqual(va, vb)
 }
 
 func protoEqual(a, b *structpb.Value) bool {
@@ -179,8 +247,21 @@ func (p *randomProvider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*p
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
 }
 
-func (p *randomProvider) Update(context.Context, *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	return nil, fmt.Errorf("RandomPassword is replaced, never updated in place")
+// Update takes the new inputs and keeps the generated values (the result and its hash are UseStateForUnknown upstream).
+func (p *randomProvider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+	if err := checkType(req.GetType()); err != nil {
+		return nil, err
+	}
+	state := req.GetNews().AsMap()
+	olds := req.GetOlds().AsMap()
+	for _, k := range []string{"result", "bcryptHash"} {
+		state[k] = olds[k]
+	}
+	props, err := structpb.NewStruct(state)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.UpdateResponse{Properties: props}, nil
 }
 
 func (p *randomProvider) Delete(context.Context, *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {

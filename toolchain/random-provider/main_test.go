@@ -87,3 +87,75 @@ func TestOtherTypesAreRefused(t *testing.T) {
 		t.Fatal("a type the stand-in does not implement must fail, not be faked")
 	}
 }
+
+func diff(t *testing.T, old, new map[string]any) *pulumirpc.DiffResponse {
+	t.Helper()
+	resp, err := (&randomProvider{}).Diff(context.Background(), &pulumirpc.DiffRequest{
+		OldInputs: inputs(t, checked(t, old)), News: inputs(t, checked(t, new)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// terraform-provider-random's RequiresReplaceIfValuesNotNull on keepers, as pulumi-random 4.21.4 bridges it.
+func TestKeepersReplaceOnlyWhenAValueChanges(t *testing.T) {
+	base := map[string]any{"length": 32.0, "special": false}
+	with := func(keepers map[string]any) map[string]any {
+		m := map[string]any{"length": 32.0, "special": false}
+		if keepers != nil {
+			m["keepers"] = keepers
+		}
+		return m
+	}
+	cases := []struct {
+		name     string
+		old, new map[string]any
+		replace  bool
+		same     bool
+	}{
+		{"no keepers either side", base, base, false, true},
+		{"same keepers", with(map[string]any{"rotation": "1"}), with(map[string]any{"rotation": "1"}), false, true},
+		{"keepers added where there were none", base, with(map[string]any{"rotation": "1"}), true, false},
+		{"a keeper's value changes", with(map[string]any{"rotation": "1"}), with(map[string]any{"rotation": "2"}), true, false},
+		{"a keeper is removed", with(map[string]any{"rotation": "1", "other": "x"}), with(map[string]any{"rotation": "1"}), true, false},
+		{"keepers removed", with(map[string]any{"rotation": "1"}), base, true, false},
+		{"a keeper is added", with(map[string]any{"rotation": "1"}), with(map[string]any{"rotation": "1", "other": "x"}), true, false},
+		{"an empty map where there was none", base, with(map[string]any{}), false, false},
+	}
+	for _, c := range cases {
+		resp := diff(t, c.old, c.new)
+		if c.same {
+			if resp.GetChanges() != pulumirpc.DiffResponse_DIFF_NONE {
+				t.Errorf("%s: want no change, got %v", c.name, resp)
+			}
+			continue
+		}
+		if resp.GetChanges() != pulumirpc.DiffResponse_DIFF_SOME {
+			t.Errorf("%s: want a change, got %v", c.name, resp)
+		}
+		if replaced := len(resp.GetReplaces()) > 0; replaced != c.replace {
+			t.Errorf("%s: replace %v, want %v (%v)", c.name, replaced, c.replace, resp)
+		}
+	}
+}
+
+func TestAnUpdateInPlaceKeepsTheResult(t *testing.T) {
+	olds := inputs(t, map[string]any{"length": 8.0, "result": "kept-it!", "bcryptHash": "h"})
+	resp, err := (&randomProvider{}).Update(context.Background(), &pulumirpc.UpdateRequest{
+		Type: passwordType, Olds: olds, News: inputs(t, map[string]any{"length": 8.0, "keepers": map[string]any{}}),
+	})
+	if err != nil || resp.GetProperties().AsMap()["result"] != "kept-it!" {
+		t.Fatalf("got %v %v", resp, err)
+	}
+}
+
+func TestKeepersMustBeStrings(t *testing.T) {
+	resp, err := (&randomProvider{}).Check(context.Background(), &pulumirpc.CheckRequest{
+		Type: passwordType, News: inputs(t, map[string]any{"length": 8.0, "keepers": map[string]any{"rotation": 1.0}}),
+	})
+	if err != nil || len(resp.GetFailures()) != 1 || resp.GetFailures()[0].GetProperty() != "keepers" {
+		t.Fatalf("want a keepers failure, got %v %v", resp.GetFailures(), err)
+	}
+}
