@@ -44,9 +44,6 @@ def test_make_audit_finds_nothing_in_the_deployed_stacks_export(deployment, tmp_
     export = tmp_path / "dev.json"
     deployment.engine.cli("stack", "export", "--file", str(export), *(["--show-secrets"] if show_secrets else []))
     document = json.loads(export.read_text())
-    import shutil
-
-    shutil.copy(export, f"/tmp/leaks/real-{show_secrets}.json")
     resources = document["deployment"]["resources"]
     assert len(resources) > 40 and any(r["type"] == "kubernetes:core/v1:Secret" for r in resources)
 
