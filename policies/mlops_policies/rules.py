@@ -163,6 +163,10 @@ def is_python_source(value: str) -> bool:
     return any(isinstance(node, (ast.Import, ast.ImportFrom, ast.Call)) for node in ast.walk(tree))
 
 
+# A setting named like a credential whose value is a YAML or JSON literal (`enableSecretMutable: "true"`) is a switch.
+_LITERALS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "none", "~"})
+
+
 def _keywords(lines: list[str], source: bool = False) -> Iterator[Match]:
     # In source code detect-secrets' keyword rule counts quoted values only (it reads .py files so): a name bound to
     # another name (`"password": password`) is code, `password = "..."` a literal credential.
@@ -171,7 +175,7 @@ def _keywords(lines: list[str], source: bool = False) -> Iterator[Match]:
         if not _ANY_KEYWORD.search(line):
             continue
         for secret in _KEYWORD.analyze_string(line, denylist):
-            if secret and not _filtered(secret, line, _KEYWORD):
+            if secret and secret.lower() not in _LITERALS and not _filtered(secret, line, _KEYWORD):
                 yield Match(_KEYWORD.secret_type, rule_id(_KEYWORD), secret)
 
 

@@ -131,3 +131,10 @@ def test_program_source_in_a_value_is_read_as_detect_secrets_reads_a_source_file
     settings = f"password: {DB_PASSWORD}\nuser: admin\n"
     assert not rules.is_python_source(settings)
     assert {m.secret for m in rules.scan("config.yaml", settings)} == {DB_PASSWORD}
+
+
+@pytest.mark.parametrize("value", ["true", "False", "null"])
+def test_a_switch_named_like_a_credential_is_not_one(value: str) -> None:
+    """The kubernetes provider's ``enableSecretMutable: "true"``: a literal, not a password; a word there still is one."""
+    assert [m for m in rules.scan("enableSecretMutable", value) if m.rule.endswith("KeywordDetector")] == []
+    assert {m.secret for m in rules.scan("enableSecretMutable", DB_PASSWORD)} == {DB_PASSWORD}
