@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from mlops_platform.config import ConfigError, PlatformConfig, parse_config
+from mlops_platform.config import PlatformConfig, parse_config
+from mlops_platform.settings_base import ConfigError
 from tests.conftest import ROOT, refused
 from tools import plan as plan_tool
 from tools.harness import run_program, stack_config, with_overrides
@@ -44,7 +45,7 @@ def test_both_stack_files_parse_to_their_targets():
 
 def test_dev_defaults_suit_microk8s_and_protect_nothing():
     cfg = parse(target="microk8s")
-    assert cfg.storage_class == "microk8s-hostpath"
+    assert cfg.default_storage_class == "microk8s-hostpath"
     assert cfg.database.mode == "inCluster"
     assert cfg.protect_data is False
 
@@ -52,7 +53,7 @@ def test_dev_defaults_suit_microk8s_and_protect_nothing():
 def test_eks_protects_data_by_default_and_uses_ebs():
     cfg = parse(target="eks", aws=json.loads(EKS_AWS))
     assert cfg.protect_data is True
-    assert cfg.storage_class == "gp3"
+    assert cfg.default_storage_class == "gp3"
     assert cfg.aws.oidc_issuer == "oidc.eks.eu-west-1.amazonaws.com/id/ABC"
 
 
