@@ -69,11 +69,15 @@ class PlatformConfig(Model):
         default=None, description="Protect and retain stateful resources (database, volumes, bucket). Default: true on eks."
     )
     tracking: TrackingConfig = Field(default=TrackingConfig(), description="The MLflow tracking server and registry.")
-    database: DatabaseConfig = Field(default=DatabaseConfig(), description="MLflow's metadata database.")
+    database: DatabaseConfig = Field(
+        default=DatabaseConfig(), description="MLflow's metadata database; a secret when it holds external.uri."
+    )
     artifacts: ArtifactsConfig = Field(default=ArtifactsConfig(), description="Where artifacts live: MinIO on microk8s, S3 on eks.")
     aws: AwsConfig | None = Field(default=None, description="The EKS cluster's AWS account (IRSA trust); required on eks.")
     kubeflow: KubeflowConfig = Field(default=KubeflowConfig(), description="Wiring into the cluster's Kubeflow.")
-    serving: ServingConfig = Field(default=ServingConfig(), description="KServe serving of registered models.")
+    serving: ServingConfig = Field(
+        default=ServingConfig(), description="KServe serving of registered models; a secret when it holds registryToken."
+    )
     monitoring: MonitoringConfig = Field(default=MonitoringConfig(), description="Prometheus Operator objects and a Grafana dashboard.")
     training: list[TrainingJob] = Field(default=[], description="Training commands run as Jobs or CronJobs that log to MLflow.")
     maintenance: MaintenanceConfig = Field(default=MaintenanceConfig(), description="The scheduled database dump and MLflow's gc.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pulumi
@@ -47,15 +48,29 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
-def check(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
-    """A validator that refuses a value ``pattern`` does not match, saying what is ``allowed``."""
+@dataclass(frozen=True)
+class Allowed:
+    """What a value may be, in words, beside a validator whose rule has no pattern: the configuration reference shows it."""
 
-    def validate(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"{value!r} is not valid; allowed: {allowed}")
+    words: str
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string rule: ``pattern`` must match; ``allowed`` says in words what does (in the error and the reference)."""
+
+    pattern: re.Pattern[str]
+    allowed: str
+
+    def __call__(self, value: str) -> str:
+        if not self.pattern.match(value):
+            raise ValueError(f"{value!r} is not valid; allowed: {self.allowed}")
         return value
 
-    return AfterValidator(validate)
+
+def check(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    """A validator that refuses a value ``pattern`` does not match, saying what is ``allowed``."""
+    return AfterValidator(Pattern(pattern, allowed))
 
 
 def _pinned(value: str) -> str:
@@ -80,10 +95,10 @@ Memory = Annotated[str, check(_MEMORY, "a whole number with Mi or Gi, e.g. 512Mi
 DnsLabel = Annotated[str, check(_DNS_LABEL, "a DNS-1123 label: lowercase letters, digits and '-', at most 63")]
 DnsName = Annotated[str, check(_DNS_NAME, "a lowercase DNS name, e.g. kubeflow.example.com")]
 KeyPrefix = Annotated[str, check(_PREFIX, "an S3 key prefix without leading or trailing '/', e.g. mlflow")]
-Image = Annotated[str, AfterValidator(_pinned)]
+Image = Annotated[str, AfterValidator(_pinned), Allowed("a pinned image: registry/repository:tag (not latest) or @sha256:digest")]
 Arn = Annotated[str, check(_ARN, "an AWS ARN, e.g. arn:aws:iam::123456789012:oidc-provider/...")]
 Principal = Annotated[str, check(_PRINCIPAL, "an Istio principal without wildcards, e.g. cluster.local/ns/team-a/sa/default-editor")]
-Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels), Allowed("Kubernetes label keys and values")]
 
 
 class Model(BaseModel):

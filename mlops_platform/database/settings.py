@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from mlops_platform.settings_base import (
+    Allowed,
     ConfigError,
     DnsLabel,
     DnsName,
@@ -69,9 +70,12 @@ class ExternalDatabaseConfig(Model):
     """A database this program does not run: the URI from secret config, or from an existing Secret."""
 
     # Accepted only as a secret (checked in parse_config): it carries the password.
-    uri: Annotated[SecretStr, AfterValidator(_external_uri)] | None = Field(
-        default=None, description="postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE or mysql+pymysql://...; secret only."
-    )
+    uri: (
+        Annotated[
+            SecretStr, AfterValidator(_external_uri), Allowed("a postgresql+psycopg2:// or mysql+pymysql:// URI with user and password")
+        ]
+        | None
+    ) = Field(default=None, description="postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE or mysql+pymysql://...; secret only.")
     existing_secret: ExistingSecret | None = Field(default=None, description="A Secret of yours holding the URI (instead of uri).")
 
     @model_validator(mode="after")

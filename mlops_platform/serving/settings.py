@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from mlops_platform.settings_base import DnsLabel, KeyRuleError, Model, Resources, check, only_when_enabled
+from mlops_platform.settings_base import Allowed, DnsLabel, KeyRuleError, Model, Resources, check, only_when_enabled
 
 
 def _tracking_uri(value: str) -> str:
@@ -90,8 +90,11 @@ class ServingConfig(Model):
 
     enabled: bool = Field(default=False, description="Declare KServe serving (the registry is asked only when true).")
     # Where `pulumi preview`/`up` reach the registry (not the in-cluster Service URL).
-    mlflow_tracking_uri: Annotated[str, AfterValidator(_tracking_uri)] | None = Field(
-        default=None, description="The registry as the machine running Pulumi reaches it; required with alias or version; no credentials."
+    mlflow_tracking_uri: Annotated[str, AfterValidator(_tracking_uri), Allowed("an http(s) URL without query or credentials")] | None = (
+        Field(
+            default=None,
+            description="The registry as the machine running Pulumi reaches it; required with alias or version; no credentials.",
+        )
     )
     # Bearer token for the registry; accepted only as a secret (checked in mlops_platform.config.parse_config).
     registry_token: SecretStr | None = Field(default=None, description="Bearer token for the registry; secret only.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from mlops_platform.settings_base import DnsLabel, Image, Model, Resources, check
+from mlops_platform.settings_base import Allowed, DnsLabel, Image, Model, Resources, check
 
 # What a CronJob's schedule takes: five fields, or one of the controller's macros; the controller parses the fields.
 _TRAINING_CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
@@ -39,9 +39,11 @@ class TrainingJob(Model):
     image: Image = Field(description="The training image, pinned.")
     command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="The container's command.")
     args: list[str] = Field(default=[], description="The command's arguments.")
-    env: Annotated[dict[str, str], AfterValidator(_job_env)] = Field(
-        default={}, description="Plain environment variables; MLflow and storage variables are the platform's."
-    )
+    env: Annotated[
+        dict[str, str],
+        AfterValidator(_job_env),
+        Allowed("environment variable names but MLFLOW_TRACKING_URI, MLFLOW_S3_ENDPOINT_URL, PROFILE_S3_URI, AWS_*"),
+    ] = Field(default={}, description="Plain environment variables; MLflow and storage variables are the platform's.")
     schedule: Annotated[str, check(_TRAINING_CRON, "a cron schedule like '0 3 * * *' or @daily")] | None = Field(
         default=None, description="A cron schedule: a CronJob (no overlapping runs). Default: a Job that runs once."
     )
