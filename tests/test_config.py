@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import subprocess
@@ -390,3 +391,23 @@ def test_make_plan_refuses_models_of_disabled_serving_with_exit_2(tmp_path, monk
         "serving.models left out\n"
     )
     assert declared == []
+
+
+def test_nothing_in_the_package_but_config_reads_pulumi_config():
+    """Config is parsed once (mlops_platform/config.py); components get typed objects, so no other module may read it."""
+    readers = []
+    for path in sorted((ROOT / "mlops_platform").rglob("*.py")):
+        if path == ROOT / "mlops_platform" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) and node.module == "pulumi.runtime" else set()
+            if "config" in names or (isinstance(node, ast.Attribute) and node.attr in {"Config", "config"} and _is_pulumi(node.value)):
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert readers == []
+
+
+def _is_pulumi(node: ast.expr) -> bool:
+    """``pulumi`` or ``pulumi.runtime``."""
+    if isinstance(node, ast.Name):
+        return node.id == "pulumi"
+    return isinstance(node, ast.Attribute) and node.attr == "runtime" and _is_pulumi(node.value)
