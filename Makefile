@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden test lint audit restore bench clean
+.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden config-reference test lint audit restore bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ plan-all: venv
 ## golden: rewrite tests/golden/<stack>/ (dev and prod) from the current program; review and commit the diff
 golden: venv
 	$(PY) -m tools.golden
+
+## config-reference: rewrite docs/configuration.md and Pulumi.yaml's config block from the settings models; commit both
+config-reference: venv
+	$(PY) -m tools.config_reference
 
 ## lint: ruff (lint and format check) over the repository, mypy over the package
 lint: venv

@@ -6,13 +6,14 @@ import pulumi
 from pulumi.errors import RunError
 
 from mlops_platform.config import load_cluster_access, load_config
-from mlops_platform.kubeflow import KubeflowIntegration, KubeflowIntegrationArgs
-from mlops_platform.monitoring import Monitoring, MonitoringArgs
+from mlops_platform.kubeflow.integration import KubeflowIntegration, KubeflowIntegrationArgs
 from mlops_platform.monitoring.metrics import METRICS_PATH
+from mlops_platform.monitoring.stack import Monitoring, MonitoringArgs
 from mlops_platform.preflight import preflight
-from mlops_platform.serving import ServingStack, ServingStackArgs, resolve_models
-from mlops_platform.tracking import TrackingStack, TrackingStackArgs
-from mlops_platform.training import TrainingJobs, TrainingJobsArgs
+from mlops_platform.serving.registry import resolve_models
+from mlops_platform.serving.stack import ServingStack, ServingStackArgs
+from mlops_platform.tracking.stack import TrackingStack, TrackingStackArgs
+from mlops_platform.training.jobs import TrainingJobs, TrainingJobsArgs
 
 config = load_config()
 # What every pod will pull, shown before anything is declared (and kept as the `images` output for PR previews).
@@ -37,7 +38,9 @@ kubeflow = (
 )
 
 serving = (
-    ServingStack("serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models, workspaces=config.workspaces))
+    ServingStack(
+        "serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models, workspaces=config.workspaces_enabled)
+    )
     if config.serving.enabled
     else None
 )
@@ -67,7 +70,7 @@ pulumi.export("artifactRoot", endpoint.artifact_root)
 pulumi.export("databasePassword", pulumi.Output.secret(tracking.database_password) if tracking.database_password is not None else None)
 # basic-auth's admin password (the default authorization app with tracking.externalHost), else None.
 pulumi.export("trackingAdminPassword", pulumi.Output.secret(tracking.admin_password) if tracking.admin_password else None)
-pulumi.export("trackingAuth", config.auth)
+pulumi.export("trackingAuth", config.tracking_auth)
 pulumi.export("kubeflowUrl", kubeflow.url if kubeflow else None)
 pulumi.export("kubeflowProfiles", kubeflow.profiles if kubeflow else [])
 pulumi.export("servingModels", serving.models if serving else {})

@@ -28,7 +28,8 @@ from typing import Any
 
 import pulumi
 
-from mlops_platform.config import PROJECT, ClusterAccess, ConfigError, PlatformConfig
+from mlops_platform.config import ClusterAccess, PlatformConfig
+from mlops_platform.settings_base import PROJECT, ConfigError
 
 REQUEST_TIMEOUT = 5
 # No RBAC binding can name this user: only an authorizer that allows everything lets it delete namespaces.
@@ -117,13 +118,13 @@ def needs(config: PlatformConfig) -> list[NeedsKinds | NeedsStorageClass]:
         if name and not any(isinstance(n, NeedsStorageClass) and n.name == name and n.key == key for n in found):
             found.append(NeedsStorageClass(name, user, key, remedy or _class_remedy(name, key)))
 
-    database_class = config.database.storage_class or config.storage_class
+    database_class = config.database.storage_class or config.default_storage_class
     if config.database.mode == "inCluster":
         claim(database_class, "PostgreSQL's claim", "database.storageClass")
     if not config.is_eks:
-        claim(config.artifacts.minio.storage_class or config.storage_class, "MinIO's claim", "artifacts.minio.storageClass")
-    if config.scratch.medium == "volume":
-        claim(config.scratch.storage_class, "the server's per-pod /tmp volume", "tracking.scratch.storageClass")
+        claim(config.artifacts.minio.storage_class or config.default_storage_class, "MinIO's claim", "artifacts.minio.storageClass")
+    if config.tracking_scratch.medium == "volume":
+        claim(config.tracking_scratch.storage_class, "the server's per-pod /tmp volume", "tracking.scratch.storageClass")
     if config.is_eks and config.database.mode == "inCluster":
         # Dumps go to a volume of their own on eks (tracking/maintenance.py).
         claim(database_class, "the database dumps' volume", "database.storageClass")
@@ -225,7 +226,7 @@ def check(
                 )
             if status != 200:
                 unchecked.append(f"StorageClass {need.name} (HTTP {status})")
-    if config.workspaces:
+    if config.workspaces_enabled:
         allowed = cluster.allows_nobody()
         if allowed is None:
             unchecked.append("whether the authorizer can refuse (creating a SubjectAccessReview was refused)")
@@ -237,7 +238,7 @@ def check(
             )
     if unchecked:
         warn(f"preflight: could not check {'; '.join(unchecked)} on {cluster.server}: the provider will report them if missing")
-    info(f"preflight: {cluster.server} has what the stack needs ({_summary(wanted, config.workspaces)})")
+    info(f"preflight: {cluster.server} has what the stack needs ({_summary(wanted, config.workspaces_enabled)})")
 
 
 def _serves(cluster: Cluster, kind: Kind, unchecked: list[str]) -> bool:

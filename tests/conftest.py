@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.config import ConfigError
+from mlops_platform.settings_base import ConfigError
 from tools.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent

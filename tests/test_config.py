@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import subprocess
@@ -9,7 +10,8 @@ import sys
 
 import pytest
 
-from mlops_platform.config import ConfigError, PlatformConfig, parse_config
+from mlops_platform.config import PlatformConfig, parse_config
+from mlops_platform.settings_base import ConfigError
 from tests.conftest import ROOT, refused
 from tools import plan as plan_tool
 from tools.harness import run_program, stack_config, with_overrides
@@ -44,7 +46,7 @@ def test_both_stack_files_parse_to_their_targets():
 
 def test_dev_defaults_suit_microk8s_and_protect_nothing():
     cfg = parse(target="microk8s")
-    assert cfg.storage_class == "microk8s-hostpath"
+    assert cfg.default_storage_class == "microk8s-hostpath"
     assert cfg.database.mode == "inCluster"
     assert cfg.protect_data is False
 
@@ -52,7 +54,7 @@ def test_dev_defaults_suit_microk8s_and_protect_nothing():
 def test_eks_protects_data_by_default_and_uses_ebs():
     cfg = parse(target="eks", aws=json.loads(EKS_AWS))
     assert cfg.protect_data is True
-    assert cfg.storage_class == "gp3"
+    assert cfg.default_storage_class == "gp3"
     assert cfg.aws.oidc_issuer == "oidc.eks.eu-west-1.amazonaws.com/id/ABC"
 
 
@@ -389,3 +391,23 @@ def test_make_plan_refuses_models_of_disabled_serving_with_exit_2(tmp_path, monk
         "serving.models left out\n"
     )
     assert declared == []
+
+
+def test_nothing_in_the_package_but_config_reads_pulumi_config():
+    """Config is parsed once (mlops_platform/config.py); components get typed objects, so no other module may read it."""
+    readers = []
+    for path in sorted((ROOT / "mlops_platform").rglob("*.py")):
+        if path == ROOT / "mlops_platform" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) and node.module == "pulumi.runtime" else set()
+            if "config" in names or (isinstance(node, ast.Attribute) and node.attr in {"Config", "config"} and _is_pulumi(node.value)):
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert readers == []
+
+
+def _is_pulumi(node: ast.expr) -> bool:
+    """``pulumi`` or ``pulumi.runtime``."""
+    if isinstance(node, ast.Name):
+        return node.id == "pulumi"
+    return isinstance(node, ast.Attribute) and node.attr == "runtime" and _is_pulumi(node.value)

@@ -17,16 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_platform.config import (
+from mlops_platform.database.settings import POSTGRES_IMAGE
+from mlops_platform.storage.settings import MINIO_CLIENT_IMAGE, MINIO_IMAGE
+from mlops_platform.tracking.settings import (
     K8S_PLUGINS_VERSION,
-    MINIO_CLIENT_IMAGE,
-    MINIO_IMAGE,
     MLFLOW_IMAGE,
     MLFLOW_K8S_IMAGE,
     MLFLOW_K8S_IMAGE_NAME,
     MLFLOW_K8S_IMAGE_TAG,
     MLFLOW_VERSION,
-    POSTGRES_IMAGE,
 )
 from tests.e2e.postgres import postgres_bindir
 from tools import image, server_venv

@@ -71,7 +71,7 @@ def test_every_version_is_pinned_once():
 
 def test_the_browser_servers_proxy_image_is_the_release_the_tests_build_and_run():
     """The e2e runs oauth2-proxy built from the module at OAUTH2_PROXY_VERSION; the pod pulls the image of that release."""
-    from mlops_platform.config import OAUTH2_PROXY_IMAGE, OAUTH2_PROXY_VERSION
+    from mlops_platform.kubeflow.settings import OAUTH2_PROXY_IMAGE, OAUTH2_PROXY_VERSION
 
     pins = dict(line.split("=", 1) for line in (TOOLCHAIN / "versions.env").read_text().splitlines() if line and not line.startswith("#"))
     assert pins["OAUTH2_PROXY_VERSION"] == OAUTH2_PROXY_VERSION

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from mlops_platform.config import TrackingConfig, parse_config
+from mlops_platform.config import parse_config
+from mlops_platform.tracking.settings import TrackingConfig
 from tools.harness import stack_config
 from tools.processes import mlflow_registry
 
@@ -42,7 +43,7 @@ PROFILE = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["mlop
 
 
 def _kinds() -> tuple[str, ...]:
-    from mlops_platform.config import ModelSource
+    from mlops_platform.serving.settings import ModelSource
 
     # A tree from before canaries (the "before" figures) measures pinned and alias only.
     return ("pinned", "alias", "canary") if "canary" in ModelSource.model_fields else ("pinned", "alias")
@@ -67,7 +68,7 @@ def serving(uri: str, count: int, kind: str) -> dict:
     config = {"enabled": True, "mlflowTrackingUri": uri, "namespaces": [PROFILE], "models": models(count, kind)}
     if kind == "canary":
         config["deploymentMode"] = "Serverless"
-    from mlops_platform.config import ServingConfig
+    from mlops_platform.serving.settings import ServingConfig
 
     # The registry's models are written by MLflow 3 (this project's version); the gates refuse them unless declared servable.
     if "mlflow_format_versions" in ServingConfig.model_fields:

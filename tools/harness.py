@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mlops_platform.config import ConfigError
+from mlops_platform.settings_base import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlops-platform"

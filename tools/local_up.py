@@ -107,7 +107,7 @@ def write_env_file(directory: Path, engine: Any, cluster: local_cluster.Cluster)
 def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -> int:
     from pulumi import automation as auto
 
-    from mlops_platform.config import ConfigError
+    from mlops_platform.settings_base import ConfigError
     from tools.engine import LocalEngine
 
     started = time.monotonic()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from mlops_platform.config import ConfigError
 from mlops_platform.serving.stack import describe as describe_model
+from mlops_platform.settings_base import ConfigError
 from mlops_policies import audit_resources
 from tools.harness import ROOT, Plan, run_program
 

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlops_platform.config import ConfigError
+from mlops_platform.settings_base import ConfigError
 from tools.harness import PROJECT, ROOT, DeclaredResource, Plan, run_program
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import ExternalDatabaseConfig
+from mlops_platform.database.settings import ExternalDatabaseConfig
 
 URI_KEY = "uri"
 

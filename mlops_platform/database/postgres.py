@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import DatabaseConfig
+from mlops_platform.database.settings import DatabaseConfig
 from mlops_platform.k8s import naming, options
 from mlops_platform.k8s.containers import ExecProbe, ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
 

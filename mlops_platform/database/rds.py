@@ -8,7 +8,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from mlops_platform.config import RdsConfig
+from mlops_platform.database.settings import RdsConfig
 from mlops_platform.k8s import options
 
 

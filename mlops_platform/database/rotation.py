@@ -25,10 +25,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform import rotation
-from mlops_platform.config import Resources
 from mlops_platform.database import logins, postgres
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.settings_base import Resources
 
 COMPONENT = "postgresql-logins"
 # The second login role: a member of the owner acting as the owner.

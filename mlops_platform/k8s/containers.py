@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import Resources, quantity_bytes
+from mlops_platform.settings_base import Resources, quantity_bytes
 
 RUN_AS_USER = 10001
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import KubeflowConfig
 from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import plain_env
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
+from mlops_platform.kubeflow.settings import KubeflowConfig
 from mlops_platform.storage.store import ClientAccess, Grant
 from mlops_platform.tracking.stack import TrackingEndpoint
 

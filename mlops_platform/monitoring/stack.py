@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import MonitoringConfig
 from mlops_platform.k8s import naming
 from mlops_platform.monitoring import metrics
+from mlops_platform.monitoring.settings import MonitoringConfig
 
 if TYPE_CHECKING:
     # The tracking stack imports monitoring.metrics for its server flags.

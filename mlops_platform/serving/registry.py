@@ -36,10 +36,12 @@ import posixpath
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mlops_platform.config import PROJECT, CanaryConfig, ConfigError, ModelSource, PlatformConfig, ServingConfig
+from mlops_platform.config import PlatformConfig
 from mlops_platform.serving import catalog
 from mlops_platform.serving.catalog import Catalog, Wanted, in_order
 from mlops_platform.serving.mlflow_rest import HTTP_LIMITS, MlflowRest, RegistryError
+from mlops_platform.serving.settings import CanaryConfig, ModelSource, ServingConfig
+from mlops_platform.settings_base import PROJECT, ConfigError
 
 __all__ = ["HTTP_LIMITS", "ResolvedCanary", "ResolvedModel", "physical_uri", "resolve_models"]
 
@@ -108,7 +110,7 @@ def resolve_models(config: PlatformConfig) -> list[ResolvedModel]:
 
     # With workspaces each model is looked up in the workspace of its own namespace.
     def workspace(lookup: _Lookup) -> str | None:
-        return lookup.model.namespace if config.workspaces else None
+        return lookup.model.namespace if config.workspaces_enabled else None
 
     wanted: dict[str | None, list[Wanted]] = {}
     for lookup in lookups:
@@ -272,18 +274,8 @@ def _wanted(canary: CanaryConfig) -> str:
 
 
 def _registry_token(serving: ServingConfig) -> str | None:
-    """The secret config token, refused when the stack file holds it in plain text."""
-    if serving.registry_token is None:
-        return None
-    from pulumi.runtime import config as runtime_config
-
-    key = f"{PROJECT}:serving"
-    if key not in runtime_config.get_config_secret_keys_env() and not runtime_config.is_config_secret(key):
-        raise ConfigError(
-            f"{key}.registryToken: is stored in plain text; "
-            "allowed: a secret, set with `pulumi config set --secret --path serving.registryToken`"
-        )
-    return serving.registry_token.get_secret_value()
+    """The secret config token (parse_config has refused one held in plain text)."""
+    return serving.registry_token.get_secret_value() if serving.registry_token is not None else None
 
 
 def _entry(index: int, model: ModelSource) -> str:

@@ -27,10 +27,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import ServingConfig
 from mlops_platform.k8s import naming
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.serving.registry import ResolvedModel
+from mlops_platform.serving.settings import ServingConfig
 from mlops_platform.storage.store import ClientAccess, Grant
 from mlops_platform.tracking.stack import TrackingEndpoint
 

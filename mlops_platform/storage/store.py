@@ -17,11 +17,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform import rotation
-from mlops_platform.config import ArtifactsConfig, AwsConfig
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import plain_env, secret_env
 from mlops_platform.storage import minio
 from mlops_platform.storage.policy import Access
+from mlops_platform.storage.settings import ArtifactsConfig, AwsConfig
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,1 @@
 """The MLflow tracking server and registry."""
-
-from mlops_platform.tracking.stack import TrackingStack, TrackingStackArgs
-
-__all__ = ["TrackingStack", "TrackingStackArgs"]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import Resources
 from mlops_platform.database import postgres
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.settings_base import Resources
 from mlops_platform.tracking import admin_password
 from mlops_platform.tracking.auth import ADMIN_USER
 

@@ -22,9 +22,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform.config import AuthApp, ConfigError
 from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import API_TOKEN_DIR, API_TOKEN_SECONDS, api_token, plain_env, secret_env
+from mlops_platform.settings_base import ConfigError
+from mlops_platform.tracking.settings import AuthApp
 
 COMPONENT = "mlflow"
 ADMIN_USER = "admin"

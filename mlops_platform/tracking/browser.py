@@ -28,9 +28,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from mlops_platform.config import Resources
 from mlops_platform.k8s import mesh, naming, rbac
 from mlops_platform.k8s.containers import ExecProbe, HttpProbe, container, pod_spec, scanner_exceptions, secret_env
+from mlops_platform.settings_base import Resources
 
 COMPONENT = "mlflow"
 SUFFIX = "ui"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import Scratch, TrackingConfig
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir
+from mlops_platform.tracking.settings import Scratch, TrackingConfig
 
 SCRATCH_PATH = "/tmp"
 # Largest file a notebook still sends through the server; bigger ones go to the store directly.

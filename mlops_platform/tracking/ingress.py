@@ -12,8 +12,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import IngressConfig
 from mlops_platform.k8s import naming
+from mlops_platform.tracking.settings import IngressConfig
 
 COMPONENT = "mlflow"
 # What the policy pack reads to know which authorization app stands behind a route (checks.py).

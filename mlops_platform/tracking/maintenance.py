@@ -28,7 +28,6 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.config import MaintenanceConfig, Resources
 from mlops_platform.database import dumps, postgres, wait
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
@@ -41,7 +40,9 @@ from mlops_platform.k8s.containers import (
     scratch_volumes,
     secret_env,
 )
+from mlops_platform.settings_base import Resources
 from mlops_platform.storage.store import ArtifactStore, Grant
+from mlops_platform.tracking.settings import MaintenanceConfig
 
 COMPONENT = "mlflow-maintenance"
 DUMP_DIR = "/backup"

@@ -18,19 +18,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform import rotation
-from mlops_platform.config import (
-    ArtifactsConfig,
-    AuthApp,
-    AwsConfig,
-    DatabaseConfig,
-    MaintenanceConfig,
-    PlatformConfig,
-    RotationConfig,
-    Scratch,
-    TrackingConfig,
-)
+from mlops_platform.config import PlatformConfig
 from mlops_platform.database import external, postgres
 from mlops_platform.database.rotation import LoginRotation
+from mlops_platform.database.settings import DatabaseConfig
 from mlops_platform.k8s import mesh, naming, options
 from mlops_platform.k8s.containers import (
     HttpProbe,
@@ -42,9 +33,12 @@ from mlops_platform.k8s.containers import (
     secret_env,
 )
 from mlops_platform.monitoring import metrics
+from mlops_platform.rotation import RotationConfig
 from mlops_platform.storage import store
+from mlops_platform.storage.settings import ArtifactsConfig, AwsConfig
 from mlops_platform.storage.store import ArtifactStore
 from mlops_platform.tracking import admin_rotation, auth, browser, capacity, ingress, maintenance
+from mlops_platform.tracking.settings import AuthApp, MaintenanceConfig, Scratch, TrackingConfig
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -97,20 +91,20 @@ class TrackingStackArgs:
             namespace=config.namespace,
             server=config.tracking,
             image=config.tracking_image,
-            auth=config.auth,
-            workspaces=config.workspaces,
+            auth=config.tracking_auth,
+            workspaces=config.workspaces_enabled,
             external_hosts=tuple(config.external_hosts),
             in_mesh=config.kubeflow.enabled,
             metrics=config.monitoring.enabled,
-            scratch=config.scratch,
+            scratch=config.tracking_scratch,
             database=config.database,
             artifacts=config.artifacts,
-            aws=config.eks if config.is_eks else None,
-            storage_class=config.storage_class,
+            aws=config.required_aws if config.is_eks else None,
+            storage_class=config.default_storage_class,
             protect_data=config.protect_data,
             maintenance=config.maintenance,
             backup_prefix=config.backup_prefix,
-            mlflow_config_crd=config.workspaces and config.kubeflow.mlflow_config_crd,
+            mlflow_config_crd=config.workspaces_enabled and config.kubeflow.mlflow_config_crd,
             browser=browser.BrowserAccess(
                 issuer=b.issuer,
                 client_id=b.client_id,
@@ -192,7 +186,7 @@ class TrackingStack(pulumi.ComponentResource):
         if args.database.mode == "external":
             db_secret_name, db_uri_key = external.backend_secret(
                 f"{name}-db",
-                config=args.database.outside,
+                config=args.database.required_external,
                 metadata=naming.metadata(f"{name}-db", args.namespace, component=COMPONENT, instance=name),
                 opts=child,
             )
@@ -203,7 +197,9 @@ class TrackingStack(pulumi.ComponentResource):
         else:
             db_secret_name, db_password, dump_url, database_server = self._managed_database(name, args, child, protect)
             db_uri_key = "uri"
-            dump_size = f"{args.database.managed.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size
+            dump_size = (
+                f"{args.database.required_rds.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size
+            )
             dumped = maintenance.Database(
                 dump_url,
                 db_secret_name,
@@ -445,7 +441,7 @@ class TrackingStack(pulumi.ComponentResource):
 
             instance = rds.rds_postgres(
                 f"{name}-db",
-                config=args.database.managed,
+                config=args.database.required_rds,
                 database=args.database.name,
                 user=args.database.user,
                 password=db_password.result,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.cluster import expect
@@ -59,3 +60,17 @@ def test_invalid_stack_config_fails_preview_with_one_line_before_any_resource(sc
         e for e in events if getattr(e, "resource_pre_event", None) and not e.resource_pre_event.metadata.type.startswith("pulumi:")
     ]
     assert registered == []
+
+
+def test_a_stack_leaving_keys_out_previews_with_the_defaults_pulumi_yaml_declares(scratch_engine):
+    """The engine checks each stack value against Pulumi.yaml's declared type and requires a declared key that has no default."""
+    # kubernetes:enableSecretMutable is left out too (nothing here rotates): the policy pack's keyword rule flags it on the provider.
+    left_out = {"kubernetes:enableSecretMutable": None, "namespace": None, "kubernetesVersion": None, "training": None}
+    engine = scratch_engine(overrides=left_out)
+    assert not {"mlops-platform:namespace", "mlops-platform:training"} & set(
+        yaml.safe_load((engine.project_dir / f"Pulumi.{engine.stack_name}.yaml").read_text())["config"]
+    )
+    run = engine.preview()
+    assert expect.policy_violations(run, mandatory=True) == []
+    creates = [s for s in run.steps() if s["op"] == "create" and s["type"] == "kubernetes:core/v1:Namespace"]
+    assert [s["inputs"]["metadata"]["name"] for s in creates] == ["mlflow"]

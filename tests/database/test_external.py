@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_platform.config import ConfigError
+from mlops_platform.settings_base import ConfigError
 from tests.conftest import container, env_of, strings
 from tools.harness import run_program, stack_config, with_overrides
 

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from mlops_platform.config import MLFLOW_IMAGE
+from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.e2e.errors import DataPlaneError
 from tools.harness import DeclaredResource, Plan, stack_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from mlops_platform.config import quantity_bytes
+from mlops_platform.settings_base import quantity_bytes
 from tests.e2e.launch import Server
 from tests.e2e.scratch import declared_size
 from tools.processes import memory_mb

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_platform.config import quantity_bytes
+from mlops_platform.settings_base import quantity_bytes
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.scratch import ScratchMount
 

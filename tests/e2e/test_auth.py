@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE
+from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.e2e.declared import resolve_env
 from tests.e2e.launch import Server, base_env
 from tests.e2e.plane import DataPlane

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE
+from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.e2e import history
 from tests.e2e.config import e2e_config
 from tests.e2e.declared import resolve_env

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from mlops_platform.config import ConfigError, parse_config
+from mlops_platform.config import parse_config
+from mlops_platform.settings_base import ConfigError
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 from tools.harness import stack_config
 

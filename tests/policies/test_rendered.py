@@ -209,7 +209,7 @@ def render(stack: str, overrides: dict[str, Any], secret: tuple[str, ...]) -> Pl
 def variant(request: pytest.FixtureRequest) -> Plan:
     stack, overrides, secret = VARIANTS[request.param]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mlops_platform.serving.resolve_models", _resolved)
+        patch.setattr("mlops_platform.serving.registry.resolve_models", _resolved)
         return render(stack, overrides, secret)
 
 
@@ -236,7 +236,7 @@ def test_crossguard_finds_nothing_in_the_inputs_the_engine_sends(variant: Plan) 
 def test_the_variants_render_what_they_are_about() -> None:
     """Each variant changes what is declared (a typo in its overrides would render the plain stack)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mlops_platform.serving.resolve_models", _resolved)
+        patch.setattr("mlops_platform.serving.registry.resolve_models", _resolved)
         canary = render(*VARIANTS["dev-serving-registry-canary-token"])
     annotations = canary.k8s("InferenceService", "diabetes", PROFILE).inputs["metadata"]["annotations"]
     assert len(annotations["mlops-platform/run-id"]) == len(annotations["mlops-platform/canary-run-id"]) == 32

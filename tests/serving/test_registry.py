@@ -34,10 +34,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlops_platform.config import MLFLOW_VERSION, ConfigError
 from mlops_platform.serving import catalog, mlflow_rest
 from mlops_platform.serving import registry as registry_module
 from mlops_platform.serving.registry import physical_uri
+from mlops_platform.settings_base import ConfigError
+from mlops_platform.tracking.settings import MLFLOW_VERSION
 from tests.serving.recorded import record_requests
 from tools import harness
 from tools.harness import Plan, run_program, stack_config

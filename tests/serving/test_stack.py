@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
-from mlops_platform.config import ConfigError, ModelSource
 from mlops_platform.serving import stack as serving
 from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
+from mlops_platform.serving.settings import ModelSource
+from mlops_platform.settings_base import ConfigError
 from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
 from tools.plan import table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops_platform.config import PlatformConfig, parse_config
-from mlops_platform.tracking import TrackingStackArgs
+from mlops_platform.tracking.stack import TrackingStackArgs
 from tools.harness import stack_config, with_overrides
 
 

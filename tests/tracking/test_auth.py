@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE
 from mlops_platform.tracking import auth, ingress
+from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
 
 NS = "mlflow"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlops_platform.config import quantity_bytes
+from mlops_platform.settings_base import quantity_bytes
 from tests.conftest import container, env_of, refused, run_with
 
 NS = "mlflow"

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from mlops_platform.config import MLFLOW_K8S_IMAGE, POSTGRES_IMAGE
+from mlops_platform.database.settings import POSTGRES_IMAGE
 from mlops_platform.tracking.gc import proxied_to_destination
 from mlops_platform.tracking.maintenance import migration_job_name
+from mlops_platform.tracking.settings import MLFLOW_K8S_IMAGE
 from tests.conftest import container, env_of, refused, run_with
 
 NS = "mlflow"

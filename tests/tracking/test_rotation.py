@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from mlops_platform.config import ConfigError
 from mlops_platform.rotation import ANNOTATION
+from mlops_platform.settings_base import ConfigError
 from mlops_platform.tracking.maintenance import DUMP_FILE
 from mlops_policies import audit_resources
 from tests.conftest import container, env_of, refused, run_with

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from mlops_platform.config import MLFLOW_IMAGE, MLFLOW_K8S_IMAGE, MLFLOW_VERSION, quantity_bytes
+from mlops_platform.settings_base import quantity_bytes
+from mlops_platform.tracking.settings import MLFLOW_IMAGE, MLFLOW_K8S_IMAGE, MLFLOW_VERSION
 from tests.conftest import ROOT, container, env_of, generated_secrets, run_with, strings
 
 NS = "mlflow"

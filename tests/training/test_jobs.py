@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from mlops_platform.config import MLFLOW_IMAGE
 from mlops_platform.k8s.containers import API_TOKEN_DIR
+from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.conftest import ROOT, container, env_of, refused, run_with
 
 PROFILE = "kubeflow-user-example-com"
