@@ -18,9 +18,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from mlops_platform.config import MinioConfig, Resources
+from mlops_platform.contracts import Access
 from mlops_platform.k8s import naming, options
 from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
-from mlops_platform.storage.policy import Access, s3_access_policy
+from mlops_platform.storage.policy import s3_access_policy
 
 COMPONENT = "minio"
 API_PORT = 9000

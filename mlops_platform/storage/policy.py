@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-Access = Literal["read", "write"]
+from mlops_platform.contracts import Access
 
 
 def bucket_arn(bucket: str) -> str:

@@ -12,8 +12,9 @@ import pulumi
 import pulumi_aws as aws
 
 from mlops_platform.config import ArtifactsConfig, AwsConfig
+from mlops_platform.contracts import Access
 from mlops_platform.k8s import options
-from mlops_platform.storage.policy import Access, bucket_arn, s3_access_policy
+from mlops_platform.storage.policy import bucket_arn, s3_access_policy
 
 
 def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:

@@ -29,6 +29,7 @@ import pulumi_random as random
 import yaml
 
 from mlops_platform.config import Resources
+from mlops_platform.contracts import BrowserServer
 from mlops_platform.k8s import mesh, naming, rbac
 from mlops_platform.k8s.containers import ExecProbe, HttpProbe, container, pod_spec, scanner_exceptions, secret_env
 
@@ -70,18 +71,6 @@ class BrowserAccess:
     # The ingress gateway's pods: the only ones the NetworkPolicy admits to the proxy's port.
     gateway_namespace: str
     gateway_labels: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BrowserServer:
-    """What the Kubeflow integration routes to and admits."""
-
-    service_name: str
-    port: int
-    pod_labels: dict[str, str]
-    landing_path: str
-    # What waits for its rollout (retiring a rotated database login).
-    deployment: pulumi.Resource
 
 
 def landing_path(prefix: str) -> str:

@@ -29,6 +29,7 @@ from mlops_platform.config import (
     Scratch,
     TrackingConfig,
 )
+from mlops_platform.contracts import TrackingEndpoint
 from mlops_platform.database import external, postgres
 from mlops_platform.database.rotation import LoginRotation
 from mlops_platform.k8s import mesh, naming, options
@@ -41,10 +42,8 @@ from mlops_platform.k8s.containers import (
     scratch_volumes,
     secret_env,
 )
-from mlops_platform.monitoring import metrics
 from mlops_platform.storage import store
-from mlops_platform.storage.store import ArtifactStore
-from mlops_platform.tracking import admin_rotation, auth, browser, capacity, ingress, maintenance
+from mlops_platform.tracking import admin_rotation, auth, browser, capacity, ingress, maintenance, metrics
 
 COMPONENT = "mlflow"
 PORT = 5000
@@ -123,31 +122,6 @@ class TrackingStackArgs:
             else None,
             rotation=config.rotation,
         )
-
-
-@dataclass(frozen=True)
-class TrackingEndpoint:
-    """What other components need of the tracking server: where it is, who it is, where its artifacts go."""
-
-    uri: str
-    service_name: str
-    namespace: str
-    # Objects other components put in the tracking namespace wait for it (and are deleted before it).
-    namespace_resource: k8s.core.v1.Namespace
-    port: int
-    path_prefix: str
-    server_labels: dict[str, str]
-    # The server's Deployment: clients that must find it running (training Jobs) wait for it.
-    server: pulumi.Resource
-    # What an MLflow client needs besides storage access (tracking URI, telemetry opt-out).
-    client_env: dict[str, str]
-    # The Istio route's timeout: as long as the clients' own (MLFLOW_HTTP_REQUEST_TIMEOUT in client_env).
-    request_timeout_seconds: int
-    artifact_store: ArtifactStore
-    artifact_prefix: str
-    artifact_root: str
-    # The server people reach through Kubeflow's gateway, when there is one (tracking/browser.py).
-    browser: browser.BrowserServer | None = None
 
 
 class TrackingStack(pulumi.ComponentResource):

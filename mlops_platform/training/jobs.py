@@ -21,9 +21,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform.config import TrainingJob
+from mlops_platform.contracts import ProfileClients
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, api_token, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
-from mlops_platform.kubeflow.integration import ProfileClients
 
 COMPONENT = "training"
 # Lets the mesh sidecar end with the training container, so a Job in a profile can complete.
