@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pulumi
 from pydantic import (
@@ -81,7 +81,7 @@ _CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
 _AGE = re.compile(r"^(?=.)([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 
 
-def _check(pattern: re.Pattern[str], allowed: str):
+def _check(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
     def validate(value: str) -> str:
         if not pattern.match(value):
             raise ValueError(f"{value!r} is not valid; allowed: {allowed}")
@@ -373,9 +373,13 @@ def _settings(block: BaseModel, keys: Iterable[str] | None = None) -> list[str]:
     return [fields[n].alias or n for n in names if getattr(block, n) != fields[n].get_default(call_default_factory=True)]
 
 
-def _only_when_enabled(block: Any, name: str) -> Any:
+# A config block with an ``enabled`` switch.
+_Block = TypeVar("_Block", bound=BaseModel)
+
+
+def _only_when_enabled(block: _Block, name: str) -> _Block:
     """With ``enabled`` false nothing of the block is declared, so any other key set cannot take effect."""
-    if block.enabled:
+    if getattr(block, "enabled"):  # noqa: B009 (a block with the switch; BaseModel does not declare it)
         return block
     for key in _settings(block):
         if key != "enabled":

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from mlops_platform.config import PROJECT, CanaryConfig, ConfigError, ModelSource, PlatformConfig, ServingConfig
@@ -204,7 +205,7 @@ def _gate(client: MlflowRest, serving: ServingConfig, model: ModelSource, storag
     if not isinstance(mlmodel, dict):
         raise ConfigError(f"{what}: its MLmodel at {storage_uri} is not an MLflow model description")
     declared = mlmodel.get("flavors")
-    flavors: dict = declared if isinstance(declared, dict) else {}
+    flavors: dict[str, Any] = declared if isinstance(declared, dict) else {}
     runtime, flavor = RUNTIME_FLAVORS[model.format]
     if flavor not in flavors:
         raise ConfigError(

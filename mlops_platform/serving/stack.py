@@ -218,7 +218,7 @@ class ServingStack(pulumi.ComponentResource):
         )
 
 
-def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict:
+def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict[str, Any]:
     """The InferenceService manifest (serving.kserve.io/v1beta1, KServe 0.16).
 
     Written as plain data: importing the kserve SDK costs more than the whole plan-time budget for a

@@ -172,7 +172,10 @@ def provision_users(
     regenerated secret key replaces it through ``replacement_trigger``, so MinIO
     never keeps a key the clients no longer have.
     """
-    meta = lambda suffix: naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)  # noqa: E731
+
+    def meta(suffix: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)
+
     policies = {
         f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlops_platform.contracts import Access
 
 
@@ -9,7 +11,7 @@ def bucket_arn(bucket: str) -> str:
     return f"arn:aws:s3:::{bucket}"
 
 
-def s3_access_policy(bucket: str, prefix: str, access: Access) -> dict:
+def s3_access_policy(bucket: str, prefix: str, access: Access) -> dict[str, Any]:
     """Objects under ``prefix/`` only; listing only within that prefix.
 
     ``write`` includes delete, because MLflow deletes artifacts when runs are

@@ -151,6 +151,6 @@ def _iam_safe(name: str, limit: int = 56) -> str:
     return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict:
+def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
     """The ServiceAccount annotation through which EKS hands a pod the role."""
     return {"eks.amazonaws.com/role-arn": role_arn}

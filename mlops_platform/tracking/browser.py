@@ -113,7 +113,8 @@ def proxy_config(prefix: str, access: BrowserAccess, timeout_seconds: int) -> st
             }
         ],
     }
-    return yaml.safe_dump(document, sort_keys=False)
+    text: str = yaml.safe_dump(document, sort_keys=False)
+    return text
 
 
 def proxy_args(prefix: str) -> list[str]:
