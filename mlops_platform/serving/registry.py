@@ -27,7 +27,7 @@ Registry credentials come from MLflow's own environment variables
 secret config ``serving.registryToken``; they never appear in messages.
 
 With Kubeflow workspaces each model is looked up in the workspace of its own namespace,
-with the token of that namespace's ``mlflow-registry-reader`` (kubeflow/tenancy.py).
+with the token of that namespace's ``mlflow-registry-reader`` (serving/stack.py), bound to the ClusterRole kubeflow/tenancy.py declares.
 """
 
 from __future__ import annotations
