@@ -38,7 +38,7 @@ class ServerAccess:
     ready: list[pulumi.Resource]
 
 
-@dataclass
+@dataclass(frozen=True)
 class MinioStore:
     """In-cluster MinIO: a user per namespace with a generated key, created by one Job per consumer."""
 
@@ -96,7 +96,7 @@ class MinioStore:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class S3Store:
     """An S3 bucket reached through IAM roles for service accounts: no keys anywhere."""
 
