@@ -6,8 +6,8 @@ import pulumi
 from pulumi.errors import RunError
 
 from mlops_platform.config import load_cluster_access, load_config
+from mlops_platform.contracts import METRICS_PATH, Scraper
 from mlops_platform.kubeflow.integration import KubeflowIntegration, KubeflowIntegrationArgs
-from mlops_platform.monitoring.metrics import METRICS_PATH
 from mlops_platform.monitoring.stack import Monitoring, MonitoringArgs
 from mlops_platform.preflight import preflight
 from mlops_platform.serving.registry import resolve_models
@@ -29,7 +29,8 @@ models = resolve_models(config)
 tracking = TrackingStack("mlflow", TrackingStackArgs.of(config))
 endpoint = tracking.endpoint
 # Prometheus's mesh identity, admitted by Kubeflow's access policy to the metrics path only.
-scraper = (config.monitoring.mesh_principal, METRICS_PATH) if config.monitoring.enabled and config.monitoring.mesh_principal else None
+principal = config.monitoring.mesh_principal
+scraper = Scraper(principal, METRICS_PATH) if config.monitoring.enabled and principal else None
 
 kubeflow = (
     KubeflowIntegration("kubeflow", KubeflowIntegrationArgs(kubeflow=config.kubeflow, tracking=endpoint, scraper=scraper))
@@ -37,13 +38,7 @@ kubeflow = (
     else None
 )
 
-serving = (
-    ServingStack(
-        "serving", ServingStackArgs(serving=config.serving, tracking=endpoint, models=models, workspaces=config.workspaces_enabled)
-    )
-    if config.serving.enabled
-    else None
-)
+serving = ServingStack("serving", ServingStackArgs.of(config, endpoint, models)) if config.serving.enabled else None
 
 monitoring = Monitoring("monitoring", MonitoringArgs(config.monitoring, endpoint)) if config.monitoring.enabled else None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 import pulumi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -132,9 +132,13 @@ def keys_set(block: BaseModel, keys: Iterable[str] | None = None) -> list[str]:
     return [fields[n].alias or n for n in names if getattr(block, n) != fields[n].get_default(call_default_factory=True)]
 
 
-def only_when_enabled(block: Any, name: str) -> Any:
+# A config block with an ``enabled`` switch.
+_Block = TypeVar("_Block", bound=BaseModel)
+
+
+def only_when_enabled(block: _Block, name: str) -> _Block:
     """With ``enabled`` false nothing of the block is declared, so any other key set cannot take effect."""
-    if block.enabled:
+    if getattr(block, "enabled"):  # noqa: B009 (a block with the switch; BaseModel does not declare it)
         return block
     for key in keys_set(block):
         if key != "enabled":

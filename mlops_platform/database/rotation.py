@@ -93,7 +93,10 @@ class LoginRotation:
             ).result
         self.user, self.other_user = login_user(user, generation), login_user(user, generation + 1)
         password, other_password = passwords[generation % 2], passwords[(generation + 1) % 2]
-        meta = lambda suffix: naming.metadata(f"{name}-db-{suffix}", namespace, component=COMPONENT, instance=name)  # noqa: E731
+
+        def meta(suffix: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return naming.metadata(f"{name}-db-{suffix}", namespace, component=COMPONENT, instance=name)
+
         self._next = k8s.core.v1.Secret(
             f"{name}-db-next",
             metadata=meta("next"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 LINKS_KEY = "links"
 MENU = "menuLinks"
@@ -212,7 +212,7 @@ class DashboardLinkProvider(ResourceProvider):
         self._kubeconfig: str | None = None
         self._context: str | None = None
 
-    def configure(self, req) -> None:
+    def configure(self, req: ConfigureRequest) -> None:
         self._kubeconfig = req.config.get("kubernetes:kubeconfig")
         self._context = req.config.get("kubernetes:context")
 

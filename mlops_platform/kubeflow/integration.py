@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform.contracts import ClientAccess, Consumer, Grant, ProfileClients, Scraper, TrackingEndpoint
 from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import plain_env
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.kubeflow.dashboard import DashboardLink, DashboardLinkArgs, MenuLink
 from mlops_platform.kubeflow.settings import KubeflowConfig
-from mlops_platform.storage.store import ClientAccess, Grant
-from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "kubeflow-integration"
 # Pods carrying this label get the MLflow PodDefault (the notebook form's "Configurations").
@@ -62,24 +61,11 @@ def profile_prefix(namespace: str) -> str:
 
 
 @dataclass(frozen=True)
-class ProfileClients:
-    """How a pod in a Kubeflow profile becomes an MLflow client: the PodDefault's selector labels, and its identity."""
-
-    selector_labels: dict[str, str]
-    service_account: str
-    namespaces: frozenset[str]
-    # The PodDefaults (and the storage grant behind them) that must exist before a pod is admitted.
-    ready: Sequence[pulumi.Resource] = ()
-    # With MLflow workspaces the server authorizes the pod's own ServiceAccount token: a pod must carry one.
-    api_token: bool = False
-
-
-@dataclass(frozen=True)
 class KubeflowIntegrationArgs:
     kubeflow: KubeflowConfig
     tracking: TrackingEndpoint
-    # A metrics scraper's mesh identity and path: admitted to GET that path only (monitoring.meshPrincipal).
-    scraper: tuple[str, str] | None = None
+    # A metrics scraper in the mesh (monitoring.meshPrincipal): admitted to GET its path only.
+    scraper: Scraper | None = None
 
 
 class KubeflowIntegration(pulumi.ComponentResource):
@@ -181,7 +167,7 @@ class KubeflowIntegration(pulumi.ComponentResource):
             opts=self._in_tracking_namespace,
         )
 
-    def _access_policy(self, scraper: tuple[str, str] | None) -> None:
+    def _access_policy(self, scraper: Scraper | None) -> None:
         """With Kubeflow's mesh-wide deny-all, only these mTLS identities reach MLflow."""
         t = self._tracking
         k8s.apiextensions.CustomResource(
@@ -197,8 +183,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
                     *(
                         [
                             {
-                                "from": [{"source": {"principals": [scraper[0]]}}],
-                                "to": [{"operation": {"methods": ["GET"], "paths": [scraper[1]]}}],
+                                "from": [{"source": {"principals": [scraper.principal]}}],
+                                "to": [{"operation": {"methods": ["GET"], "paths": [scraper.path]}}],
                             }
                         ]
                         if scraper
@@ -276,10 +262,8 @@ class KubeflowIntegration(pulumi.ComponentResource):
         default-editor's Kubeflow rights instead of swapping service accounts.
         """
         access = self._tracking.artifact_store.grant(
-            self._name,
+            Consumer(self._name, provisioning=f"{self._name}-profiles", key_secret=lambda ns: self._meta(PROFILE_SECRET, ns)),
             {ns: Grant(profile_prefix(ns), "write", identity=f"profile-{ns}", service_account=PROFILE_SERVICE_ACCOUNT) for ns in profiles},
-            secret_metadata=lambda ns: self._meta(PROFILE_SECRET, ns),
-            job_name=f"{self._name}-profiles",
             opts=self._child,
         )
         for ns, client in access.items():

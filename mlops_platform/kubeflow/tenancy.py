@@ -10,8 +10,7 @@ resources in the workspace's namespace. Declared here:
   ``kubeflow-edit`` and ``kubeflow-view``: a profile's contributors get access through the
   RoleBindings Kubeflow already makes, with no per-user object;
 - the notebook ServiceAccount's rights in its own profile (explicit, not only through aggregation);
-- a registry reader per serving namespace: a ServiceAccount that may read registered models there
-  and change nothing, whose short-lived token resolves aliases at deploy time.
+- the registry reader's ClusterRole, which each serving namespace's reader is bound to (serving/stack.py).
 """
 
 from __future__ import annotations
@@ -19,18 +18,16 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform.contracts import REGISTRY_READER_ROLE, TENANCY_COMPONENT, WORKSPACE_LABEL
 from mlops_platform.k8s import naming, rbac
-from mlops_platform.tracking.auth import WORKSPACE_LABEL
 
-COMPONENT = "mlflow-tenancy"
+COMPONENT = TENANCY_COMPONENT
 GROUP = "mlflow.kubeflow.org"
 # Kubeflow's kubeflow-roles (kubeflow/manifests common/kubeflow-roles): kubeflow-edit and kubeflow-view select these.
 AGGREGATE_TO_EDIT = "rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit"
 AGGREGATE_TO_VIEW = "rbac.authorization.kubeflow.org/aggregate-to-kubeflow-view"
 EDIT_ROLE = "mlflow-kubeflow-edit"
 VIEW_ROLE = "mlflow-kubeflow-view"
-REGISTRY_READER_ROLE = "mlflow-registry-reader"
-REGISTRY_READER = "mlflow-registry-reader"
 NOTEBOOK_BINDING = "mlflow-notebook"
 FIELD_MANAGER = "mlops-platform-tenancy"
 
@@ -93,26 +90,6 @@ def workspace(instance: str, namespace: str, notebook_account: str, opts: pulumi
         naming.metadata(NOTEBOOK_BINDING, namespace, component=COMPONENT, instance=instance),
         EDIT_ROLE,
         notebook_account,
-        namespace,
-        opts,
-    )
-
-
-def registry_reader(instance: str, namespace: str, opts: pulumi.ResourceOptions) -> None:
-    """The deploy-time alias resolver's identity in a serving namespace: reads registered models, changes nothing.
-
-    CI asks for a short-lived token (``kubectl create token mlflow-registry-reader -n <ns>``); no
-    token is ever written into a Secret by this program.
-    """
-    name = f"{instance}-{namespace}-registry-reader"
-    # The account and its binding share a name and labels.
-    metadata = naming.metadata(REGISTRY_READER, namespace, component=COMPONENT, instance=instance)
-    k8s.core.v1.ServiceAccount(name, metadata=metadata, automount_service_account_token=False, opts=opts)
-    rbac.bind_in_namespace(
-        name,
-        metadata,
-        REGISTRY_READER_ROLE,
-        REGISTRY_READER,
         namespace,
         opts,
     )

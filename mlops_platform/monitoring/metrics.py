@@ -1,4 +1,4 @@
-"""What the tracking server exposes with ``--expose-prometheus``, and the queries built on it.
+"""What the tracking server exports (its flags: :mod:`mlops_platform.tracking.metrics`), and the queries built on it.
 
 MLflow 3.17 activates prometheus_flask_exporter's multiprocess exporter with the prefix
 ``mlflow`` and the label ``mlflow_version`` instead of the route, on ``/metrics`` outside
@@ -9,12 +9,6 @@ as the 5xx answers they produce. ``up`` is Prometheus's own series for each scra
 
 from __future__ import annotations
 
-from mlops_platform.k8s.containers import ScratchDir
-
-METRICS_PATH = "/metrics"
-# prometheus_client's multiprocess files: written by every worker, read on each scrape.
-SCRATCH = ScratchDir("prometheus", "/var/run/mlflow-prometheus", "64Mi")
-
 REQUESTS = "mlflow_http_request_total"
 DURATION_BUCKET = "mlflow_http_request_duration_seconds_bucket"
 DURATION_COUNT = "mlflow_http_request_duration_seconds_count"
@@ -22,20 +16,6 @@ EXPORTER = "mlflow_exporter_info"
 # Prometheus's own series per target: 1 when the last scrape succeeded.
 SCRAPE_UP = "up"
 SYNTHETIC = frozenset({SCRAPE_UP})
-
-
-def server_args() -> list[str]:
-    """The server flags that turn the exporter on."""
-    return ["--expose-prometheus", SCRATCH.mount_path]
-
-
-def pod_hosts(port: int) -> list[str]:
-    """Host headers a scraper sends (``<pod IP>:<port>``): MLflow's own private-address patterns, narrowed to the server port.
-
-    Prometheus scrapes pods by IP, and MLflow's Host check (``--allowed-hosts``) covers ``/metrics``.
-    """
-    private = ["10.*", *(f"172.{i}.*" for i in range(16, 32)), "192.168.*"]
-    return [f"{p}:{port}" for p in private]
 
 
 def selector(service: str, namespace: str) -> str:

@@ -3,25 +3,22 @@
 It assumes the Prometheus Operator (its monitoring.coreos.com CRDs) and Grafana's
 dashboard sidecar are installed, as kube-prometheus-stack installs them, and installs
 neither. The server's side (``--expose-prometheus`` and its scratch dir) is the
-tracking stack's, from :mod:`mlops_platform.monitoring.metrics`.
+tracking stack's (:mod:`mlops_platform.tracking.metrics`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform.contracts import METRICS_PATH, TrackingEndpoint
 from mlops_platform.k8s import naming
 from mlops_platform.monitoring import metrics
 from mlops_platform.monitoring.settings import MonitoringConfig
-
-if TYPE_CHECKING:
-    # The tracking stack imports monitoring.metrics for its server flags.
-    from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "monitoring"
 DASHBOARD_FILE = "mlflow.json"
@@ -51,7 +48,7 @@ class Monitoring(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": t.server_labels},
                 "namespaceSelector": {"matchNames": [t.namespace]},
-                "endpoints": [{"port": "http", "path": metrics.METRICS_PATH, "interval": cfg.interval, **mesh_tls(cfg)}],
+                "endpoints": [{"port": "http", "path": METRICS_PATH, "interval": cfg.interval, **mesh_tls(cfg)}],
             },
             opts=in_namespace,
         )

@@ -26,10 +26,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mlops_platform.serving.mlflow_rest import SEARCHABLE, MlflowRest, RegistryError
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Requests in flight at once: the registry's latency is what bounds resolution; more would crowd a small server.
 CONCURRENT_REQUESTS = 8
@@ -117,7 +120,7 @@ def search(client: MlflowRest, wanted: Mapping[str | None, Sequence[Wanted]]) ->
     return catalogs
 
 
-def in_order(work: Callable, items: Sequence) -> list:
+def in_order(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
     """``work`` over ``items``, a few at a time: results in order, the first failure in order raised, the rest cancelled."""
     pool = ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS)
     try:

@@ -84,8 +84,10 @@ class MlflowRest:
 
     def model_version(self, name: str, *, alias: str | None = None, version: str | None = None) -> dict[str, Any]:
         if alias is not None:
-            return self._json("registered-models/alias", name=name, alias=alias)["model_version"]
-        return self._json("model-versions/get", name=name, version=str(version))["model_version"]
+            found: dict[str, Any] = self._json("registered-models/alias", name=name, alias=alias)["model_version"]
+        else:
+            found = self._json("model-versions/get", name=name, version=str(version))["model_version"]
+        return found
 
     def search_registered_models(self, names: Sequence[str]) -> list[dict[str, Any]]:
         """The named registered models (each with its aliases) in one request; names must match SEARCHABLE."""

@@ -27,13 +27,14 @@ Registry credentials come from MLflow's own environment variables
 secret config ``serving.registryToken``; they never appear in messages.
 
 With Kubeflow workspaces each model is looked up in the workspace of its own namespace,
-with the token of that namespace's ``mlflow-registry-reader`` (kubeflow/tenancy.py).
+with the token of that namespace's ``mlflow-registry-reader`` (serving/stack.py), bound to the ClusterRole kubeflow/tenancy.py declares.
 """
 
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from mlops_platform.config import PlatformConfig
@@ -206,7 +207,7 @@ def _gate(client: MlflowRest, serving: ServingConfig, model: ModelSource, storag
     if not isinstance(mlmodel, dict):
         raise ConfigError(f"{what}: its MLmodel at {storage_uri} is not an MLflow model description")
     declared = mlmodel.get("flavors")
-    flavors: dict = declared if isinstance(declared, dict) else {}
+    flavors: dict[str, Any] = declared if isinstance(declared, dict) else {}
     runtime, flavor = RUNTIME_FLAVORS[model.format]
     if flavor not in flavors:
         raise ConfigError(

@@ -20,19 +20,27 @@ served before the canary started, keeps the rest. Annotations name both versions
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mlops_platform.k8s import naming
-from mlops_platform.kubeflow import tenancy
+from mlops_platform.config import PlatformConfig
+from mlops_platform.contracts import (
+    REGISTRY_READER_ROLE,
+    TENANCY_COMPONENT,
+    ClientAccess,
+    Consumer,
+    Grant,
+    ServedCanary,
+    ServedModel,
+    TrackingEndpoint,
+)
+from mlops_platform.k8s import naming, rbac
 from mlops_platform.serving.registry import ResolvedModel
-from mlops_platform.serving.settings import ServingConfig
-from mlops_platform.storage.store import ClientAccess, Grant
-from mlops_platform.tracking.stack import TrackingEndpoint
 
 COMPONENT = "model-server"
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -55,45 +63,62 @@ KSERVE_VERSION = "v0.16.0"
 CERT_MANAGER_VERSION = "v1.17.0"
 KSERVE_NAMESPACE = "kserve"
 CERT_MANAGER_NAMESPACE = "cert-manager"
+# The deploy-time alias resolver's ServiceAccount in each serving namespace (and its RoleBinding).
+REGISTRY_READER = "mlflow-registry-reader"
 
 
 @dataclass(frozen=True)
 class ServingStackArgs:
-    serving: ServingConfig
+    """What serving needs of the config (not its registry token, which only resolution before any resource reads)."""
+
     tracking: TrackingEndpoint
     models: Sequence[ResolvedModel]
+    # Every namespace that gets storage credentials: the configured ones and each model's.
+    namespaces: Sequence[str]
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    install_kserve: bool = False
     # Kubeflow workspaces: each serving namespace gets the registry reader that resolves its aliases.
     workspaces: bool = False
+
+    @classmethod
+    def of(cls, config: PlatformConfig, tracking: TrackingEndpoint, models: Sequence[ResolvedModel]) -> ServingStackArgs:
+        return cls(
+            tracking=tracking,
+            models=models,
+            namespaces=tuple(config.serving.credential_namespaces),
+            deployment_mode=config.serving.deployment_mode,
+            install_kserve=config.serving.install_kserve,
+            workspaces=config.workspaces_enabled,
+        )
 
 
 class ServingStack(pulumi.ComponentResource):
     """KServe serving of registry-resolved models, with least-privilege storage access per namespace."""
 
     service_account: str
-    models: dict[str, dict[str, Any]]
+    models: dict[str, ServedModel]
 
     def __init__(self, name: str, args: ServingStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:index:ServingStack", name, None, opts)
-        cfg = args.serving
         self.service_account = f"{name}-model-reader"
-        kserve_ready = self._install_kserve(name) if cfg.install_kserve else []
-        access = self._storage_access(name, args.tracking, cfg.credential_namespaces)
+        kserve_ready = self._install_kserve(name) if args.install_kserve else []
+        access = self._storage_access(name, args.tracking, args.namespaces)
         if args.workspaces:
-            for namespace in cfg.credential_namespaces:
-                tenancy.registry_reader(name, namespace, pulumi.ResourceOptions(parent=self))
+            for namespace in args.namespaces:
+                registry_reader(name, namespace, pulumi.ResourceOptions(parent=self))
         for model in args.models:
             self._inference_service(
                 # KServe copies the InferenceService's labels to its pods (the storage initializer's way through MinIO's NetworkPolicy).
                 name,
                 model,
-                cfg.deployment_mode,
+                args.deployment_mode,
                 access[model.source.namespace].pod_labels,
                 depends_on=[*kserve_ready, *access[model.source.namespace].ready],
             )
         self.models = {f"{m.source.namespace}/{m.source.name}": served(m) for m in args.models}
         self.register_outputs({"models": self.models})
 
-    def _storage_access(self, name: str, tracking: TrackingEndpoint, namespaces: list[str]) -> dict[str, ClientAccess]:
+    def _storage_access(self, name: str, tracking: TrackingEndpoint, namespaces: Sequence[str]) -> dict[str, ClientAccess]:
         """Read-only access to the artifact prefix per namespace, through the ServiceAccount KServe is given.
 
         On dev the ServiceAccount lists a Secret carrying MinIO's address in KServe's annotations;
@@ -112,19 +137,23 @@ class ServingStack(pulumi.ComponentResource):
                 "serving.kserve.io/s3-region": store.region,
             }
         )
-        access = store.grant(
+        consumer = Consumer(
             name,
+            provisioning=f"{name}-minio-users",
+            key_secret=lambda ns: naming.metadata(
+                f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=secret_annotations
+            ),
+        )
+        granted = store.grant(
+            consumer,
             {
                 ns: Grant(tracking.artifact_prefix, "read", identity=f"kserve-{ns}", service_account=self.service_account)
                 for ns in namespaces
             },
-            secret_metadata=lambda ns: naming.metadata(
-                f"{self.service_account}-s3", ns, component=COMPONENT, instance=name, annotations=secret_annotations
-            ),
-            job_name=f"{name}-minio-users",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        for ns, client in access.items():
+        access = {}
+        for ns, client in granted.items():
             annotations = (
                 {**client.service_account_annotations(), "serving.kserve.io/s3-region": client.region}
                 if client.role_arn is not None
@@ -137,7 +166,7 @@ class ServingStack(pulumi.ComponentResource):
                 automount_service_account_token=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            client.ready.append(account)
+            access[ns] = dataclasses.replace(client, ready=(*client.ready, account))
         return access
 
     def _install_kserve(self, name: str) -> list[pulumi.Resource]:
@@ -189,7 +218,7 @@ class ServingStack(pulumi.ComponentResource):
         )
 
 
-def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict:
+def inference_service(model: ResolvedModel, deployment_mode: str, service_account: str, pod_labels: Mapping[str, str]) -> dict[str, Any]:
     """The InferenceService manifest (serving.kserve.io/v1beta1, KServe 0.16).
 
     Written as plain data: importing the kserve SDK costs more than the whole plan-time budget for a
@@ -254,25 +283,46 @@ def model_annotations(model: ResolvedModel) -> dict[str, str]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def served(model: ResolvedModel) -> dict[str, Any]:
+def served(model: ResolvedModel) -> ServedModel:
     """One entry of the ``servingModels`` output: what a preview diff should make obvious."""
-    values: dict[str, Any] = {
-        "storageUri": model.storage_uri,
-        "registeredModel": model.source.registered_model,
-        "version": model.version,
-        "alias": model.source.alias,
-        "runId": model.run_id,
-    }
+    entry = ServedModel(storageUri=model.storage_uri)
+    if model.source.registered_model is not None:
+        entry["registeredModel"] = model.source.registered_model
+    if model.version is not None:
+        entry["version"] = model.version
+    if model.source.alias is not None:
+        entry["alias"] = model.source.alias
+    if model.run_id is not None:
+        entry["runId"] = model.run_id
     if model.canary is not None:
-        canary = {
-            "storageUri": model.canary.storage_uri,
-            "version": model.canary.version,
-            "alias": model.canary.alias,
-            "runId": model.canary.run_id,
-            "trafficPercent": model.canary.traffic_percent,
-        }
-        values["canary"] = {key: value for key, value in canary.items() if value is not None}
-    return {key: value for key, value in values.items() if value is not None}
+        canary = ServedCanary(storageUri=model.canary.storage_uri, version=model.canary.version)
+        if model.canary.alias is not None:
+            canary["alias"] = model.canary.alias
+        if model.canary.run_id is not None:
+            canary["runId"] = model.canary.run_id
+        canary["trafficPercent"] = model.canary.traffic_percent
+        entry["canary"] = canary
+    return entry
+
+
+def registry_reader(instance: str, namespace: str, opts: pulumi.ResourceOptions) -> None:
+    """The deploy-time alias resolver's identity in a serving namespace: reads registered models, changes nothing.
+
+    CI asks for a short-lived token (``kubectl create token mlflow-registry-reader -n <ns>``); no
+    token is ever written into a Secret by this program. Its ClusterRole is the Kubeflow integration's.
+    """
+    name = f"{instance}-{namespace}-registry-reader"
+    # The account and its binding share a name and labels.
+    metadata = naming.metadata(REGISTRY_READER, namespace, component=TENANCY_COMPONENT, instance=instance)
+    k8s.core.v1.ServiceAccount(name, metadata=metadata, automount_service_account_token=False, opts=opts)
+    rbac.bind_in_namespace(
+        name,
+        metadata,
+        REGISTRY_READER_ROLE,
+        REGISTRY_READER,
+        namespace,
+        opts,
+    )
 
 
 def describe(manifest: Mapping[str, Any]) -> str:

@@ -17,10 +17,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from mlops_platform.contracts import Access
 from mlops_platform.k8s import naming, options
 from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.settings_base import Resources
-from mlops_platform.storage.policy import Access, s3_access_policy
+from mlops_platform.storage.policy import s3_access_policy
 from mlops_platform.storage.settings import MinioConfig
 
 COMPONENT = "minio"
@@ -172,7 +173,10 @@ def provision_users(
     regenerated secret key replaces it through ``replacement_trigger``, so MinIO
     never keeps a key the clients no longer have.
     """
-    meta = lambda suffix: naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)  # noqa: E731
+
+    def meta(suffix: str) -> k8s.meta.v1.ObjectMetaArgs:
+        return naming.metadata(f"{name}-{suffix}", endpoint.namespace, component=f"{COMPONENT}-provisioner", instance=instance)
+
     policies = {
         f"{u.policy_name}.json": json.dumps(s3_access_policy(endpoint.bucket, u.prefix, u.access), indent=2, sort_keys=True) for u in users
     }

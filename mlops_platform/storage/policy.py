@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
-Access = Literal["read", "write"]
+from mlops_platform.contracts import Access
 
 
 def bucket_arn(bucket: str) -> str:
     return f"arn:aws:s3:::{bucket}"
 
 
-def s3_access_policy(bucket: str, prefix: str, access: Access) -> dict:
+def s3_access_policy(bucket: str, prefix: str, access: Access) -> dict[str, Any]:
     """Objects under ``prefix/`` only; listing only within that prefix.
 
     ``write`` includes delete, because MLflow deletes artifacts when runs are

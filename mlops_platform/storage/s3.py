@@ -11,8 +11,9 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from mlops_platform.contracts import Access
 from mlops_platform.k8s import options
-from mlops_platform.storage.policy import Access, bucket_arn, s3_access_policy
+from mlops_platform.storage.policy import bucket_arn, s3_access_policy
 from mlops_platform.storage.settings import ArtifactsConfig, AwsConfig
 
 
@@ -150,6 +151,6 @@ def _iam_safe(name: str, limit: int = 56) -> str:
     return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict:
+def role_arn_annotation(role_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
     """The ServiceAccount annotation through which EKS hands a pod the role."""
     return {"eks.amazonaws.com/role-arn": role_arn}

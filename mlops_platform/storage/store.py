@@ -8,33 +8,19 @@ for an S3 client, pod labels, the Secret (MinIO) or IAM role (IRSA), and what to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform import rotation
+from mlops_platform.contracts import ArtifactStore, ClientAccess, Consumer, Grant, InClusterServer
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import plain_env, secret_env
 from mlops_platform.storage import minio
-from mlops_platform.storage.policy import Access
 from mlops_platform.storage.settings import ArtifactsConfig, AwsConfig
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What one namespace's client may do: ``access`` under ``prefix``, as ``identity``.
-
-    ``identity`` names the MinIO user on dev and the ServiceAccount the IAM role trusts on eks.
-    """
-
-    prefix: str
-    access: Access
-    identity: str
-    service_account: str
 
 
 def key_env(secret: k8s.core.v1.Secret) -> list[k8s.core.v1.EnvVarArgs]:
@@ -43,16 +29,6 @@ def key_env(secret: k8s.core.v1.Secret) -> list[k8s.core.v1.EnvVarArgs]:
 
 
 @dataclass(frozen=True)
-class InClusterServer:
-    """A store running as pods: which pods, on which port, and the label its clients carry."""
-
-    name: str
-    pod_labels: dict[str, str]
-    port: int
-    client_labels: dict[str, str]
-
-
-@dataclass
 class ServerAccess:
     """The tracking server's own write access to its prefix."""
 
@@ -62,56 +38,7 @@ class ServerAccess:
     ready: list[pulumi.Resource]
 
 
-@dataclass
-class ClientAccess:
-    """What a pod in one namespace needs to reach its grant."""
-
-    env: list[k8s.core.v1.EnvVarArgs]
-    region: str
-    # dev: the Secret holding the key (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
-    secret: k8s.core.v1.Secret | None = None
-    # eks: the role the grant's ServiceAccount must be annotated with.
-    role_arn: pulumi.Output[str] | None = None
-    pod_labels: dict[str, str] = field(default_factory=dict)
-    ready: list[pulumi.Resource] = field(default_factory=list)
-
-    def service_account_annotations(self) -> dict[str, pulumi.Input[str]]:
-        return {"eks.amazonaws.com/role-arn": self.role_arn} if self.role_arn is not None else {}
-
-
-class ArtifactStore(Protocol):
-    @property
-    def bucket(self) -> str: ...
-
-    @property
-    def endpoint_host(self) -> str | None:
-        """Where clients send S3 requests (host:port), or None for AWS's own endpoints."""
-        ...
-
-    @property
-    def region(self) -> str:
-        """The region S3 clients sign requests for."""
-        ...
-
-    @property
-    def in_cluster(self) -> InClusterServer | None:
-        """The store's own pods, when it runs in the tracking namespace (its NetworkPolicy admits its clients)."""
-        ...
-
-    def grant(
-        self,
-        consumer: str,
-        grants: Mapping[str, Grant],
-        *,
-        secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
-        job_name: str,
-        opts: pulumi.ResourceOptions,
-    ) -> dict[str, ClientAccess]:
-        """Access per namespace; ``consumer`` prefixes the names of what is created (under ``opts``'s parent)."""
-        ...
-
-
-@dataclass
+@dataclass(frozen=True)
 class MinioStore:
     """In-cluster MinIO: a user per namespace with a generated key, created by one Job per consumer."""
 
@@ -139,45 +66,37 @@ class MinioStore:
             "minio", naming.selector_labels(minio.COMPONENT, self.endpoint.service), minio.API_PORT, {minio.CLIENT_LABEL: "true"}
         )
 
-    def grant(
-        self,
-        consumer: str,
-        grants: Mapping[str, Grant],
-        *,
-        secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
-        job_name: str,
-        opts: pulumi.ResourceOptions,
-    ) -> dict[str, ClientAccess]:
+    def grant(self, consumer: Consumer, grants: Mapping[str, Grant], *, opts: pulumi.ResourceOptions) -> dict[str, ClientAccess]:
         if not grants:
             return {}
         job, secrets = minio.namespace_credentials(
-            consumer,
+            consumer.name,
             endpoint=self.endpoint,
             grants={ns: minio.Grant(g.identity, g.prefix, g.access) for ns, g in grants.items()},
-            job_name=job_name,
-            secret_metadata=secret_metadata,
-            instance=consumer,
+            job_name=consumer.provisioning,
+            secret_metadata=consumer.key_secret,
+            instance=consumer.name,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self.server)),
             keepers=rotation.keepers(self.users_generation),
         )
         url = self.endpoint.url
         return {
             ns: ClientAccess(
-                env=[
+                env=(
                     *key_env(secret),
                     *plain_env({"AWS_ENDPOINT_URL": url, "MLFLOW_S3_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": minio.REGION}),
-                ],
+                ),
                 region=minio.REGION,
                 secret=secret,
                 # Lets the client through MinIO's NetworkPolicy.
                 pod_labels={minio.CLIENT_LABEL: "true"},
-                ready=[job, secret],
+                ready=(job, secret),
             )
             for ns, secret in secrets.items()
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class S3Store:
     """An S3 bucket reached through IAM roles for service accounts: no keys anywhere."""
 
@@ -193,21 +112,13 @@ class S3Store:
     def in_cluster(self) -> InClusterServer | None:
         return None
 
-    def grant(
-        self,
-        consumer: str,
-        grants: Mapping[str, Grant],
-        *,
-        secret_metadata: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
-        job_name: str,
-        opts: pulumi.ResourceOptions,
-    ) -> dict[str, ClientAccess]:
+    def grant(self, consumer: Consumer, grants: Mapping[str, Grant], *, opts: pulumi.ResourceOptions) -> dict[str, ClientAccess]:
         from mlops_platform.storage import s3
 
         access = {}
         for ns, g in grants.items():
             role_arn = s3.irsa_role(
-                f"{consumer}-{ns}",
+                f"{consumer.name}-{ns}",
                 aws_config=self.aws,
                 namespace=ns,
                 service_account=g.service_account,
@@ -217,7 +128,7 @@ class S3Store:
                 opts=opts,
             )
             access[ns] = ClientAccess(
-                env=plain_env({"AWS_DEFAULT_REGION": self.aws.region, "AWS_REGION": self.aws.region}),
+                env=tuple(plain_env({"AWS_DEFAULT_REGION": self.aws.region, "AWS_REGION": self.aws.region})),
                 region=self.aws.region,
                 role_arn=role_arn,
             )

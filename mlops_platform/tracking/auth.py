@@ -22,6 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from mlops_platform.contracts import WORKSPACE_LABEL
 from mlops_platform.k8s import naming, rbac
 from mlops_platform.k8s.containers import API_TOKEN_DIR, API_TOKEN_SECONDS, api_token, plain_env, secret_env
 from mlops_platform.settings_base import ConfigError
@@ -37,8 +38,7 @@ TOKEN_SECONDS = API_TOKEN_SECONDS
 # A revoked RoleBinding stops working within this many seconds (the plugin caches decisions).
 DECISION_CACHE_SECONDS = 60
 SERVER_ROLE_SUFFIX = "workspaces"
-# Set by the program on each configured Kubeflow profile namespace (kubeflow/tenancy.py); the provider lists only these.
-WORKSPACE_LABEL = "mlops-platform/mlflow-workspace"
+# The provider lists only the profile namespaces carrying this label.
 WORKSPACE_SELECTOR = f"{WORKSPACE_LABEL}=true"
 # The plugin's workspace provider: profile namespaces carrying WORKSPACE_LABEL.
 WORKSPACE_STORE = "kubernetes://"

@@ -28,6 +28,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from mlops_platform.contracts import BrowserServer
 from mlops_platform.k8s import mesh, naming, rbac
 from mlops_platform.k8s.containers import ExecProbe, HttpProbe, container, pod_spec, scanner_exceptions, secret_env
 from mlops_platform.settings_base import Resources
@@ -72,18 +73,6 @@ class BrowserAccess:
     gateway_labels: dict[str, str]
 
 
-@dataclass(frozen=True)
-class BrowserServer:
-    """What the Kubeflow integration routes to and admits."""
-
-    service_name: str
-    port: int
-    pod_labels: dict[str, str]
-    landing_path: str
-    # What waits for its rollout (retiring a rotated database login).
-    deployment: pulumi.Resource
-
-
 def landing_path(prefix: str) -> str:
     return f"{prefix}/kubeflow/"
 
@@ -124,7 +113,8 @@ def proxy_config(prefix: str, access: BrowserAccess, timeout_seconds: int) -> st
             }
         ],
     }
-    return yaml.safe_dump(document, sort_keys=False)
+    text: str = yaml.safe_dump(document, sort_keys=False)
+    return text
 
 
 def proxy_args(prefix: str) -> list[str]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform.contracts import ArtifactStore, Consumer, Grant
 from mlops_platform.database import dumps, postgres, wait
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
@@ -41,7 +42,6 @@ from mlops_platform.k8s.containers import (
     secret_env,
 )
 from mlops_platform.settings_base import Resources
-from mlops_platform.storage.store import ArtifactStore, Grant
 from mlops_platform.tracking.settings import MaintenanceConfig
 
 COMPONENT = "mlflow-maintenance"
@@ -151,12 +151,13 @@ class Maintenance:
             self.migration = self._migration_job([self._wait()], {postgres.CLIENT_LABEL: "true"}, None, opts)
             return
         backup_account = f"{a.name}-backup"
-        access = store.grant(
+        consumer = Consumer(
             backup_account,
-            {a.namespace: Grant(a.backup_prefix, "write", identity=backup_account, service_account=backup_account)},
-            secret_metadata=lambda ns: naming.metadata(f"{backup_account}-s3", ns, component=COMPONENT, instance=a.name),
-            job_name=f"{a.name}-backup-user",
-            opts=opts,
+            provisioning=f"{a.name}-backup-user",
+            key_secret=lambda ns: naming.metadata(f"{backup_account}-s3", ns, component=COMPONENT, instance=a.name),
+        )
+        access = store.grant(
+            consumer, {a.namespace: Grant(a.backup_prefix, "write", identity=backup_account, service_account=backup_account)}, opts=opts
         )[a.namespace]
         sa = k8s.core.v1.ServiceAccount(
             f"{backup_account}-sa",
@@ -168,7 +169,7 @@ class Maintenance:
         )
         self._backup_env = access.env
         self._backup_labels = {**access.pod_labels, postgres.CLIENT_LABEL: "true"}
-        ready = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=access.ready))
+        ready = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(access.ready)))
         server = [a.database.server] if a.database.server is not None else []
         database_up = pulumi.ResourceOptions.merge(ready, pulumi.ResourceOptions(depends_on=server))
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform.contracts import ProfileClients
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, api_token, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes
-from mlops_platform.kubeflow.integration import ProfileClients
 from mlops_platform.training.settings import TrainingJob
 
 COMPONENT = "training"

@@ -10,7 +10,9 @@ import json
 
 import pytest
 
+from mlops_platform.contracts import REGISTRY_READER_ROLE
 from mlops_platform.kubeflow import tenancy
+from mlops_platform.serving.stack import REGISTRY_READER
 from mlops_platform.tracking import auth
 from tests.conftest import container, env_of, refused, run_with
 from tools.cluster_fixtures import KUBEFLOW_ROLES
@@ -93,16 +95,16 @@ def test_mlflow_roles_aggregate_into_the_roles_kubeflow_binds_to_profile_contrib
 
 
 def test_a_serving_namespace_gets_a_registry_reader_that_reads_registered_models_only(teams):
-    role = teams.k8s("ClusterRole", tenancy.REGISTRY_READER_ROLE).inputs
+    role = teams.k8s("ClusterRole", REGISTRY_READER_ROLE).inputs
     assert role["rules"] == [
         {"apiGroups": ["mlflow.kubeflow.org"], "resources": ["registeredmodels", "experiments"], "verbs": ["get", "list"]}
     ]
-    account = teams.k8s("ServiceAccount", tenancy.REGISTRY_READER, "team-a").inputs
+    account = teams.k8s("ServiceAccount", REGISTRY_READER, "team-a").inputs
     assert account["automountServiceAccountToken"] is False
-    binding = teams.k8s("RoleBinding", tenancy.REGISTRY_READER, "team-a").inputs
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": tenancy.REGISTRY_READER, "namespace": "team-a"}]
+    binding = teams.k8s("RoleBinding", REGISTRY_READER, "team-a").inputs
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": REGISTRY_READER, "namespace": "team-a"}]
     with pytest.raises(LookupError):
-        teams.k8s("ServiceAccount", tenancy.REGISTRY_READER, "team-b")
+        teams.k8s("ServiceAccount", REGISTRY_READER, "team-b")
 
 
 def test_notebooks_authenticate_with_their_own_account_and_no_token_is_ever_written(teams):

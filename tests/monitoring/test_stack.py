@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mlops_platform.monitoring import metrics
+from mlops_platform.contracts import METRICS_PATH
 from tests.conftest import container, refused, run_with
 
 NS = "mlflow"
@@ -69,7 +69,7 @@ def test_servicemonitor_scrapes_the_tracking_service_port_on_the_metrics_path(de
     ]
     assert matching == ["mlflow"]
     assert spec["namespaceSelector"] == {"matchNames": [NS]}
-    assert [(e["port"], e["path"]) for e in spec["endpoints"]] == [(service.inputs["spec"]["ports"][0]["name"], metrics.METRICS_PATH)]
+    assert [(e["port"], e["path"]) for e in spec["endpoints"]] == [(service.inputs["spec"]["ports"][0]["name"], METRICS_PATH)]
     assert monitor.inputs["metadata"]["labels"]["release"] == "kube-prom-stack"
 
 
