@@ -134,7 +134,8 @@ def test_a_new_generation_renews_the_credentials_rolls_their_readers_and_leaves_
             assert any(c.type == "Complete" and c.status == "True" for c in live.status.conditions or []), name
 
         counts = assert_no_plaintext_credential(deployment.engine, tmp_path, run)
-        assert counts["passwords"] == 7, counts
+        # The eight of tests/cluster/test_state.py and the second database login's.
+        assert counts["passwords"] == 9, counts
         again = deployment.engine.up(expect_no_changes=True)
         assert set(again.summary.resource_changes) == {"same"}, again.summary.resource_changes
     finally:

@@ -8,5 +8,6 @@ from tests.cluster.state import assert_no_plaintext_credential
 def test_the_stack_export_of_the_deployed_dev_stack_holds_no_plaintext_credential(deployment, tmp_path):
     run = deployment.ensure_up()
     counts = assert_no_plaintext_credential(deployment.engine, tmp_path, run)
-    # Six generated passwords on dev (database, MinIO root and four MinIO users), each in at least one Secret.
-    assert counts["passwords"] == 6 and counts["credentials"] >= 6, counts
+    # Eight generated passwords on dev (database, MinIO root, four MinIO users, the browser server's OAuth client and
+    # cookie secrets), each in at least one Secret.
+    assert counts["passwords"] == 8 and counts["credentials"] >= 8, counts
