@@ -64,11 +64,11 @@ test: venv lint-venv toolchain lint
 ## audit: offline credential audit of a `pulumi stack export` file
 audit: venv
 	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
-	$(PY) -m tools.audit "$(STATE)"
+	$(PY) -m tools.operator.audit "$(STATE)"
 
 ## restore: list or restore database dumps from the artifact store (README, Operations), e.g. ARGS="--bucket B --prefix backups/dev --list"
 restore: venv
-	$(PY) -m tools.restore $(ARGS)
+	$(PY) -m tools.operator.restore $(ARGS)
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain

@@ -123,7 +123,7 @@ def test_the_stack_name_decides_prod_only_policies(capsys: pytest.CaptureFixture
 
 def test_the_script_reads_stdin_and_runs_from_anywhere(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "audit.py"), "-"],
+        [sys.executable, str(ROOT / "tools" / "operator" / "audit.py"), "-"],
         input=(FIXTURES / "clean-export.json").read_text(),
         capture_output=True,
         text=True,

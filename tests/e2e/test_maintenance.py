@@ -116,7 +116,7 @@ def dump_url(plane: DataPlane, plan: Plan, database: str | None = None) -> str:
 
 
 def tool_env(plane: DataPlane, plan: Plan) -> dict[str, str]:
-    """An operator's environment for tools.restore: the database password and S3 access, nothing inherited."""
+    """An operator's environment for tools.operator.restore: the database password and S3 access, nothing inherited."""
     _, creds = plane.postgres
     return {
         **base_env(plane.home),
@@ -132,7 +132,7 @@ def tool_env(plane: DataPlane, plan: Plan) -> dict[str, str]:
 def restore(plane: DataPlane, plan: Plan, *args: str) -> subprocess.CompletedProcess[str]:
     where = upload_args(cron_job(plan, "backup"))
     return subprocess.run(
-        [sys.executable, "-m", "tools.restore", "--bucket", where["bucket"], "--prefix", where["prefix"], *args],
+        [sys.executable, "-m", "tools.operator.restore", "--bucket", where["bucket"], "--prefix", where["prefix"], *args],
         cwd=ROOT,
         env=tool_env(plane, plan),
         capture_output=True,

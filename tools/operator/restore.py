@@ -1,8 +1,8 @@
-"""Restore a database dump from the artifact store: ``python -m tools.restore`` (or ``make restore ARGS=...``).
+"""Restore a database dump from the artifact store: ``python -m tools.operator.restore`` (or ``make restore ARGS=...``).
 
-    python -m tools.restore --bucket B --prefix backups/dev --list
-    python -m tools.restore --bucket B --prefix backups/dev --latest --database-url postgresql://mlflow@127.0.0.1:5432/mlflow
-    python -m tools.restore --bucket B --prefix backups/dev --key backups/dev/scheduled/<stamp>.dump --database-url ...
+    python -m tools.operator.restore --bucket B --prefix backups/dev --list
+    python -m tools.operator.restore --bucket B --prefix backups/dev --latest --database-url postgresql://mlflow@127.0.0.1:5432/mlflow
+    python -m tools.operator.restore --bucket B --prefix backups/dev --key backups/dev/scheduled/<stamp>.dump --database-url ...
 
 The password comes from PGPASSWORD, S3 access from the usual AWS_* variables (and
 AWS_ENDPOINT_URL for MinIO). The database named in the URL is dropped and recreated
@@ -72,7 +72,7 @@ def restore(url: str, path: Path, pg_restore: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.restore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.operator.restore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", required=True, help="the backups prefix (maintenance.backupPrefix, default backups/<artifacts.prefix>)")
