@@ -29,27 +29,27 @@ toolchain:
 ## image: build images/mlflow (MLflow with Kubeflow's plugins) with docker, podman or buildah and push it to REGISTRY
 ## (default localhost:32000, MicroK8s's registry addon); BUILDER=docker|podman|buildah to choose
 image:
-	$(PYTHON) -m tools.image $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BUILDER),--builder $(BUILDER))
+	$(PYTHON) -m tools.dev.image $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BUILDER),--builder $(BUILDER))
 
 ## local-up: an embedded cluster on 127.0.0.1 and the real `pulumi up` of STACK (default dev) onto it
 local-up: venv toolchain
-	$(PY) -m tools.local_up up --stack $(STACK)
+	$(PY) -m tools.dev.local_up up --stack $(STACK)
 
 ## local-down: stop everything local-up started
 local-down: venv
-	$(PY) -m tools.local_up down
+	$(PY) -m tools.dev.local_up down
 
 ## plan: render what `pulumi up` would deploy for STACK (default dev), offline
 plan: venv
-	$(PY) -m tools.plan --stack $(STACK)
+	$(PY) -m tools.dev.plan --stack $(STACK)
 
 plan-all: venv
-	$(PY) -m tools.plan --stack dev >/dev/null
-	$(PY) -m tools.plan --stack prod >/dev/null
+	$(PY) -m tools.dev.plan --stack dev >/dev/null
+	$(PY) -m tools.dev.plan --stack prod >/dev/null
 
 ## golden: rewrite tests/golden/<stack>/ (dev and prod) from the current program; review and commit the diff
 golden: venv
-	$(PY) -m tools.golden
+	$(PY) -m tools.dev.golden
 
 ## lint: ruff (lint and format check) over the repository, mypy over the package
 lint: venv
@@ -85,5 +85,5 @@ bench: venv toolchain
 	$(PY) -m tests.cluster.bench_tenancy
 
 clean:
-	if [ -x $(PY) ]; then $(PY) -m tools.local_up down; fi
+	if [ -x $(PY) ]; then $(PY) -m tools.dev.local_up down; fi
 	rm -rf build .pytest_cache

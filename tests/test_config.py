@@ -11,7 +11,7 @@ import pytest
 
 from mlops_platform.config import ConfigError, PlatformConfig, parse_config
 from tests.conftest import ROOT, refused
-from tools import plan as plan_tool
+from tools.dev import plan as plan_tool
 from tools.harness import run_program, stack_config, with_overrides
 
 EKS_AWS = json.dumps(
@@ -201,7 +201,7 @@ def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
         "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -279,7 +279,7 @@ def test_make_plan_on_a_malformed_stack_file_prints_no_traceback(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.broken.yaml").write_text(BROKEN_STACK_FILES["indentation"][0])
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import generated_secrets
-from tools import golden
+from tools.dev import golden
 
 
 @pytest.mark.parametrize("stack", golden.STACKS)

@@ -29,7 +29,8 @@ from mlops_platform.config import (
     POSTGRES_IMAGE,
 )
 from tests.e2e.postgres import postgres_bindir
-from tools import image, server_venv
+from tools import server_venv
+from tools.dev import image
 from tools.harness import ROOT, run_program
 
 IMAGE_DIR = ROOT / "images" / "mlflow"
@@ -122,7 +123,7 @@ def test_a_training_jobs_image_is_listed_too():
 
 def test_make_plan_prints_the_images_and_what_must_be_built_first():
     done = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "dev", "--out", str(ROOT / "build" / "test-image-plan")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "dev", "--out", str(ROOT / "build" / "test-image-plan")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -218,10 +219,10 @@ def test_the_workflow_builds_with_the_same_tool_and_pushes_only_from_main():
     assert job["permissions"] == {"contents": "read", "packages": "write"}
     runs = {s.get("if"): s.get("run", "") for s in job["steps"] if "run" in s}
     assert (
-        "python3 -m tools.image --builder docker" in runs["github.event_name != 'push'"]
+        "python3 -m tools.dev.image --builder docker" in runs["github.event_name != 'push'"]
         and "--no-push" in runs["github.event_name != 'push'"]
     )
-    assert "python3 -m tools.image --builder docker" in runs["github.event_name == 'push'"]
+    assert "python3 -m tools.dev.image --builder docker" in runs["github.event_name == 'push'"]
     assert "--no-push" not in runs["github.event_name == 'push'"]
 
 

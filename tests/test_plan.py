@@ -9,7 +9,7 @@ import yaml
 
 from mlops_policies import audit_resources
 from tests.conftest import ROOT, generated_secrets
-from tools import plan as plan_tool
+from tools.dev import plan as plan_tool
 from tools.harness import MASK
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from tools import local_cluster
 from tools.engine import LocalEngine
 from tools.harness import stack_config
-from tools.local_up import load_existing
+from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def local_up() -> float:
     env = {**os.environ}
     try:
         subprocess.run(
-            [sys.executable, "-m", "tools.local_up", "up", "--dir", str(WORK / "local-up")],
+            [sys.executable, "-m", "tools.dev.local_up", "up", "--dir", str(WORK / "local-up")],
             check=True,
             capture_output=True,
             env=env,
@@ -80,7 +80,7 @@ def local_up() -> float:
         return round(time.perf_counter() - start, 2)
     finally:
         subprocess.run(
-            [sys.executable, "-m", "tools.local_up", "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env
+            [sys.executable, "-m", "tools.dev.local_up", "down", "--dir", str(WORK / "local-up")], check=True, capture_output=True, env=env
         )
 
 

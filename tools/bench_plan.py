@@ -22,7 +22,7 @@ def measure(stack: str) -> dict:
     for _ in range(RUNS):
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "tools.plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "tools.dev.plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=300
         )
         times.append(time.perf_counter() - start)
         if result.returncode != 0:

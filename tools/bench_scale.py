@@ -3,7 +3,7 @@
 Not a test. Each size runs twice on its own fresh embedded cluster (tools/local_cluster.py):
 
 - the engine: `pulumi preview`, `up` from empty, a no-op `up`, then the preview (whole, and targeted at what the
-  change touches, as a pull request's preview runs it: tools/targets.py) and `up` of the same stack with one more
+  change touches, as a pull request's preview runs it: tools/dev/targets.py) and `up` of the same stack with one more
   profile, through tools/engine.py (the CLI, the kubernetes provider and the policy pack, as a user runs them);
 - the floor: the same Kubernetes objects, rendered offline (tools/harness.py, as ``make plan`` writes them to
   build/<stack>/manifests and patches), applied to the same kind of cluster by ``kubectl apply --server-side`` in one
@@ -39,9 +39,9 @@ from tools import engine as engine_module
 from tools import local_cluster
 from tools.engine import LocalEngine
 from tools.harness import run_program, stack_config, with_overrides
-from tools.local_up import load_existing
-from tools.plan import write_build
-from tools.targets import touched
+from tools.dev.local_up import load_existing
+from tools.dev.plan import write_build
+from tools.dev.targets import touched
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "bench" / "scale"
@@ -167,7 +167,7 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
             "up": lambda: engine.up(policy=options.policy, **extra),
             "noop": lambda: engine.up(policy=options.policy, **extra),
             "add_preview": lambda: (engine.write_stack_file(grown), engine.preview(policy=options.policy, **extra)),
-            # What .github/workflows/preview.yml runs for a PR that adds the profile (tools/targets.py).
+            # What .github/workflows/preview.yml runs for a PR that adds the profile (tools/dev/targets.py).
             "add_targeted": lambda: (
                 engine.write_stack_file(grown),
                 engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True, **extra),

@@ -121,7 +121,7 @@ def write_stack(work: Path, stack: str, config: dict | None) -> str:
 
 
 def plan_seconds(work: Path, stacks: list[str]) -> dict[str, tuple[float, float]]:
-    """Minimum and median wall time of `tools/plan.py` per stack, the stacks taken in turn each round.
+    """Minimum and median wall time of `tools/dev/plan.py` per stack, the stacks taken in turn each round.
 
     Interleaved so that a slower minute on a shared machine slows every stack alike, not only the one measured then.
     """
@@ -130,7 +130,7 @@ def plan_seconds(work: Path, stacks: list[str]) -> dict[str, tuple[float, float]
         for stack in stacks:
             start = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "tools.plan", "--stack", stack, "--stack-dir", str(work), "--out", str(work / "build")],
+                [sys.executable, "-m", "tools.dev.plan", "--stack", stack, "--stack-dir", str(work), "--out", str(work / "build")],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
@@ -228,7 +228,7 @@ def main() -> None:
         resolved = [f"{k} {r[k]['resolve_s']:.3f} s {r[k]['requests']} req {r[k]['clients']} client" for k in KINDS[1:]]
         print(f"{r['models']:>6}  " + "  ".join(f"{c:>30}" for c in cells) + "  " + ", ".join(resolved))
     platform = f"{sys.platform}, Python {sys.version.split()[0]}"
-    print(f"(plan: {RUNS} fresh `python -m tools.plan` runs each, stacks in turn; resolution in-process, warm; {platform})")
+    print(f"(plan: {RUNS} fresh `python -m tools.dev.plan` runs each, stacks in turn; resolution in-process, warm; {platform})")
 
 
 if __name__ == "__main__":

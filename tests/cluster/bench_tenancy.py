@@ -34,7 +34,7 @@ from tools import local_cluster, server_venv
 from tools.cluster_fixtures import profile_owner
 from tools.engine import LocalEngine
 from tools.harness import run_program, stack_config, with_overrides
-from tools.local_up import load_existing
+from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "build" / "bench-tenancy"

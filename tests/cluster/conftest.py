@@ -20,7 +20,7 @@ from tests.cluster.tenancy import kubeconfig, service_account_token
 from tools import local_cluster, server_venv
 from tools.engine import EngineRun, LocalEngine
 from tools.harness import Plan, run_program, stack_config, with_overrides
-from tools.local_up import load_existing
+from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "build" / "cluster-tests"

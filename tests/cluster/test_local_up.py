@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 from tests.e2e.chromium import Chromium
-from tools import local_cluster, local_platform
+from tools import local_cluster
+from tools.dev import local_platform
 from tools.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tools.local_up", *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "tools.dev.local_up", *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
 def _listening(port: int) -> bool:

@@ -41,7 +41,7 @@ from mlops_platform.serving.registry import physical_uri
 from tests.serving.recorded import record_requests
 from tools import harness
 from tools.harness import Plan, run_program, stack_config
-from tools.plan import table
+from tools.dev.plan import table
 from tools.processes import HOST, free_port, mlflow_registry, running
 
 BIN = Path(sys.executable).parent
@@ -500,7 +500,7 @@ def test_a_version_failing_a_gate_stops_before_any_resource(registry, gated, mon
 
 
 def test_make_plan_exits_2_with_the_gates_one_line(registry, gated, tmp_path, monkeypatch, capsys):
-    from tools import plan as plan_tool
+    from tools.dev import plan as plan_tool
 
     document = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["mlops-platform:serving"] = serving(registry.uri, entry(registeredModel="unsigned", version=1))

@@ -17,7 +17,7 @@ from mlops_platform.serving import stack as serving
 from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
 from tests.conftest import ROOT, container, refused, run_with, strings
 from tools import conformance
-from tools.plan import table
+from tools.dev.plan import table
 
 COMPONENT = "mlops:index:ServingStack"
 TEAM = "team-a"

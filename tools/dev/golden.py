@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tools.harness import ROOT, Plan, run_program
-from tools.plan import manifest_yaml
+from tools.dev.plan import manifest_yaml
 
 GOLDEN = ROOT / "tests" / "golden"
 STACKS = ("dev", "prod")

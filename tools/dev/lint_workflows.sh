@@ -3,11 +3,11 @@
 #   zizmor            security audit (default persona; --offline skips the
 #                     audits that query GitHub, e.g. impostor-commit)
 #   check-jsonschema  the workflow schema
-# Usage: tools/lint_workflows.sh [WORKFLOW_DIR]   (default: .github/workflows)
+# Usage: tools/dev/lint_workflows.sh [WORKFLOW_DIR]   (default: .github/workflows)
 # LINT_VENV: virtualenv holding both tools (default: .venv-lint in the repo root).
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 lint_venv="${LINT_VENV:-$root/.venv-lint}"
 dir="${1:-$root/.github/workflows}"
 

@@ -7,8 +7,8 @@ The program is the same in both runs, so this is only sound when a pull request 
 but ``Pulumi.<stack>.yaml``: `.github/workflows/preview.yml` checks that and otherwise previews
 everything, and the main branch always runs the full preview with the policy pack (deploy.yml).
 
-    python -m tools.targets --stack dev --base base/Pulumi.dev.yaml            # one URN a line
-    python -m tools.targets --stack dev --base base/Pulumi.dev.yaml --args     # --target URN ... for the CLI
+    python -m tools.dev.targets --stack dev --base base/Pulumi.dev.yaml            # one URN a line
+    python -m tools.dev.targets --stack dev --base base/Pulumi.dev.yaml --args     # --target URN ... for the CLI
 
 Exit 2 with one line on invalid config (either side), 0 otherwise (no output: nothing changes).
 """

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = ROOT / "images" / "mlflow"
 REPOSITORY = "mlops-platform/mlflow"
 DEFAULT_REGISTRY = "localhost:32000"

@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import cluster_fixtures, local_cluster, local_platform
+from tools import cluster_fixtures, local_cluster
+
+from tools.dev import local_platform
 from tools.harness import stack_config, with_overrides
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def profiles_of(stack: str, config: dict[str, str] | None = None) -> tuple[list[str], str]:

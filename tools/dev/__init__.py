@@ -1,0 +1,1 @@
+"""Developer workflow: render, review and bring up the program on this machine (``make plan``, ``make golden``, ``make local-up``, ``make image``)."""
