@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlops_platform.config import ConfigError
-from tools.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
+from tools.testing.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 

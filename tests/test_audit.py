@@ -185,7 +185,7 @@ ENV_VALUE = "spec.template.spec.containers[0].env[0].value"
 
 
 def record(type_: str, name: str, inputs: dict[str, Any], secret_paths: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
-    """A resource as tools/harness.py records it (secret values masked as "[secret]")."""
+    """A resource as tools/testing/harness.py records it (secret values masked as "[secret]")."""
     return {
         "urn": f"{DEV}{type_}::{name}",
         "type": type_,

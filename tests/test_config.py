@@ -12,7 +12,7 @@ import pytest
 from mlops_platform.config import ConfigError, PlatformConfig, parse_config
 from tests.conftest import ROOT, refused
 from tools.dev import plan as plan_tool
-from tools.harness import run_program, stack_config, with_overrides
+from tools.testing.harness import run_program, stack_config, with_overrides
 
 EKS_AWS = json.dumps(
     {

@@ -11,8 +11,8 @@ import yaml
 
 from mlops_platform.config import parse_config
 from tests.conftest import run_with
-from tools import conformance
-from tools.harness import stack_config
+from tools.testing import conformance
+from tools.testing.harness import stack_config
 from tools.dev.plan import write_build
 
 LINT_VENV = Path(__file__).resolve().parent.parent / ".venv-lint"

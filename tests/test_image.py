@@ -29,9 +29,9 @@ from mlops_platform.config import (
     POSTGRES_IMAGE,
 )
 from tests.e2e.postgres import postgres_bindir
-from tools import server_venv
+from tools.testing import server_venv
 from tools.dev import image
-from tools.harness import ROOT, run_program
+from tools.testing.harness import ROOT, run_program
 
 IMAGE_DIR = ROOT / "images" / "mlflow"
 
@@ -73,7 +73,7 @@ def test_the_kubernetes_app_image_is_built_from_the_pins_the_e2e_runs():
     assert image.REPOSITORY == MLFLOW_K8S_IMAGE_NAME
     client = project_pins(ROOT / "requirements.txt")
     assert client["mlflow"] == MLFLOW_VERSION and client["kubernetes"] == pins["kubernetes"]
-    # tools/server_venv.py installs exactly this file: the venv the tenancy and auth tests start the server from.
+    # tools/testing/server_venv.py installs exactly this file: the venv the tenancy and auth tests start the server from.
     assert server_venv.REQUIREMENTS == IMAGE_DIR / "requirements.txt"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from mlops_platform.config import parse_config
 from mlops_platform.preflight import KSERVE, KUBEFLOW, MONITORING, NeedsStorageClass, PreflightError, check, needs
-from tools.harness import stack_config, with_overrides
+from tools.testing.harness import stack_config, with_overrides
 
 
 def config_of(stack: str, **overrides: Any):

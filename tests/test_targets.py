@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import run_with
 from tools.dev import targets
-from tools.harness import ROOT
+from tools.testing.harness import ROOT
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:KubeflowIntegration"

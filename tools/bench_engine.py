@@ -19,7 +19,7 @@ from typing import Any
 
 from tools import local_cluster
 from tools.engine import LocalEngine
-from tools.harness import stack_config
+from tools.testing.harness import stack_config
 from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parent.parent

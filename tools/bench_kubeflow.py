@@ -22,7 +22,7 @@ STACKS = {"dev": "microk8s", "prod": "eks"}
 # Times only run_program; the outer wall clock adds interpreter start and imports.
 _PROBE = """
 import json, sys, time
-from tools.harness import run_program, stack_config
+from tools.testing.harness import run_program, stack_config
 size, stack = int(sys.argv[1]), sys.argv[2]
 kubeflow = {"enabled": True, "kfpAccess": True, "profiles": [f"team-{i:02d}" for i in range(size)]}
 config, secret_keys = stack_config(stack)

@@ -1,6 +1,6 @@
 """What the policy pack adds to `pulumi preview`: the dev stack with 200 Kubeflow profiles, through the pack's own gRPC server.
 
-Not a test. The stack is rendered offline (tools/harness.py); then, as the engine does,
+Not a test. The stack is rendered offline (tools/testing/harness.py); then, as the engine does,
 the pack is started as a process (`python -u __main__.py` in policies/, which prints its
 port), configured, asked to Analyze every resource and to AnalyzeStack once. Each run is a
 fresh process, so the figure includes the interpreter, imports and the rule set's set-up.
@@ -28,7 +28,7 @@ START_TIMEOUT_S = 60
 
 
 def render(profiles: int) -> list[Any]:
-    from tools.harness import run_program, stack_config, with_overrides
+    from tools.testing.harness import run_program, stack_config, with_overrides
 
     config, secret_keys = stack_config("dev")
     if profiles:

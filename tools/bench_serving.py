@@ -29,8 +29,8 @@ from pathlib import Path
 import yaml
 
 from mlops_platform.config import TrackingConfig, parse_config
-from tools.harness import stack_config
-from tools.processes import mlflow_registry
+from tools.testing.harness import stack_config
+from tools.testing.processes import mlflow_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 

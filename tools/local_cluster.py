@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.processes import HOST, Service, free_port, listening, tail
-from tools.processes import start as start_process
+from tools.testing.processes import HOST, Service, free_port, listening, tail
+from tools.testing.processes import start as start_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "build" / "local"

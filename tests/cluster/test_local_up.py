@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.e2e.chromium import Chromium
 from tools import local_cluster
 from tools.dev import local_platform
-from tools.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
+from tools.testing.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from tests.cluster import expect
 from tools.engine import EngineRun
-from tools.harness import stack_config
+from tools.testing.harness import stack_config
 
 NS = "mlflow"
 OTHER_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.1-full"

@@ -17,7 +17,7 @@ from tests.cluster.expect import type_and_name
 from tests.cluster.state import assert_no_plaintext_credential
 from tests.cluster.test_maintenance import _index
 from tools.engine import EngineRun
-from tools.harness import stack_config
+from tools.testing.harness import stack_config
 
 NS = "mlflow"
 PASSWORD = "random:index/randomPassword:RandomPassword"

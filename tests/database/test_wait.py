@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mlops_platform.database import wait
-from tools.processes import free_port
+from tools.testing.processes import free_port
 
 PASSWORD = "Very-S3cret-pw"
 

@@ -32,8 +32,8 @@ from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served
 from tests.e2e.launch import NO_TELEMETRY
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools.harness import ROOT, run_program
-from tools.processes import memory_mb
+from tools.testing.harness import ROOT, run_program
+from tools.testing.processes import memory_mb
 
 OUT = ROOT / "build" / "bench" / "e2e.json"
 

@@ -43,8 +43,8 @@ from tests.e2e.declared import mutated
 from tests.e2e.launch import NO_TELEMETRY, Server
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools.harness import ROOT, Plan, run_program, with_overrides
-from tools.processes import HOST, memory_mb
+from tools.testing.harness import ROOT, Plan, run_program, with_overrides
+from tools.testing.processes import HOST, memory_mb
 
 OUT = ROOT / "build" / "bench" / "load.json"
 SEARCH_RUNS = 10_000

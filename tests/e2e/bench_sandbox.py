@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.e2e import sandbox
 from tests.e2e.declared import config_map_data, secret_data
-from tools.harness import ROOT, run_program
+from tools.testing.harness import ROOT, run_program
 
 ROUNDS = 30
 

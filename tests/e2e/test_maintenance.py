@@ -26,7 +26,7 @@ from tests.e2e.old_mlflow import VERSION as OLD_VERSION
 from tests.e2e.old_mlflow import old_mlflow_python
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools.harness import ROOT, DeclaredResource, Plan, run_program, with_overrides
+from tools.testing.harness import ROOT, DeclaredResource, Plan, run_program, with_overrides
 
 pytestmark = pytest.mark.e2e
 

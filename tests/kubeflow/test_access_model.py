@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.kubeflow.access_model import Pod, istio_allows, network_admits, workload_pod
-from tools.cluster_fixtures import DEFAULT_PROFILE
+from tools.testing.cluster_fixtures import DEFAULT_PROFILE
 
 NS = "mlflow"
 GATEWAY = Pod(

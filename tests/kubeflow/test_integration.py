@@ -8,7 +8,7 @@ import pytest
 
 from mlops_platform.config import ConfigError, parse_config
 from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
-from tools.harness import stack_config
+from tools.testing.harness import stack_config
 
 NS = "mlflow"
 PROFILE = "kubeflow-user-example-com"

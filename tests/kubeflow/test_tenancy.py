@@ -13,7 +13,7 @@ import pytest
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.tracking import auth
 from tests.conftest import container, env_of, refused, run_with
-from tools.cluster_fixtures import KUBEFLOW_ROLES
+from tools.testing.cluster_fixtures import KUBEFLOW_ROLES
 
 NS = "mlflow"
 TEAMS = ["team-a", "team-b"]

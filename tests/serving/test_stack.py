@@ -16,7 +16,7 @@ from mlops_platform.config import ConfigError, ModelSource
 from mlops_platform.serving import stack as serving
 from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
 from tests.conftest import ROOT, container, refused, run_with, strings
-from tools import conformance
+from tools.testing import conformance
 from tools.dev.plan import table
 
 COMPONENT = "mlops:index:ServingStack"
@@ -442,7 +442,7 @@ def test_a_canary_in_raw_deployment_is_refused_naming_the_model_and_the_mode():
 
 def parse_serving(config: dict):
     from mlops_platform.config import parse_config
-    from tools.harness import stack_config
+    from tools.testing.harness import stack_config
 
     values, _ = stack_config("dev")
     values["mlops-platform:serving"] = json.dumps(config)

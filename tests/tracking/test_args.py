@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlops_platform.config import PlatformConfig, parse_config
 from mlops_platform.tracking import TrackingStackArgs
-from tools.harness import stack_config, with_overrides
+from tools.testing.harness import stack_config, with_overrides
 
 
 def config(stack: str, **overrides: object) -> PlatformConfig:

@@ -73,7 +73,7 @@ def test_dev_declares_nothing_on_aws(dev):
 
 
 def test_dev_never_imports_pulumi_aws():
-    code = "import sys; from tools.harness import run_program; run_program('dev'); print('pulumi_aws' in sys.modules)"
+    code = "import sys; from tools.testing.harness import run_program; run_program('dev'); print('pulumi_aws' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"

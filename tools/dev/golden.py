@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tools.harness import ROOT, Plan, run_program
+from tools.testing.harness import ROOT, Plan, run_program
 from tools.dev.plan import manifest_yaml
 
 GOLDEN = ROOT / "tests" / "golden"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tools.processes import listening, process_group
+from tools.testing.processes import listening, process_group
 
 RECORD = "platform.json"
 
@@ -48,8 +48,8 @@ def start(cluster: Any, stack: str, directory: Path, *, user: str, profile: str 
     """Start the stack's data plane and Kubeflow's front door; record every process; return where to go."""
     from tests.cluster.tenancy import kubeconfig, service_account_token
     from tests.e2e.plane import DataPlane
-    from tools import server_venv
-    from tools.harness import run_program, stack_config
+    from tools.testing import server_venv
+    from tools.testing.harness import run_program, stack_config
 
     config, secret_keys = stack_config(stack)
     plan = run_program(stack, config=config, secret_keys=secret_keys)

@@ -1,7 +1,7 @@
 """`make local-up` / `make local-down`: the dev stack through the real engine onto an embedded cluster.
 
 ``up`` starts the control plane (tools/local_cluster.py), loads what the program expects
-an existing MicroK8s + Kubeflow cluster to have (tools/cluster_fixtures.py), then runs
+an existing MicroK8s + Kubeflow cluster to have (tools/testing/cluster_fixtures.py), then runs
 the real `pulumi up --yes` for the stack with the policy pack, and prints the outputs and
 how to reach the API server: an env file (``<dir>/env``) that, sourced in any shell, points
 kubectl (the toolchain's) and pulumi at the local cluster and stack. ``down`` stops every
@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import cluster_fixtures, local_cluster
+from tools import local_cluster
+
+from tools.testing import cluster_fixtures
 
 from tools.dev import local_platform
-from tools.harness import stack_config, with_overrides
+from tools.testing.harness import stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +53,7 @@ def load_existing(
     """
     from kubernetes import client, utils
 
-    from tools.harness import run_program
+    from tools.testing.harness import run_program
 
     config, secret_keys = stack_config(stack)
     config = with_overrides(config, overrides or {})

@@ -20,7 +20,7 @@ import yaml
 from mlops_platform.config import ConfigError
 from mlops_platform.serving.stack import describe as describe_model
 from mlops_policies import audit_resources
-from tools.harness import ROOT, Plan, run_program
+from tools.testing.harness import ROOT, Plan, run_program
 
 
 def manifest_yaml(manifest: dict) -> str:

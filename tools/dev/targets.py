@@ -1,6 +1,6 @@
 """The URNs a stack-file change touches, for a targeted `pulumi preview`/`up --target` of a large stack.
 
-Runs the program offline (tools/harness.py, Pulumi's mocks) twice, with the base and the head
+Runs the program offline (tools/testing/harness.py, Pulumi's mocks) twice, with the base and the head
 stack file, and prints the engine's URN of every resource that the change adds, removes, or
 declares differently (inputs, parent, dependencies, protect, retainOnDelete, replacement trigger).
 The program is the same in both runs, so this is only sound when a pull request changes nothing
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_platform.config import ConfigError
-from tools.harness import PROJECT, ROOT, DeclaredResource, Plan, run_program
+from tools.testing.harness import PROJECT, ROOT, DeclaredResource, Plan, run_program
 
 
 def engine_urns(plan: Plan) -> dict[str, DeclaredResource]:

@@ -3,7 +3,7 @@
 mlflow-kubernetes-plugins needs Python >= 3.12 while the project's own venv runs 3.11, so the
 tests that start a server with an authorization app start it from here. The venv is built once
 per set of pins (its directory is keyed by a hash of the requirements file and the interpreter)
-under ~/.cache/mlops-platform, so reruns take no time; `python -m tools.server_venv` builds it.
+under ~/.cache/mlops-platform, so reruns take no time; `python -m tools.testing.server_venv` builds it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "images" / "mlflow" / "requirements.txt"
 CACHE = Path(os.environ.get("MLOPS_PLATFORM_CACHE", Path.home() / ".cache" / "mlops-platform"))
 PYTHON_MINOR = "3.12"

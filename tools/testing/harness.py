@@ -23,7 +23,7 @@ import yaml
 
 from mlops_platform.config import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-platform"
 MASK = "[secret]"
 SECURE_PLACEHOLDER = "[secure config placeholder]"

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -535,9 +535,9 @@ def checkov(directory: Path, lint_venv: Path = ROOT / ".venv-lint") -> CheckovRe
 
 
 def main(argv: list[str]) -> int:
-    """`python -m tools.conformance STACK...`: validate build/<stack> (run `make plan` first)."""
+    """`python -m tools.testing.conformance STACK...`: validate build/<stack> (run `make plan` first)."""
     from mlops_platform.config import parse_config
-    from tools.harness import stack_config
+    from tools.testing.harness import stack_config
 
     status = 0
     for stack in argv or ["dev", "prod"]:

@@ -13,7 +13,7 @@ before `pulumi up`, as a MicroK8s cluster with Kubeflow and KServe would have th
 - CustomResourceDefinitions for every custom kind declared, plus InferenceService.
 
 CRD schemas are derived, not downloaded: Istio's and PodDefault's from the structural
-schemas of the conformance gate (tools/conformance.py: the fields this project writes,
+schemas of the conformance gate (tools/testing/conformance.py: the fields this project writes,
 anything else pruned or refused), InferenceService's from the kserve SDK's typed models.
 """
 
@@ -23,8 +23,8 @@ import json
 import re
 from typing import Any
 
-from tools import conformance
-from tools.harness import Plan
+from tools.testing import conformance
+from tools.testing.harness import Plan
 
 DASHBOARD_CONFIG_MAP = "centraldashboard-config"
 # Other tools' entries in Kubeflow's menu: every one must still be there after up and destroy.
