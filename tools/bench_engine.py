@@ -1,6 +1,6 @@
 """Real-engine figures: toolchain build, `pulumi preview`/`up`/no-op `up` for dev, the same with 50 profiles, local-up.
 
-Not a test. Each figure comes from a fresh embedded cluster (tools/local_cluster.py) and an
+Not a test. Each figure comes from a fresh embedded cluster (tools/local/cluster.py) and an
 empty file backend, so runs do not reuse each other's state. Prints a table and writes
 build/bench/engine.json. Goals from the issue: preview <= 10 s, up to all-ready <= 60 s,
 no-op up <= 10 s.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import local_cluster
-from tools.engine import LocalEngine
+from tools.local import cluster as local_cluster
+from tools.local.engine import LocalEngine
 from tools.testing.harness import stack_config
 from tools.dev.local_up import load_existing
 

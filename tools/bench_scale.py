@@ -1,10 +1,10 @@
 """Scaling on the real engine: preview, up, no-op up and one added profile at 1 to 500 profiles and 100 to 500 models.
 
-Not a test. Each size runs twice on its own fresh embedded cluster (tools/local_cluster.py):
+Not a test. Each size runs twice on its own fresh embedded cluster (tools/local/cluster.py):
 
 - the engine: `pulumi preview`, `up` from empty, a no-op `up`, then the preview (whole, and targeted at what the
   change touches, as a pull request's preview runs it: tools/dev/targets.py) and `up` of the same stack with one more
-  profile, through tools/engine.py (the CLI, the kubernetes provider and the policy pack, as a user runs them);
+  profile, through tools/local/engine.py (the CLI, the kubernetes provider and the policy pack, as a user runs them);
 - the floor: the same Kubernetes objects, rendered offline (tools/testing/harness.py, as ``make plan`` writes them to
   build/<stack>/manifests and patches), applied to the same kind of cluster by ``kubectl apply --server-side`` in one
   run: a server-side dry run (preview), the apply and a wait for the Deployments and Jobs the engine also waits for
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools import engine as engine_module
-from tools import local_cluster
-from tools.engine import LocalEngine
+from tools.local import engine as engine_module
+from tools.local import cluster as local_cluster
+from tools.local.engine import LocalEngine
 from tools.testing.harness import run_program, stack_config, with_overrides
 from tools.dev.local_up import load_existing
 from tools.dev.plan import write_build

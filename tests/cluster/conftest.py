@@ -17,9 +17,9 @@ import pytest
 
 from mlops_platform.kubeflow.integration import PROFILE_SERVICE_ACCOUNT
 from tests.cluster.tenancy import kubeconfig, service_account_token
-from tools import local_cluster
+from tools.local import cluster as local_cluster
 from tools.testing import server_venv
-from tools.engine import EngineRun, LocalEngine
+from tools.local.engine import EngineRun, LocalEngine
 from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 from tools.dev.local_up import load_existing
 

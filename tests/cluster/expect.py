@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.engine import EngineRun
+from tools.local.engine import EngineRun
 from tools.testing.harness import MASK, DeclaredResource, Plan
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.engine import EngineRun, LocalEngine
+from tools.local.engine import EngineRun, LocalEngine
 
 ROOT = Path(__file__).resolve().parents[2]
 SIG_KEY = "4dabf18193072939515e22adb298388d"

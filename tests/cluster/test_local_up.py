@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.e2e.chromium import Chromium
-from tools import local_cluster
+from tools.local import cluster as local_cluster
 from tools.dev import local_platform
 from tools.testing.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
 
@@ -64,7 +64,7 @@ def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_le
         assert "Resources:" in up.stdout and "created" in up.stdout
         assert "output trackingUri: http://mlflow.mlflow.svc.cluster.local:5000/mlflow" in up.stdout
         assert "output databasePassword: [secret]" in up.stdout
-        assert f"source {directory / 'env'}" in up.stdout and "<see tools/engine.py>" not in up.stdout
+        assert f"source {directory / 'env'}" in up.stdout and "<see tools/local/engine.py>" not in up.stdout
         _the_env_file_reaches_the_cluster_and_the_stack_from_a_fresh_shell(directory / "env")
         pids = local_cluster.running_pids(directory)
         assert sorted(pids) == sorted(local_cluster.ORDER)

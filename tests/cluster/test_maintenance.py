@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.cluster import expect
-from tools.engine import EngineRun
+from tools.local.engine import EngineRun
 from tools.testing.harness import stack_config
 
 NS = "mlflow"

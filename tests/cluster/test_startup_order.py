@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 from kubernetes import client
 
-from tools.engine import EngineRun, program
+from tools.local.engine import EngineRun, program
 
 NS = "mlflow"
 READY_AFTER = 20

@@ -29,7 +29,7 @@ from tests.cluster.upgrade import OldProgram, UpgradeSourceMissing, checkout, gu
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tools.testing import server_venv
-from tools.engine import EngineRun, LocalEngine
+from tools.local.engine import EngineRun, LocalEngine
 from tools.testing.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 PROFILE = "kubeflow-user-example-com"

@@ -125,7 +125,7 @@ class Browser:
         the server image's bin directory (its plugins); ``outside_env``: what the pod gets from outside its spec (the
         kubeconfig standing in for the projected ServiceAccount token).
         """
-        from tools.local_cluster import binary
+        from tools.local.cluster import binary
 
         deployment = self.browser_deployment(plan)
         pod = deployment.pod_spec()

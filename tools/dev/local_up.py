@@ -1,6 +1,6 @@
 """`make local-up` / `make local-down`: the dev stack through the real engine onto an embedded cluster.
 
-``up`` starts the control plane (tools/local_cluster.py), loads what the program expects
+``up`` starts the control plane (tools/local/cluster.py), loads what the program expects
 an existing MicroK8s + Kubeflow cluster to have (tools/testing/cluster_fixtures.py), then runs
 the real `pulumi up --yes` for the stack with the policy pack, and prints the outputs and
 how to reach the API server: an env file (``<dir>/env``) that, sourced in any shell, points
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools import local_cluster
+from tools.local import cluster as local_cluster
 
 from tools.testing import cluster_fixtures
 
@@ -112,7 +112,7 @@ def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -
     from pulumi import automation as auto
 
     from mlops_platform.config import ConfigError
-    from tools.engine import LocalEngine
+    from tools.local.engine import LocalEngine
 
     started = time.monotonic()
     try:

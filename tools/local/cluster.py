@@ -28,7 +28,7 @@ from typing import Any
 from tools.testing.processes import HOST, Service, free_port, listening, tail
 from tools.testing.processes import start as start_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "build" / "local"
 TOOLCHAIN_PATH = ROOT / "build" / "toolchain.path"
 KWOK_STAGES = ROOT / "toolchain" / "kwok-stages.yaml"

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from tools.local_cluster import DEFAULT_DIR, binary, toolchain_dirs
+from tools.local.cluster import DEFAULT_DIR, binary, toolchain_dirs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-platform"
 # Without the Python language host the CLI runs the pack as an executable (policies/run-pack).
 POLICY_PACK = ROOT / "policies" / "run-pack"
