@@ -72,17 +72,17 @@ restore: venv
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain
-	$(PY) -m tools.bench_plan
-	$(PY) -m tools.bench_policies --baseline 2956b7d
-	$(PY) -m tools.bench_kubeflow
-	$(PY) -m tools.bench_serving
-	$(PY) -m tests.e2e.bench
-	$(PY) -m tests.e2e.bench_load
-	$(PY) -m tests.e2e.bench_sandbox
-	$(PY) -m tools.bench_engine
-	$(PY) -m tools.bench_scale
-	$(PY) -m tools.bench_scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
-	$(PY) -m tests.cluster.bench_tenancy
+	$(PY) -m tools.bench.plan
+	$(PY) -m tools.bench.policies --baseline 2956b7d
+	$(PY) -m tools.bench.kubeflow
+	$(PY) -m tools.bench.serving
+	$(PY) -m tools.bench.e2e
+	$(PY) -m tools.bench.load
+	$(PY) -m tools.bench.sandbox
+	$(PY) -m tools.bench.engine
+	$(PY) -m tools.bench.scale
+	$(PY) -m tools.bench.scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
+	$(PY) -m tools.bench.tenancy
 
 clean:
 	if [ -x $(PY) ]; then $(PY) -m tools.dev.local_up down; fi

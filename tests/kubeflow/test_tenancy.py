@@ -147,7 +147,7 @@ def test_config_refuses_basic_auth_for_workspaces_and_models_outside_a_profile()
 
 
 def test_the_mlflow_config_kind_the_provider_watches_is_declared_unless_another_operator_owns_it(teams):
-    """Missing or unreadable, the plugin lists MLflowConfigs again on every request (tests/cluster/bench_tenancy.py measures it)."""
+    """Missing or unreadable, the plugin lists MLflowConfigs again on every request (tools/bench/tenancy.py measures it)."""
     crd = teams.k8s("CustomResourceDefinition", "mlflowconfigs.mlflow.kubeflow.org").inputs["spec"]
     assert (crd["group"], crd["names"]["kind"], crd["scope"]) == ("mlflow.kubeflow.org", "MLflowConfig", "Namespaced")
     assert [v["name"] for v in crd["versions"]] == ["v1"]

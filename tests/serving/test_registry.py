@@ -250,7 +250,7 @@ def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
 
 
 def test_resolving_and_gating_never_imports_mlflow(registry):
-    """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench_serving.py)."""
+    """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench/serving.py)."""
     registry.promote("1")
     values, _ = plain_registry_values(
         serving(registry.uri, entry(alias="production"), entry("pinned", storageUri=f"{ROOT_URI}/1/m/artifacts"))
@@ -835,7 +835,7 @@ def test_an_https_registry_is_verified_as_mlflows_client_would(certificate, monk
 
 
 def test_a_plain_http_registry_never_loads_the_ca_bundle(token_registry, monkeypatch):
-    """Loading it costs about 30 ms of the plan (tools/bench_serving.py); only HTTPS needs it."""
+    """Loading it costs about 30 ms of the plan (tools/bench/serving.py); only HTTPS needs it."""
     uri, handler = token_registry
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", handler.token)
     monkeypatch.setattr(mlflow_rest, "_tls", lambda env: pytest.fail("the CA bundle was loaded for a plain-HTTP registry"))

@@ -14,7 +14,7 @@ measures:
 Prints a table and writes build/bench/e2e.json (component logs in build/bench/e2e-logs/).
 Timings on shared CPUs are noisy: the JSON records the load average at start and end.
 
-Usage: .venv/bin/python -m tests.e2e.bench [--requests 200]
+Usage: .venv/bin/python -m tools.bench.e2e [--requests 200]
 """
 
 from __future__ import annotations

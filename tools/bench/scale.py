@@ -12,7 +12,7 @@ Not a test. Each size runs twice on its own fresh embedded cluster (tools/local/
 
 Beside each figure: the machine's load average (os.getloadavg) before it, and the CPU seconds of this process (the
 program, run inline through the Automation API) and of its children (CLI, providers, policy pack). Models are pinned
-by ``storageUri`` (no registry round trip: tools/bench_serving.py measures resolution) in the dev profile.
+by ``storageUri`` (no registry round trip: tools/bench/serving.py measures resolution) in the dev profile.
 Writes build/bench/scale.json and prints the table README.md quotes. ``--profile DIR`` also writes the CLI's Go CPU
 profiles (``pulumi --profiling``) and a cProfile of the program for each engine step.
 """
@@ -43,7 +43,7 @@ from tools.dev.local_up import load_existing
 from tools.dev.plan import write_build
 from tools.dev.targets import touched
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "build" / "bench" / "scale"
 STACK = "dev"
 PROFILE = "kubeflow-user-example-com"

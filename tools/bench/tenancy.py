@@ -1,7 +1,7 @@
 """The cost of authorization, and of opening the dashboard's MLflow tab.
 
 Not a test (timings are noisy on shared machines): `make bench` runs it as
-``python -m tests.cluster.bench_tenancy``. It starts its own control plane, deploys the dev stack
+``python -m tools.bench.tenancy``. It starts its own control plane, deploys the dev stack
 with two profiles through the real engine (RBAC as declared), then measures p50/p99 of `runs/search`
 and `log-batch`, sequential from one client, on the same PostgreSQL and S3:
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNS = 5
 SIZES = (1, 10, 50)
 STACKS = {"dev": "microk8s", "prod": "eks"}

@@ -32,7 +32,7 @@ from mlops_platform.config import TrackingConfig, parse_config
 from tools.testing.harness import stack_config
 from tools.testing.processes import mlflow_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SIZES = (1, 10, 100)
 # Other jobs share the 2 cores: the minimum of several fresh runs is the least disturbed figure; the median is reported too.

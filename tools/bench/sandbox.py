@@ -1,7 +1,7 @@
 """What holding a container to its security context costs per start: `true` and `python -c pass` run directly and in
 the sandbox of the dev stack's server container (its volumes made once), 30 times each, in turn. Not a test.
 
-    .venv/bin/python -m tests.e2e.bench_sandbox
+    .venv/bin/python -m tools.bench.sandbox
 """
 
 from __future__ import annotations

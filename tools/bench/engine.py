@@ -22,7 +22,7 @@ from tools.local.engine import LocalEngine
 from tools.testing.harness import stack_config
 from tools.dev.local_up import load_existing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RUNS = 2
 WORK = ROOT / "build" / "bench" / "engine"

@@ -19,7 +19,7 @@ process on the same cores, and the load average is recorded with every level.
 
 Prints a table and writes build/bench/load.json.
 
-Usage: .venv/bin/python -m tests.e2e.bench_load [--requests 400] [--seconds 30]
+Usage: .venv/bin/python -m tools.bench.load [--requests 400] [--seconds 30]
 """
 
 from __future__ import annotations
