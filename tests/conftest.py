@@ -12,6 +12,15 @@ from mlops_platform.config import ConfigError
 from tools.testing.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+LANES = {"e2e": "e2e", "cluster": "cluster"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's lane from its directory: tests/e2e is e2e, tests/cluster is cluster, every other test is unit."""
+    for item in items:
+        top = item.path.resolve().relative_to(TESTS).parts[0]
+        item.add_marker(LANES.get(top, "unit"))
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from mlops_platform.config import (
     POSTGRES_IMAGE,
 )
 from tests.e2e.postgres import postgres_bindir
-from tools.testing import server_venv
 from tools.dev import image
+from tools.testing import server_venv
 from tools.testing.harness import ROOT, run_program
 
 IMAGE_DIR = ROOT / "images" / "mlflow"

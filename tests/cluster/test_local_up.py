@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from tests.e2e.chromium import Chromium
-from tools.local import cluster as local_cluster
 from tools.dev import local_platform
+from tools.local import cluster as local_cluster
 from tools.testing.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
 
 ROOT = Path(__file__).resolve().parents[2]

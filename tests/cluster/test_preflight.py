@@ -24,8 +24,8 @@ from pulumi import automation as auto
 
 from mlops_platform.preflight import KSERVE, KUBEFLOW, MONITORING
 from tools.local import cluster as local_cluster
-from tools.testing import cluster_fixtures
 from tools.local.engine import LocalEngine
+from tools.testing import cluster_fixtures
 from tools.testing.harness import stack_config
 from tools.testing.processes import free_port
 

@@ -39,9 +39,9 @@ from mlops_platform.serving import catalog, mlflow_rest
 from mlops_platform.serving import registry as registry_module
 from mlops_platform.serving.registry import physical_uri
 from tests.serving.recorded import record_requests
+from tools.dev.plan import table
 from tools.testing import harness
 from tools.testing.harness import Plan, run_program, stack_config
-from tools.dev.plan import table
 from tools.testing.processes import HOST, free_port, mlflow_registry, running
 
 BIN = Path(sys.executable).parent

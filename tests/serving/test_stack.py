@@ -16,8 +16,8 @@ from mlops_platform.config import ConfigError, ModelSource
 from mlops_platform.serving import stack as serving
 from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
 from tests.conftest import ROOT, container, refused, run_with, strings
-from tools.testing import conformance
 from tools.dev.plan import table
+from tools.testing import conformance
 
 COMPONENT = "mlops:index:ServingStack"
 TEAM = "team-a"

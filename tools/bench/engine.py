@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.dev.local_up import load_existing
 from tools.local import cluster as local_cluster
 from tools.local.engine import LocalEngine
 from tools.testing.harness import stack_config
-from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parents[2]
 

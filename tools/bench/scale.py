@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.local import engine as engine_module
-from tools.local import cluster as local_cluster
-from tools.local.engine import LocalEngine
-from tools.testing.harness import run_program, stack_config, with_overrides
 from tools.dev.local_up import load_existing
 from tools.dev.plan import write_build
 from tools.dev.targets import touched
+from tools.local import cluster as local_cluster
+from tools.local import engine as engine_module
+from tools.local.engine import LocalEngine
+from tools.testing.harness import run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "build" / "bench" / "scale"

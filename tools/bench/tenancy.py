@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 from tests.cluster.tenancy import Caller, kubeconfig, service_account_token
 from tests.e2e.launch import NO_TELEMETRY
 from tests.e2e.plane import DataPlane
+from tools.dev.local_up import load_existing
 from tools.local import cluster as local_cluster
+from tools.local.engine import LocalEngine
 from tools.testing import server_venv
 from tools.testing.cluster_fixtures import profile_owner
-from tools.local.engine import LocalEngine
 from tools.testing.harness import run_program, stack_config, with_overrides
-from tools.dev.local_up import load_existing
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "build" / "bench-tenancy"

@@ -16,8 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from tools.testing.harness import ROOT, Plan, run_program
 from tools.dev.plan import manifest_yaml
+from tools.testing.harness import ROOT, Plan, run_program
 
 GOLDEN = ROOT / "tests" / "golden"
 STACKS = ("dev", "prod")

@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.local import cluster as local_cluster
-
-from tools.testing import cluster_fixtures
-
 from tools.dev import local_platform
+from tools.local import cluster as local_cluster
+from tools.testing import cluster_fixtures
 from tools.testing.harness import stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
