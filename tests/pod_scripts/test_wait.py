@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mlops_platform.database import wait
+from mlops_platform.pod_scripts import wait
 from tools.testing.processes import free_port
 
 PASSWORD = "Very-S3cret-pw"

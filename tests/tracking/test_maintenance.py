@@ -11,7 +11,7 @@ import json
 import pytest
 
 from mlops_platform.config import MLFLOW_K8S_IMAGE, POSTGRES_IMAGE
-from mlops_platform.tracking.gc import proxied_to_destination
+from mlops_platform.pod_scripts.gc import proxied_to_destination
 from mlops_platform.tracking.maintenance import migration_job_name
 from tests.conftest import container, env_of, refused, run_with
 

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from mlops_platform.database import dumps
+from mlops_platform.pod_scripts import dumps
 
 
 def pg_tool(name: str, bindir: str | None) -> str:
