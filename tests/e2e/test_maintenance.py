@@ -28,8 +28,6 @@ from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tools.testing.harness import ROOT, DeclaredResource, Plan, run_program, with_overrides
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def own(plane: DataPlane) -> Iterator[DataPlane]:

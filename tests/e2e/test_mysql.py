@@ -21,8 +21,6 @@ from tests.e2e.plane import DataPlane
 from tests.e2e.prerequisites import require
 from tools.testing.harness import Plan, run_program
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def mysql_plane() -> Iterator[DataPlane]:

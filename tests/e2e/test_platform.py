@@ -27,8 +27,6 @@ from tests.e2e.serving import select_runtime
 from tests.monitoring.test_stack import queried_metrics
 from tools.testing.processes import http, listening, process_tree
 
-pytestmark = pytest.mark.e2e
-
 LARGE_ARTIFACT = Path(__file__).with_name("large_artifact.py")
 
 

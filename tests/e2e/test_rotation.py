@@ -39,8 +39,6 @@ from tools.testing import server_venv
 from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 from tools.testing.processes import HOST
 
-pytestmark = pytest.mark.e2e
-
 EXTERNAL_HOST = "mlflow.example.com"
 SERVICE = "mlflow.mlflow.svc.cluster.local:5000"
 LOADER = ("loader", "a-loader-password-that-never-rotates")

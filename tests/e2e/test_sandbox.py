@@ -22,8 +22,6 @@ from tests.e2e.prerequisites import require
 from tools.testing.harness import Plan
 from tools.testing.processes import process_tree
 
-pytestmark = pytest.mark.e2e
-
 HARDENED = {
     "runAsNonRoot": True,
     "runAsUser": 10001,
