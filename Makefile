@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden test lint audit restore bench clean
+.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden test test-fast lint audit restore bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## test-fast: the first thing to run (under a minute): lint, then the unit lane (goldens included) without its slow tests
+test-fast: venv lint
+	$(PY) -m pytest tests -m "unit and not slow" -q --ignore=tests/e2e --ignore=tests/cluster
 
 ## test: the whole suite: lint, unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
 test: venv lint-venv toolchain lint

@@ -40,6 +40,7 @@ def test_every_rendered_object_is_valid_for_its_api(render):
 
 
 @needs_checkov
+@pytest.mark.slow
 def test_checkov_finds_nothing_unsuppressed(render):
     _, out, _ = render
     result = conformance.checkov(out / "manifests")
@@ -86,6 +87,7 @@ def test_a_broken_manifest_fails_with_object_and_path(render, tmp_path, break_it
 
 
 @needs_checkov
+@pytest.mark.slow
 def test_checkov_fails_a_container_without_hardening(render, tmp_path):
     _, out, _ = render
     broken = _deployment(out)

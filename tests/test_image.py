@@ -121,6 +121,7 @@ def test_a_training_jobs_image_is_listed_too():
     assert set(plan.outputs["images"].values()) == pulled(plan)
 
 
+@pytest.mark.slow
 def test_make_plan_prints_the_images_and_what_must_be_built_first():
     done = subprocess.run(
         [sys.executable, "-m", "tools.dev.plan", "--stack", "dev", "--out", str(ROOT / "build" / "test-image-plan")],

@@ -401,6 +401,7 @@ def _count(profiles: int) -> int:
     return len(run_with("dev", kubeflow=kf(profiles=[f"team-{i:02d}" for i in range(profiles)])).resources)
 
 
+@pytest.mark.slow
 def test_resource_count_grows_linearly_with_profiles():
     one, ten, fifty = _count(1), _count(10), _count(50)
     # Per profile: key, Secret, PodDefault, Sidecar, KFP PodDefault, RoleBinding; with workspaces the namespace label and

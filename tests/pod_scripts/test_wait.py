@@ -15,6 +15,7 @@ from tools.testing.processes import free_port
 PASSWORD = "Very-S3cret-pw"
 
 
+@pytest.mark.slow
 def test_a_database_that_never_answers_fails_after_the_timeout_naming_host_and_port_not_the_password():
     port = free_port()
     lines: list[str] = []

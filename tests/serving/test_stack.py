@@ -314,6 +314,7 @@ def test_models_while_serving_is_disabled_are_refused_before_any_resource():
     assert declared == []
 
 
+@pytest.mark.slow
 def test_credentials_only_plan_imports_neither_kserve_nor_mlflow():
     code = (
         "import json, sys; from tests.conftest import run_with; "

@@ -72,6 +72,7 @@ def test_dev_declares_nothing_on_aws(dev):
     assert not [r for r in dev.resources if r.type.startswith("aws:")]
 
 
+@pytest.mark.slow
 def test_dev_never_imports_pulumi_aws():
     code = "import sys; from tools.testing.harness import run_program; run_program('dev'); print('pulumi_aws' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180)
@@ -195,6 +196,7 @@ def test_image_runs_the_mlflow_version_this_project_tests_with(dev, prod):
         assert container(migration(plan), "upload")["image"] == image
 
 
+@pytest.mark.slow
 def test_schema_migration_command_really_migrates_from_the_env(dev, tmp_path):
     (migrate,) = migration(dev).pod_spec()["containers"]
     uri_env = [e for e in migrate["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
