@@ -20,6 +20,9 @@ from mlops_policies import audit_resources
 from tests.policies.helpers import CREDENTIALS, messages
 from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 
+# Every documented variant rendered and audited: seconds, so left to `make test`.
+pytestmark = pytest.mark.slow
+
 PROFILE = "kubeflow-user-example-com"
 KUBEFLOW = {"enabled": True, "profiles": [PROFILE, "team-a"], "kfpAccess": True}
 REGISTRY_TOKEN = "Zr8Kq2Wp5Tn9Lx3Vb7Mc"
