@@ -358,7 +358,7 @@ def test_defaults_spelled_out_in_a_disabled_block_are_not_settings():
         kubeflow={"enabled": False, "namespace": "kubeflow", "profiles": [], "dashboardTab": True, "kfpAccess": False},
         serving={"enabled": False, "models": [], "namespaces": [], "deploymentMode": "RawDeployment", "installKserve": False},
     )
-    assert not cfg.kubeflow.enabled and not cfg.serving.enabled
+    assert cfg == parse(target="microk8s", kubeflow={"enabled": False}, serving={"enabled": False})
 
 
 def test_the_switch_is_named_even_when_the_block_is_a_secret_key():
