@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from mlops_platform.config import ConfigError, PlatformConfig, parse_config
-from tests.conftest import ROOT, refused
 from tools.dev import plan as plan_tool
-from tools.testing.harness import run_program, stack_config, with_overrides
+from tools.testing.harness import ROOT, run_program, stack_config
+from tools.testing.plans import parse, refused
 
 EKS_AWS = json.dumps(
     {
@@ -21,10 +21,6 @@ EKS_AWS = json.dumps(
         "oidcProviderUrl": "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
     }
 )
-
-
-def parse(**values: object) -> PlatformConfig:
-    return parse_config("test", with_overrides({}, values))
 
 
 def error(**values: object) -> str:

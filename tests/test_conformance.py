@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from mlops_platform.config import parse_config
-from tests.conftest import run_with
 from tools.dev.plan import write_build
 from tools.testing import conformance
 from tools.testing.harness import stack_config
+from tools.testing.plans import run_with
 
 LINT_VENV = Path(__file__).resolve().parent.parent / ".venv-lint"
 needs_checkov = pytest.mark.skipif(not (LINT_VENV / "bin" / "checkov").exists(), reason="checkov not installed: run `make lint-venv`")

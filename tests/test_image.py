@@ -113,7 +113,7 @@ def test_the_images_output_lists_exactly_what_the_pods_pull(stack, request):
 
 
 def test_a_training_jobs_image_is_listed_too():
-    from tests.conftest import run_with
+    from tools.testing.plans import run_with
 
     job = {"name": "nightly", "namespace": "kubeflow-user-example-com", "image": "registry.example.com/t/train:1.0", "command": ["python"]}
     plan = run_with("dev", training=json.dumps([job]))

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from mlops_policies import audit_resources
-from tests.conftest import ROOT, generated_secrets
 from tools.dev import plan as plan_tool
-from tools.testing.harness import MASK
+from tools.testing.harness import MASK, ROOT
+from tools.testing.plans import generated_secrets
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_with
 from tools.dev import targets
 from tools.testing.harness import ROOT
+from tools.testing.plans import run_with
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:KubeflowIntegration"

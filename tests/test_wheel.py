@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tools.testing.harness import ROOT
 
 # What pyproject.toml builds the wheel from (package-dir maps mlops_policies into policies/).
 SOURCES = {"mlops_platform": ROOT / "mlops_platform", "mlops_policies": ROOT / "policies" / "mlops_policies"}

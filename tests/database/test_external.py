@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mlops_platform.config import ConfigError
-from tests.conftest import container, env_of, strings
 from tools.testing.harness import run_program, stack_config, with_overrides
+from tools.testing.plans import container, env_of, strings
 
 NS = "mlflow"
 PASSWORD = "S3cret-Pa55word-xyz"

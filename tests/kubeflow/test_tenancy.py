@@ -12,8 +12,8 @@ import pytest
 
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.tracking import auth
-from tests.conftest import container, env_of, refused, run_with
 from tools.testing.cluster_fixtures import KUBEFLOW_ROLES
+from tools.testing.plans import container, env_of, refused, run_with
 
 NS = "mlflow"
 TEAMS = ["team-a", "team-b"]

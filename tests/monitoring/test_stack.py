@@ -6,7 +6,7 @@ import json
 import re
 
 from mlops_platform.monitoring import metrics
-from tests.conftest import container, refused, run_with
+from tools.testing.plans import container, refused, run_with
 
 NS = "mlflow"
 COMPONENT = "mlops:index:Monitoring"

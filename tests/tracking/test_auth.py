@@ -8,7 +8,7 @@ import pytest
 
 from mlops_platform.config import MLFLOW_IMAGE
 from mlops_platform.tracking import auth, ingress
-from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
+from tools.testing.plans import container, env_of, generated_secrets, refused, run_with, strings
 
 NS = "mlflow"
 

@@ -14,8 +14,8 @@ from mlops_platform.config import ConfigError
 from mlops_platform.rotation import ANNOTATION
 from mlops_platform.tracking.maintenance import DUMP_FILE
 from mlops_policies import audit_resources
-from tests.conftest import container, env_of, refused, run_with
 from tools.testing.harness import Plan, run_program, stack_config, with_overrides
+from tools.testing.plans import container, env_of, refused, run_with
 
 NS = "mlflow"
 PASSWORD = "random:index/randomPassword:RandomPassword"

@@ -9,7 +9,8 @@ import yaml
 
 from mlops_platform.config import MLFLOW_IMAGE
 from mlops_platform.k8s.containers import API_TOKEN_DIR
-from tests.conftest import ROOT, container, env_of, refused, run_with
+from tools.testing.harness import ROOT
+from tools.testing.plans import container, env_of, refused, run_with
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:TrainingJobs"
