@@ -5,6 +5,7 @@ One set for the whole suite (tests/conftest.py holds only the fixtures and the l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,3 +100,34 @@ def network_policy(plan: Plan, name: str) -> dict:
 def arg(args: list[str], flag: str) -> str:
     """The value after ``flag`` on a command line."""
     return args[args.index(flag) + 1]
+
+
+# What a rotation test renders: a generation per credential, on dev or prod, or on dev with basic-auth alone.
+PASSWORD = "random:index/randomPassword:RandomPassword"
+BASIC = {
+    "tracking": json.dumps({"externalHost": "mlflow.example.com"}),
+    "kubeflow": json.dumps({"enabled": False}),
+    "serving": json.dumps({"enabled": False}),
+    "monitoring": json.dumps({"enabled": False}),
+}
+
+
+def rotated(stack: str = "dev", basic: bool = False, **generations: int) -> Plan:
+    """A stack at these rotation generations (``basic``: dev with basic-auth and no Kubeflow, serving or monitoring)."""
+    return run_with(stack, **(BASIC if basic else {}), rotation=json.dumps(generations))
+
+
+def passwords(plan: Plan) -> dict[str, dict]:
+    """Each generated password's inputs (its keepers), by resource name."""
+    return {r.name: r.inputs for r in plan.of_type(PASSWORD)}
+
+
+def job(plan: Plan, name: str) -> DeclaredResource:
+    """The one Job declared under this Pulumi name."""
+    (found,) = [r for r in plan.kinds("Job") if r.name == name]
+    return found
+
+
+def secret_ref(c: dict, name: str) -> dict:
+    """The Secret key an env var of a container reads."""
+    return env_of(c)[name]["valueFrom"]["secretKeyRef"]
