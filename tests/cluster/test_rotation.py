@@ -18,8 +18,8 @@ from tests.cluster.state import assert_no_plaintext_credential
 from tests.cluster.test_maintenance import _index
 from tools.local.engine import EngineRun
 from tools.testing.harness import stack_config
+from tools.testing.plans import NS
 
-NS = "mlflow"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 MINIO_KEYS = {
     "mlflow-minio-root-password",

@@ -13,9 +13,8 @@ import pytest
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.tracking import auth
 from tools.testing.cluster_fixtures import KUBEFLOW_ROLES
-from tools.testing.plans import container, env_of, refused, run_with
+from tools.testing.plans import NS, container, env_of, refused, run_with
 
-NS = "mlflow"
 TEAMS = ["team-a", "team-b"]
 GATEWAY_SA = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 

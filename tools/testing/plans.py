@@ -88,7 +88,7 @@ def mlflow(plan: Plan) -> DeclaredResource:
 
 def migration(plan: Plan) -> DeclaredResource:
     """The schema migration Job (named after the image)."""
-    (job,) = [j for j in plan.kinds("Job") if j.k8s_name.startswith("mlflow-migrate-")]
+    (job,) = [j for j in plan.kinds("Job") if (j.k8s_name or "").startswith("mlflow-migrate-")]
     return job
 
 
