@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden config-reference test lint audit restore bench clean
+.PHONY: venv lint-venv toolchain image local-up local-down plan plan-all golden config-reference test test-fast lint audit restore bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,37 +29,41 @@ toolchain:
 ## image: build images/mlflow (MLflow with Kubeflow's plugins) with docker, podman or buildah and push it to REGISTRY
 ## (default localhost:32000, MicroK8s's registry addon); BUILDER=docker|podman|buildah to choose
 image:
-	$(PYTHON) -m tools.image $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BUILDER),--builder $(BUILDER))
+	$(PYTHON) -m tools.dev.image $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BUILDER),--builder $(BUILDER))
 
 ## local-up: an embedded cluster on 127.0.0.1 and the real `pulumi up` of STACK (default dev) onto it
 local-up: venv toolchain
-	$(PY) -m tools.local_up up --stack $(STACK)
+	$(PY) -m tools.dev.local_up up --stack $(STACK)
 
 ## local-down: stop everything local-up started
 local-down: venv
-	$(PY) -m tools.local_up down
+	$(PY) -m tools.dev.local_up down
 
 ## plan: render what `pulumi up` would deploy for STACK (default dev), offline
 plan: venv
-	$(PY) -m tools.plan --stack $(STACK)
+	$(PY) -m tools.dev.plan --stack $(STACK)
 
 plan-all: venv
-	$(PY) -m tools.plan --stack dev >/dev/null
-	$(PY) -m tools.plan --stack prod >/dev/null
+	$(PY) -m tools.dev.plan --stack dev >/dev/null
+	$(PY) -m tools.dev.plan --stack prod >/dev/null
 
 ## golden: rewrite tests/golden/<stack>/ (dev and prod) from the current program; review and commit the diff
 golden: venv
-	$(PY) -m tools.golden
+	$(PY) -m tools.dev.golden
 
 ## config-reference: rewrite docs/configuration.md and Pulumi.yaml's config block from the settings models; commit both
 config-reference: venv
-	$(PY) -m tools.config_reference
+	$(PY) -m tools.dev.config_reference
 
 ## lint: ruff (lint and format check) over the repository, mypy over the package
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## test-fast: the first thing to run (under a minute): lint, then the unit lane (goldens included) without its slow tests
+test-fast: venv lint
+	$(PY) -m pytest tests -m "unit and not slow" -q --ignore=tests/e2e --ignore=tests/cluster
 
 ## test: the whole suite: lint, unit tests under mocks, conformance, policies, workflows, end-to-end, real engine
 test: venv lint-venv toolchain lint
@@ -68,26 +72,26 @@ test: venv lint-venv toolchain lint
 ## audit: offline credential audit of a `pulumi stack export` file
 audit: venv
 	@test -n "$(STATE)" || { echo "usage: make audit STATE=<stack-export.json>" >&2; exit 2; }
-	$(PY) -m tools.audit "$(STATE)"
+	$(PY) -m tools.operator.audit "$(STATE)"
 
 ## restore: list or restore database dumps from the artifact store (README, Operations), e.g. ARGS="--bucket B --prefix backups/dev --list"
 restore: venv
-	$(PY) -m tools.restore $(ARGS)
+	$(PY) -m tools.operator.restore $(ARGS)
 
 ## bench: the figures the README quotes (not tests; timings are noisy on shared machines)
 bench: venv toolchain
-	$(PY) -m tools.bench_plan
-	$(PY) -m tools.bench_policies --baseline 2956b7d
-	$(PY) -m tools.bench_kubeflow
-	$(PY) -m tools.bench_serving
-	$(PY) -m tests.e2e.bench
-	$(PY) -m tests.e2e.bench_load
-	$(PY) -m tests.e2e.bench_sandbox
-	$(PY) -m tools.bench_engine
-	$(PY) -m tools.bench_scale
-	$(PY) -m tools.bench_scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
-	$(PY) -m tests.cluster.bench_tenancy
+	$(PY) -m tools.bench.plan
+	$(PY) -m tools.bench.policies --baseline 2956b7d
+	$(PY) -m tools.bench.kubeflow
+	$(PY) -m tools.bench.serving
+	$(PY) -m tools.bench.e2e
+	$(PY) -m tools.bench.load
+	$(PY) -m tools.bench.sandbox
+	$(PY) -m tools.bench.engine
+	$(PY) -m tools.bench.scale
+	$(PY) -m tools.bench.scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
+	$(PY) -m tools.bench.tenancy
 
 clean:
-	if [ -x $(PY) ]; then $(PY) -m tools.local_up down; fi
+	if [ -x $(PY) ]; then $(PY) -m tools.dev.local_up down; fi
 	rm -rf build .pytest_cache

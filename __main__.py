@@ -88,5 +88,5 @@ async def _start_registrations() -> None:
 try:
     pulumi.run(_start_registrations)
 except RunError:
-    # Under Pulumi's mocks (tools/harness.py) the root stack is finished before the program runs, and nothing waits.
+    # Under Pulumi's mocks (tools/testing/harness.py) the root stack is finished before the program runs, and nothing waits.
     pass

@@ -265,7 +265,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def under_mocks() -> bool:
-    """Pulumi's mock engine (make plan, unit tests, tools/harness.py) has no cluster behind it."""
+    """Pulumi's mock engine (make plan, unit tests, tools/testing/harness.py) has no cluster behind it."""
     from pulumi.runtime.mocks import MockMonitor
     from pulumi.runtime.settings import get_monitor
 

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mlops_platform"
-SHARED = {"contracts", "config", "settings_base", "k8s", "rotation"}
+SHARED = {"contracts", "config", "settings_base", "k8s", "pod_scripts", "rotation"}
 COMPONENTS = {"database", "kubeflow", "monitoring", "serving", "storage", "tracking", "training"}
 # The tracking stack declares the database and the artifact store it runs on (database/backend.py, storage/store.py).
 OWNS = {"tracking": {"database", "storage"}}
@@ -42,7 +42,7 @@ def modules(*names: str) -> list[Path]:
 
 
 def test_the_layers_are_found_as_the_package_has_them():
-    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == COMPONENTS | {"k8s"}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == COMPONENTS | {"k8s", "pod_scripts"}
     assert imported(PACKAGE / "tracking" / "stack.py") >= {"contracts", "database", "storage", "config", "k8s", "rotation", "tracking"}
 
 

@@ -123,7 +123,7 @@ def test_the_stack_name_decides_prod_only_policies(capsys: pytest.CaptureFixture
 
 def test_the_script_reads_stdin_and_runs_from_anywhere(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "audit.py"), "-"],
+        [sys.executable, str(ROOT / "tools" / "operator" / "audit.py"), "-"],
         input=(FIXTURES / "clean-export.json").read_text(),
         capture_output=True,
         text=True,
@@ -185,7 +185,7 @@ ENV_VALUE = "spec.template.spec.containers[0].env[0].value"
 
 
 def record(type_: str, name: str, inputs: dict[str, Any], secret_paths: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
-    """A resource as tools/harness.py records it (secret values masked as "[secret]")."""
+    """A resource as tools/testing/harness.py records it (secret values masked as "[secret]")."""
     return {
         "urn": f"{DEV}{type_}::{name}",
         "type": type_,

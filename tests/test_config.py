@@ -12,9 +12,9 @@ import pytest
 
 from mlops_platform.config import PlatformConfig, parse_config
 from mlops_platform.settings_base import ConfigError
-from tests.conftest import ROOT, refused
-from tools import plan as plan_tool
-from tools.harness import run_program, stack_config, with_overrides
+from tools.dev import plan as plan_tool
+from tools.testing.harness import ROOT, run_program, stack_config
+from tools.testing.plans import parse, refused
 
 EKS_AWS = json.dumps(
     {
@@ -23,10 +23,6 @@ EKS_AWS = json.dumps(
         "oidcProviderUrl": "oidc.eks.eu-west-1.amazonaws.com/id/ABC",
     }
 )
-
-
-def parse(**values: object) -> PlatformConfig:
-    return parse_config("test", with_overrides({}, values))
 
 
 def error(**values: object) -> str:
@@ -203,7 +199,7 @@ def test_make_plan_prints_one_line_and_exits_2_on_bad_config(tmp_path):
         "config:\n  mlops-platform:target: microk8s\n  mlops-platform:database:\n    storageSize: 20Gigs\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -281,7 +277,7 @@ def test_make_plan_on_a_malformed_stack_file_prints_no_traceback(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.broken.yaml").write_text(BROKEN_STACK_FILES["indentation"][0])
     result = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "broken", "--stack-dir", str(tmp_path), "--out", str(tmp_path / "build")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -360,7 +356,7 @@ def test_defaults_spelled_out_in_a_disabled_block_are_not_settings():
         kubeflow={"enabled": False, "namespace": "kubeflow", "profiles": [], "dashboardTab": True, "kfpAccess": False},
         serving={"enabled": False, "models": [], "namespaces": [], "deploymentMode": "RawDeployment", "installKserve": False},
     )
-    assert not cfg.kubeflow.enabled and not cfg.serving.enabled
+    assert cfg == parse(target="microk8s", kubeflow={"enabled": False}, serving={"enabled": False})
 
 
 def test_the_switch_is_named_even_when_the_block_is_a_secret_key():

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from mlops_platform.config import PlatformConfig, parse_config
 from mlops_platform.settings_base import Model
-from tools.config_reference import PROJECT_FILE, REFERENCE, REGENERATE, project_config, project_file, reference, rows
+from tools.dev.config_reference import PROJECT_FILE, REFERENCE, REGENERATE, project_config, project_file, reference, rows
 
 EKS_AWS = {
     "region": "eu-west-1",

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from mlops_platform.config import parse_config
-from tests.conftest import run_with
-from tools import conformance
-from tools.harness import stack_config
-from tools.plan import write_build
+from tools.dev.plan import write_build
+from tools.testing import conformance
+from tools.testing.harness import stack_config
+from tools.testing.plans import run_with
 
 LINT_VENV = Path(__file__).resolve().parent.parent / ".venv-lint"
 needs_checkov = pytest.mark.skipif(not (LINT_VENV / "bin" / "checkov").exists(), reason="checkov not installed: run `make lint-venv`")
@@ -40,6 +40,7 @@ def test_every_rendered_object_is_valid_for_its_api(render):
 
 
 @needs_checkov
+@pytest.mark.slow
 def test_checkov_finds_nothing_unsuppressed(render):
     _, out, _ = render
     result = conformance.checkov(out / "manifests")
@@ -86,6 +87,7 @@ def test_a_broken_manifest_fails_with_object_and_path(render, tmp_path, break_it
 
 
 @needs_checkov
+@pytest.mark.slow
 def test_checkov_fails_a_container_without_hardening(render, tmp_path):
     _, out, _ = render
     broken = _deployment(out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import generated_secrets
-from tools import golden
+from tools.dev import golden
+from tools.testing.plans import generated_secrets
 
 
 @pytest.mark.parametrize("stack", golden.STACKS)

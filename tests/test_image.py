@@ -28,8 +28,9 @@ from mlops_platform.tracking.settings import (
     MLFLOW_VERSION,
 )
 from tests.e2e.postgres import postgres_bindir
-from tools import image, server_venv
-from tools.harness import ROOT, run_program
+from tools.dev import image
+from tools.testing import server_venv
+from tools.testing.harness import ROOT, run_program
 
 IMAGE_DIR = ROOT / "images" / "mlflow"
 
@@ -71,7 +72,7 @@ def test_the_kubernetes_app_image_is_built_from_the_pins_the_e2e_runs():
     assert image.REPOSITORY == MLFLOW_K8S_IMAGE_NAME
     client = project_pins(ROOT / "requirements.txt")
     assert client["mlflow"] == MLFLOW_VERSION and client["kubernetes"] == pins["kubernetes"]
-    # tools/server_venv.py installs exactly this file: the venv the tenancy and auth tests start the server from.
+    # tools/testing/server_venv.py installs exactly this file: the venv the tenancy and auth tests start the server from.
     assert server_venv.REQUIREMENTS == IMAGE_DIR / "requirements.txt"
 
 
@@ -111,7 +112,7 @@ def test_the_images_output_lists_exactly_what_the_pods_pull(stack, request):
 
 
 def test_a_training_jobs_image_is_listed_too():
-    from tests.conftest import run_with
+    from tools.testing.plans import run_with
 
     job = {"name": "nightly", "namespace": "kubeflow-user-example-com", "image": "registry.example.com/t/train:1.0", "command": ["python"]}
     plan = run_with("dev", training=json.dumps([job]))
@@ -119,9 +120,10 @@ def test_a_training_jobs_image_is_listed_too():
     assert set(plan.outputs["images"].values()) == pulled(plan)
 
 
+@pytest.mark.slow
 def test_make_plan_prints_the_images_and_what_must_be_built_first():
     done = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--stack", "dev", "--out", str(ROOT / "build" / "test-image-plan")],
+        [sys.executable, "-m", "tools.dev.plan", "--stack", "dev", "--out", str(ROOT / "build" / "test-image-plan")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -217,10 +219,10 @@ def test_the_workflow_builds_with_the_same_tool_and_pushes_only_from_main():
     assert job["permissions"] == {"contents": "read", "packages": "write"}
     runs = {s.get("if"): s.get("run", "") for s in job["steps"] if "run" in s}
     assert (
-        "python3 -m tools.image --builder docker" in runs["github.event_name != 'push'"]
+        "python3 -m tools.dev.image --builder docker" in runs["github.event_name != 'push'"]
         and "--no-push" in runs["github.event_name != 'push'"]
     )
-    assert "python3 -m tools.image --builder docker" in runs["github.event_name == 'push'"]
+    assert "python3 -m tools.dev.image --builder docker" in runs["github.event_name == 'push'"]
     assert "--no-push" not in runs["github.event_name == 'push'"]
 
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from mlops_policies import audit_resources
-from tests.conftest import ROOT, generated_secrets
-from tools import plan as plan_tool
-from tools.harness import MASK
+from tools.dev import plan as plan_tool
+from tools.testing.harness import MASK, ROOT
+from tools.testing.plans import generated_secrets
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -86,7 +86,7 @@ def test_plan_fails_on_a_mandatory_violation(dev, monkeypatch, capsys):
 
 
 def test_secure_values_become_placeholders_and_mark_their_key_secret(tmp_path):
-    from tools.harness import SECURE_PLACEHOLDER, stack_config
+    from tools.testing.harness import SECURE_PLACEHOLDER, stack_config
 
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.s.yaml").write_text(

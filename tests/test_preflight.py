@@ -8,15 +8,9 @@ from typing import Any
 
 import pytest
 
-from mlops_platform.config import parse_config
 from mlops_platform.preflight import KSERVE, KUBEFLOW, MONITORING, NeedsStorageClass, PreflightError, check, needs
-from tools.harness import stack_config, with_overrides
-
-
-def config_of(stack: str, **overrides: Any):
-    config, secret_keys = stack_config(stack)
-    config = with_overrides(config, overrides)
-    return parse_config(stack, config, frozenset(k.partition(":")[2] for k in secret_keys))
+from tools.testing.harness import stack_config
+from tools.testing.plans import config
 
 
 def classes(wanted) -> list[tuple[str, str]]:
@@ -24,16 +18,16 @@ def classes(wanted) -> list[tuple[str, str]]:
 
 
 def test_dev_needs_kubeflows_and_the_prometheus_operators_kinds_and_microk8s_hostpath():
-    wanted = needs(config_of("dev"))
+    wanted = needs(config("dev"))
     assert [n for n in wanted if not isinstance(n, NeedsStorageClass)] == [KUBEFLOW, MONITORING]
     assert classes(wanted) == [("microk8s-hostpath", "database.storageClass"), ("microk8s-hostpath", "artifacts.minio.storageClass")]
 
 
 def test_prod_needs_gp3_for_postgresql_its_dumps_and_the_servers_scratch_and_no_crd():
-    wanted = needs(config_of("prod"))
+    wanted = needs(config("prod"))
     assert classes(wanted) == [("gp3", "database.storageClass"), ("gp3", "tracking.scratch.storageClass")]
     rds = needs(
-        config_of(
+        config(
             "prod",
             database={"mode": "rds", "rds": {"subnetGroupName": "db", "securityGroupIds": ["sg-0123456789abcdef0"]}},
         )
@@ -44,9 +38,9 @@ def test_prod_needs_gp3_for_postgresql_its_dumps_and_the_servers_scratch_and_no_
 def test_serving_models_need_kserve_unless_the_stack_installs_it():
     model = {"name": "m", "namespace": "kubeflow-user-example-com", "storageUri": "s3://mlflow-artifacts/dev/m/"}
     serving = {"enabled": True, "namespaces": ["kubeflow-user-example-com"], "models": [model]}
-    assert KSERVE in needs(config_of("dev", serving=serving))
-    assert KSERVE not in needs(config_of("dev"))
-    assert KSERVE not in needs(config_of("prod", serving={**serving, "installKserve": True, "namespaces": ["models"]}))
+    assert KSERVE in needs(config("dev", serving=serving))
+    assert KSERVE not in needs(config("dev"))
+    assert KSERVE not in needs(config("prod", serving={**serving, "installKserve": True, "namespaces": ["models"]}))
 
 
 class FakeCluster:
@@ -85,7 +79,7 @@ def run_check(config, cluster: FakeCluster) -> tuple[list[str], list[str]]:
 
 def test_a_missing_crd_is_one_line_naming_every_missing_kind_and_the_key():
     with pytest.raises(PreflightError) as caught:
-        run_check(config_of("dev"), FakeCluster(kinds={("kubeflow.org/v1alpha1", "PodDefault")}))
+        run_check(config("dev"), FakeCluster(kinds={("kubeflow.org/v1alpha1", "PodDefault")}))
     message = str(caught.value)
     assert "\n" not in message
     assert message == (
@@ -97,22 +91,22 @@ def test_a_missing_crd_is_one_line_naming_every_missing_kind_and_the_key():
 
 def test_a_missing_storage_class_names_the_claim_and_the_key_that_chooses_it():
     with pytest.raises(PreflightError, match=r"^mlops-platform:database.storageClass: the cluster has no StorageClass microk8s-hostpath, "):
-        run_check(config_of("dev"), FakeCluster(kinds=ALL_KINDS))
+        run_check(config("dev"), FakeCluster(kinds=ALL_KINDS))
 
 
 def test_an_allow_all_authorizer_is_refused_with_workspaces_and_accepted_without():
     cluster = FakeCluster(kinds=ALL_KINDS, classes={"microk8s-hostpath"}, allow_all=True)
     with pytest.raises(PreflightError, match=r"^mlops-platform:kubeflow.workspaces: .*allowed: `microk8s enable rbac`"):
-        run_check(config_of("dev"), cluster)
+        run_check(config("dev"), cluster)
     kubeflow = json.loads(stack_config("dev")[0]["mlops-platform:kubeflow"])
-    warnings, infos = run_check(config_of("dev", kubeflow={**kubeflow, "workspaces": False}), cluster)
+    warnings, infos = run_check(config("dev", kubeflow={**kubeflow, "workspaces": False}), cluster)
     assert warnings == [] and infos[0].startswith("preflight: https://fake has what the stack needs (PodDefault")
 
 
 def test_what_cannot_be_asked_or_reached_is_a_warning_not_a_pass_in_silence():
     cluster = FakeCluster(kinds=ALL_KINDS, classes={"microk8s-hostpath"}, allow_all=None)
     cluster.forbidden.add("/apis/storage.k8s.io/v1/storageclasses/microk8s-hostpath")
-    warnings, _ = run_check(config_of("dev"), cluster)
+    warnings, _ = run_check(config("dev"), cluster)
     assert len(warnings) == 1
     assert "StorageClass microk8s-hostpath (HTTP 403)" in warnings[0] and "whether the authorizer can refuse" in warnings[0]
 
@@ -120,7 +114,7 @@ def test_what_cannot_be_asked_or_reached_is_a_warning_not_a_pass_in_silence():
         raise ConnectionRefusedError("[Errno 111] Connection refused")
 
     warned: list[str] = []
-    check(config_of("dev"), unreachable, warn=warned.append, info=lambda _: None)
+    check(config("dev"), unreachable, warn=warned.append, info=lambda _: None)
     assert warned == [
         "preflight: cannot reach the cluster ([Errno 111] Connection refused): CRDs, StorageClasses and the authorizer were not checked"
     ]

@@ -1,4 +1,4 @@
-"""tools/targets.py: a stack-file change previews exactly the resources it adds, removes or declares differently."""
+"""tools/dev/targets.py: a stack-file change previews exactly the resources it adds, removes or declares differently."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_with
-from tools import targets
-from tools.harness import ROOT
+from tools.dev import targets
+from tools.testing.harness import ROOT
+from tools.testing.plans import run_with
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:KubeflowIntegration"

@@ -22,6 +22,7 @@ def _licences():
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="Go is needed to build the toolchain; .ci/run machines have it")
+@pytest.mark.slow
 def test_random_stand_in_passes_its_go_tests():
     result = subprocess.run(
         ["go", "test", "./..."],

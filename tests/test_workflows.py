@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
-LINT = ROOT / "tools" / "lint_workflows.sh"
+LINT = ROOT / "tools" / "dev" / "lint_workflows.sh"
 LINT_VENV = Path(os.environ.get("LINT_VENV", ROOT / ".venv-lint"))
 USES = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)@(?P<ref>\S+)$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -329,9 +329,9 @@ def _run_targets_step(tmp_path: Path, change: dict[str, str]) -> str:
     """The step's script in a repository whose last commit makes ``change``; returns what it wrote to GITHUB_OUTPUT."""
     repo = tmp_path / "repo"
     (repo / ".venv" / "bin").mkdir(parents=True)
-    # Stands in for tools.targets (tests/test_targets.py tests the real one): prints the base file it was given.
+    # Stands in for tools.dev.targets (tests/test_targets.py tests the real one): prints the base file it was given.
     stub = repo / ".venv" / "bin" / "python"
-    stub.write_text('#!/bin/sh\n[ "$2 $3 $4 $5" = "tools.targets --stack dev --base" ] || exit 9\necho "urn-from:$(cat "$6")"\n')
+    stub.write_text('#!/bin/sh\n[ "$2 $3 $4 $5" = "tools.dev.targets --stack dev --base" ] || exit 9\necho "urn-from:$(cat "$6")"\n')
     stub.chmod(0o755)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)

@@ -3,7 +3,7 @@
 Generation 0 is the stack as before rotation: the server logs in as the owner with its initdb password (Secret
 ``<name>-db``). From generation 1 the server and its jobs read Secret ``<name>-db-login`` instead, which names the
 login of the current generation: the owner (even) or ``<user>_b`` (odd), each with its own RandomPassword. One
-``pulumi up`` of a new generation runs, in the engine's order (see database/logins.py for what each Job does):
+``pulumi up`` of a new generation runs, in the engine's order (see pod_scripts/logins.py for what each Job does):
 
 1. the new generation's RandomPassword, and Secret ``<name>-db-next`` (the new login, and the other one's);
 2. Job ``<name>-db-rotate-<g>``: gives the new login its password; the login in use keeps working;
@@ -18,14 +18,13 @@ fresh install at any generation starts with the owner's initdb password, which s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from mlops_platform import rotation
-from mlops_platform.database import logins, postgres
+from mlops_platform import pod_scripts, rotation
+from mlops_platform.database import postgres
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.settings_base import Resources
@@ -33,7 +32,7 @@ from mlops_platform.settings_base import Resources
 COMPONENT = "postgresql-logins"
 # The second login role: a member of the owner acting as the owner.
 SECOND_LOGIN_SUFFIX = "_b"
-SOURCE = Path(logins.__file__).read_text()
+SOURCE = pod_scripts.source("logins")
 _JOB_RESOURCES = Resources(cpu_request="50m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi")
 
 

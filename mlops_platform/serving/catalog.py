@@ -1,7 +1,7 @@
 """What a few registry searches tell about many ``serving.models`` entries at once.
 
 Every MLflow request costs its server several milliseconds of CPU (5 to 6 ms for a lookup by
-name on MLflow 3.17, ``tools/bench_serving.py``), so asking per entry (the alias, the version,
+name on MLflow 3.17, ``tools/bench/serving.py``), so asking per entry (the alias, the version,
 its download URI, then its ``MLmodel``) made a hundred models cost the registry seconds. Per
 workspace, these searches answer the first three for every entry together:
 

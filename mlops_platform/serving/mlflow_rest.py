@@ -1,7 +1,7 @@
 """The few MLflow REST calls registry resolution needs, without importing MLflow.
 
 Importing ``mlflow`` costs about 1.5 s warm (more cold), more than the whole time
-budget for resolving a hundred models (``tools/bench_serving.py``). Resolution
+budget for resolving a hundred models (``tools/bench/serving.py``). Resolution
 needs a few read-only endpoints of MLflow's documented REST API (lookups and
 searches) and the artifact proxy, so this client speaks them directly with the
 standard library.

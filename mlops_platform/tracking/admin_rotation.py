@@ -7,20 +7,18 @@ output ``trackingAdminPassword``) when this Job completes; the old one is refuse
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform import pod_scripts
 from mlops_platform.database import postgres
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.settings_base import Resources
-from mlops_platform.tracking import admin_password
 from mlops_platform.tracking.auth import ADMIN_USER
 
 COMPONENT = "mlflow-admin-password"
-SOURCE = Path(admin_password.__file__).read_text()
+SOURCE = pod_scripts.source("admin_password")
 _RESOURCES = Resources(cpu_request="50m", cpu_limit="500m", memory_request="256Mi", memory_limit="1Gi")
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from mlops_platform import pod_scripts
 from mlops_platform.contracts import ArtifactStore, Consumer, Grant
-from mlops_platform.database import dumps, postgres, wait
+from mlops_platform.database import postgres
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
     ScratchDir,
@@ -66,11 +66,11 @@ def migrate_command(basic_auth: bool) -> list[str]:
 
 
 # They run in the MLflow image, which does not have this package: the source travels in the command.
-DUMPS_SOURCE = Path(dumps.__file__).read_text()
-WAIT_SOURCE = Path(wait.__file__).read_text()
+DUMPS_SOURCE = pod_scripts.source("dumps")
+WAIT_SOURCE = pod_scripts.source("wait")
 # How long the migration waits for the database to answer before the attempt fails (the Job retries 3 times).
 WAIT_SECONDS = 600
-GC_SOURCE = (Path(__file__).parent / "gc.py").read_text()
+GC_SOURCE = pod_scripts.source("gc")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The mlops-platform policy engine: one set of policies, two front ends.
 
 - CrossGuard (``pulumi preview --policy-pack policies``): :func:`crossguard_policies`.
-- Offline audit of recorded resources or a stack export: :func:`audit_resources`, ``tools/audit.py``.
+- Offline audit of recorded resources or a stack export: :func:`audit_resources`, ``tools/operator/audit.py``.
 
 Importing this package never starts the policy server; only ``policies/__main__.py`` does.
 """

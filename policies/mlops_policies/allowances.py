@@ -3,7 +3,7 @@
 An allowance never turns a rule off. It accepts one match of named rules where the
 value has a shape that is not a credential (a content digest, an MLflow run id, a
 Secret's name), and it is reported by name when a finding is explained
-(``tools/audit.py --explain``). Each has a test that it accepts its shape and still
+(``tools/operator/audit.py --explain``). Each has a test that it accepts its shape and still
 lets the rule report a credential of the same rule next to it.
 """
 

@@ -17,10 +17,11 @@ import pytest
 
 from mlops_platform.kubeflow.integration import PROFILE_SERVICE_ACCOUNT
 from tests.cluster.tenancy import kubeconfig, service_account_token
-from tools import local_cluster, server_venv
-from tools.engine import EngineRun, LocalEngine
-from tools.harness import Plan, run_program, stack_config, with_overrides
-from tools.local_up import load_existing
+from tools.dev.local_up import load_existing
+from tools.local import cluster as local_cluster
+from tools.local.engine import EngineRun, LocalEngine
+from tools.testing import server_venv
+from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "build" / "cluster-tests"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.engine import EngineRun
-from tools.harness import MASK, DeclaredResource, Plan
+from tools.local.engine import EngineRun
+from tools.testing.harness import MASK, DeclaredResource, Plan
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # What the engine's events show for a value it does not know yet or will not show.

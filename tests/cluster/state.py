@@ -1,6 +1,6 @@
 """State hygiene of a deployed stack: its `pulumi stack export` holds no credential in plain text.
 
-Checked two ways: the policy pack's own offline audit (``python -m tools.audit``, what ``make audit STATE=...``
+Checked two ways: the policy pack's own offline audit (``python -m tools.operator.audit``, what ``make audit STATE=...``
 runs) over the export, and a direct comparison with the same export taken with ``--show-secrets``: no value
 that is a secret there (every generated password, every Secret's data) appears anywhere in the plain export,
 and every stack output that carries one is itself a secret.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.engine import EngineRun, LocalEngine
+from tools.local.engine import EngineRun, LocalEngine
 
 ROOT = Path(__file__).resolve().parents[2]
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -99,7 +99,7 @@ def is_secret(value: Any) -> bool:
 def audit(path: Path) -> subprocess.CompletedProcess[str]:
     """The policy pack's offline audit, through its public entry point (`make audit STATE=<path>`)."""
     return subprocess.run(
-        [sys.executable, "-m", "tools.audit", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "tools.operator.audit", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
 
 

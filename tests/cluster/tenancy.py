@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from tools import local_cluster
+from tools.local import cluster as local_cluster
 
 TOKEN_SECONDS = 3600
 # The lists a search answers with.

@@ -73,7 +73,9 @@ def test_a_leak_written_into_the_exported_state_is_found(deployment, tmp_path: P
     leaked = "Tq8vNz3Lw5Rk2Xp7Hm4J"
     mlflow["inputs"]["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLFLOW_TRACKING_PASSWORD", "value": leaked})
     export.write_text(json.dumps(document))
-    result = subprocess.run([sys.executable, "-m", "tools.audit", str(export)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.operator.audit", str(export)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 1
     assert "spec.template.spec.containers[0].env[" in result.stdout and "Secret Keyword [detect-secrets:KeywordDetector]" in result.stdout
     assert leaked not in result.stdout + result.stderr

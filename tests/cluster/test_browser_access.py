@@ -26,9 +26,9 @@ from tests.cluster.conftest import DIRECTORY, EXPERIMENT, MODEL, PROFILE_A, PROF
 from tests.cluster.tenancy import COLLECTIONS, Caller, GatewayUser, attempts, error_code
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools.cluster_fixtures import contributor_binding, profile_owner
-from tools.harness import Plan
-from tools.processes import process_group
+from tools.testing.cluster_fixtures import contributor_binding, profile_owner
+from tools.testing.harness import Plan
+from tools.testing.processes import process_group
 
 OWNER_A = profile_owner(PROFILE_A)
 OWNER_B = profile_owner(PROFILE_B)

@@ -9,8 +9,8 @@ from kubernetes import client, dynamic
 from kubernetes.dynamic.exceptions import NotFoundError
 from pulumi import automation as auto
 
-from tools import cluster_fixtures
-from tools.harness import run_program, stack_config
+from tools.testing import cluster_fixtures
+from tools.testing.harness import run_program, stack_config
 
 
 def _exists(api, manifest) -> bool:

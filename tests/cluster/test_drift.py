@@ -16,7 +16,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
-NS = "mlflow"
+from tools.testing.plans import NS
+
 DRIFT = ["refresh", "--preview-only", "--expect-no-changes", "--diff"]
 # Read by the kubernetes provider: resolve server-side apply conflicts in the program's favour.
 FORCE = "PULUMI_K8S_ENABLE_PATCH_FORCE"

@@ -5,26 +5,21 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.e2e.chromium import Chromium
-from tools import local_cluster, local_platform
-from tools.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
+from tools.dev import local_platform
+from tools.local import cluster as local_cluster
+from tools.testing.cluster_fixtures import DEFAULT_PROFILE, DEFAULT_USER
+from tools.testing.processes import listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tools.local_up", *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return subprocess.run([sys.executable, "-m", "tools.dev.local_up", *args], capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
 def _the_env_file_reaches_the_cluster_and_the_stack_from_a_fresh_shell(env_file: Path) -> None:
@@ -63,12 +58,12 @@ def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_le
         assert "Resources:" in up.stdout and "created" in up.stdout
         assert "output trackingUri: http://mlflow.mlflow.svc.cluster.local:5000/mlflow" in up.stdout
         assert "output databasePassword: [secret]" in up.stdout
-        assert f"source {directory / 'env'}" in up.stdout and "<see tools/engine.py>" not in up.stdout
+        assert f"source {directory / 'env'}" in up.stdout and "<see tools/local/engine.py>" not in up.stdout
         _the_env_file_reaches_the_cluster_and_the_stack_from_a_fresh_shell(directory / "env")
         pids = local_cluster.running_pids(directory)
         assert sorted(pids) == sorted(local_cluster.ORDER)
         ports = json.loads((directory / "cluster.json").read_text())["ports"]
-        assert all(_listening(port) for port in ports.values())
+        assert all(listening(port) for port in ports.values())
         recorded = json.loads((directory / local_platform.RECORD).read_text())["processes"]
         assert {p["component"] for p in recorded} >= {
             "postgresql",
@@ -79,7 +74,7 @@ def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_le
             "gateway",
         }
         platform_ports = [port for p in recorded for port in p["ports"]]
-        assert all(_listening(port) for port in platform_ports)
+        assert all(listening(port) for port in platform_ports)
 
         (notebook,) = [line.strip() for line in up.stdout.splitlines() if "tests/e2e/notebook.py" in line]
         ran = subprocess.run(["bash", "-c", notebook.strip("()")], capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -96,6 +91,6 @@ def test_local_up_deploys_dev_leaves_a_platform_a_person_opens_and_local_down_le
         down = _run("down", "--dir", str(directory))
     assert down.returncode == 0, down.stderr
     assert local_cluster.running_pids(directory) == {}
-    assert not any(_listening(port) for port in [*ports.values(), *platform_ports])
+    assert not any(listening(port) for port in [*ports.values(), *platform_ports])
     again = _run("down", "--dir", str(directory))
     assert again.returncode == 0 and "nothing" in again.stdout

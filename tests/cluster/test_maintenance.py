@@ -13,10 +13,10 @@ from typing import Any
 from kubernetes import client
 
 from tests.cluster import expect
-from tools.engine import EngineRun
-from tools.harness import stack_config
+from tools.local.engine import EngineRun
+from tools.testing.harness import stack_config
+from tools.testing.plans import NS
 
-NS = "mlflow"
 OTHER_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.1-full"
 # Steps that create or change an object (a delete or an unchanged resource says nothing of the order).
 STEPS = {"create", "update", "replace", "create-replacement"}

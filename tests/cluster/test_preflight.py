@@ -23,10 +23,11 @@ from kubernetes.client.exceptions import ApiException
 from pulumi import automation as auto
 
 from mlops_platform.preflight import KSERVE, KUBEFLOW, MONITORING
-from tools import cluster_fixtures, local_cluster
-from tools.engine import LocalEngine
-from tools.harness import stack_config
-from tools.processes import free_port
+from tools.local import cluster as local_cluster
+from tools.local.engine import LocalEngine
+from tools.testing import cluster_fixtures
+from tools.testing.harness import stack_config
+from tools.testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BARE = ROOT / "build" / "cluster-tests-allow-all"

@@ -7,7 +7,7 @@ import yaml
 from pulumi import automation as auto
 
 from tests.cluster import expect
-from tools.harness import run_program
+from tools.testing.harness import run_program
 
 
 def test_preview_creates_exactly_what_make_plan_lists_with_equal_specs(scratch_engine):

@@ -16,10 +16,10 @@ from kubernetes import client
 from tests.cluster.expect import type_and_name
 from tests.cluster.state import assert_no_plaintext_credential
 from tests.cluster.test_maintenance import _index
-from tools.engine import EngineRun
-from tools.harness import stack_config
+from tools.local.engine import EngineRun
+from tools.testing.harness import stack_config
+from tools.testing.plans import NS
 
-NS = "mlflow"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 MINIO_KEYS = {
     "mlflow-minio-root-password",

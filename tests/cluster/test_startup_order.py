@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 from kubernetes import client
 
-from tools.engine import EngineRun, program
+from tools.local.engine import EngineRun, program
+from tools.testing.plans import NS
 
-NS = "mlflow"
 READY_AFTER = 20
 DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
 

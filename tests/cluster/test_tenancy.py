@@ -31,8 +31,8 @@ from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tests.serving.recorded import record_requests
-from tools.cluster_fixtures import profile_owner
-from tools.harness import Plan, run_program, stack_config, with_overrides
+from tools.testing.cluster_fixtures import profile_owner
+from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from kubernetes import client, dynamic
 
 from tests.cluster import expect
 from tests.cluster.conftest import ADDED_PROFILE
-from tools import cluster_fixtures
-from tools.harness import run_program, stack_config, with_overrides
+from tools.testing import cluster_fixtures
+from tools.testing.harness import run_program, stack_config, with_overrides
 
 STACK_PROFILE = "kubeflow-user-example-com"
 

@@ -28,9 +28,9 @@ from tests.cluster.tenancy import Caller, kubeconfig, service_account_token
 from tests.cluster.upgrade import OldProgram, UpgradeSourceMissing, checkout, guarded, oldest, remove
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools import server_venv
-from tools.engine import EngineRun, LocalEngine
-from tools.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
+from tools.local.engine import EngineRun, LocalEngine
+from tools.testing import server_venv
+from tools.testing.harness import DeclaredResource, Plan, run_program, stack_config, with_overrides
 
 PROFILE = "kubeflow-user-example-com"
 MODEL, ALIAS, EXPERIMENT = "upgraded-model", "production", "written-before-the-upgrade"

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tools.harness import DeclaredResource, Plan
+from tools.testing.harness import DeclaredResource, Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FILE = ROOT / "docs" / "upgrade.toml"
@@ -60,7 +60,11 @@ def remove(where: Path) -> None:
 
 @dataclasses.dataclass
 class OldProgram:
-    """The old commit's own engine, harness and program, run from its worktree."""
+    """The old commit's own engine, harness and program, run from its worktree.
+
+    The bodies below import the old commit's modules by the paths it has (``tools.engine``, ``tools.harness``),
+    not this checkout's ``tools.local.engine`` and ``tools.testing.harness``.
+    """
 
     worktree: Path
 

@@ -7,10 +7,9 @@ import json
 import pytest
 
 from mlops_platform.settings_base import ConfigError
-from tests.conftest import container, env_of, strings
-from tools.harness import run_program, stack_config, with_overrides
+from tools.testing.harness import run_program, stack_config, with_overrides
+from tools.testing.plans import NS, container, env_of, strings
 
-NS = "mlflow"
 PASSWORD = "S3cret-Pa55word-xyz"
 MYSQL_URI = f"mysql+pymysql://mlflow:{PASSWORD}@mysql.kubeflow.svc.cluster.local:3306/mlflow"
 

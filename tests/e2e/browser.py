@@ -23,8 +23,8 @@ import yaml
 from tests.e2e.declared import port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import VENV_BIN, Server, await_ready, base_env, http_ready, spawn
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST, free_port
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST, free_port
 
 GATEWAY = Path(__file__).with_name("kubeflow_gateway.py")
 BROWSER_SERVER = "mlflow-ui"
@@ -125,7 +125,7 @@ class Browser:
         the server image's bin directory (its plugins); ``outside_env``: what the pod gets from outside its spec (the
         kubeconfig standing in for the projected ServiceAccount token).
         """
-        from tools.local_cluster import binary
+        from tools.local.cluster import binary
 
         deployment = self.browser_deployment(plan)
         pod = deployment.pod_spec()

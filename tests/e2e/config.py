@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.e2e.errors import DataPlaneError
-from tools.harness import DeclaredResource, Plan, stack_config
+from tools.testing.harness import DeclaredResource, Plan, stack_config
 
 # The dev stack as committed, plus what the e2e needs to reach every path; nothing else changes.
 E2E_EXTERNAL_HOST = "kubeflow.example.com"

@@ -26,7 +26,7 @@ from tests.e2e.meter import declared_limits
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
 from tests.e2e.prerequisites import require
-from tools.harness import ROOT, Plan, run_program
+from tools.testing.harness import ROOT, Plan, run_program
 
 LOGS = ROOT / "build" / "e2e"
 KEEP_RUNS = 5

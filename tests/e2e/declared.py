@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tests.e2e.errors import DataPlaneError
-from tools.harness import DeclaredResource, Plan
+from tools.testing.harness import DeclaredResource, Plan
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 

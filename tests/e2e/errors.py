@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.processes import tail as read_tail
+from tools.testing.processes import tail as read_tail
 
 
 class DataPlaneError(AssertionError):

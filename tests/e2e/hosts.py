@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from tests.e2e.declared import CLUSTER_DOMAIN, pod_labels
 from tests.e2e.errors import DataPlaneError
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST, free_port
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST, free_port
 
 
 @dataclass

@@ -20,7 +20,7 @@ from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import run_once
 from tests.e2e.postgres import postgres_bindir
 from tests.e2e.s3 import provisions_minio
-from tools.harness import DeclaredResource, Plan
+from tools.testing.harness import DeclaredResource, Plan
 
 JOB_TIMEOUT = 300
 # Where the stand-in mc is mounted in the mc image's containers, and their whole PATH.

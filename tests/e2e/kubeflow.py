@@ -9,8 +9,8 @@ from typing import Any
 from tests.e2e.declared import resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, VENV_BIN, base_env, run_once
-from tools.harness import Plan
-from tools.processes import HOST, http
+from tools.testing.harness import Plan
+from tools.testing.processes import HOST, http
 
 NOTEBOOK = Path(__file__).with_name("notebook.py")
 PODDEFAULT_KIND = "PodDefault"

@@ -1,4 +1,4 @@
-"""Starting the stand-ins on top of tools.processes: only the declared env, every wait bounded, failures naming the component.
+"""Starting the stand-ins on top of tools.testing.processes: only the declared env, every wait bounded, failures naming the component.
 
 Every declared container starts here with a :class:`~tests.e2e.sandbox.Sandbox`: its securityContext and volumes hold.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.sandbox import Sandbox
 from tests.e2e.scratch import ScratchMount
-from tools.harness import DeclaredResource
-from tools.processes import HOST, Service, http, start
+from tools.testing.harness import DeclaredResource
+from tools.testing.processes import HOST, Service, http, start
 
 # The image entrypoints (`mlflow`, `python`, `mlserver`, `moto_server`) are the venv's.
 VENV_BIN = Path(sys.prefix) / "bin"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from mlops_platform.settings_base import quantity_bytes
 from tests.e2e.launch import Server
 from tests.e2e.scratch import declared_size
-from tools.processes import memory_mb
+from tools.testing.processes import memory_mb
 
 MiB = 2**20
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, Server, await_ready, base_env, run_once, spawn
-from tools.processes import HOST, free_port
+from tools.testing.processes import HOST, free_port
 
 START_TIMEOUT = 60
 

@@ -26,8 +26,8 @@ from tests.e2e.s3 import S3
 from tests.e2e.serving import KServe
 from tests.e2e.tracking import Tracking
 from tests.e2e.training import Training
-from tools.harness import DeclaredResource, Plan
-from tools.processes import free_port, listening, process_group
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import free_port, listening, process_group
 
 BALANCER = Path(__file__).with_name("balancer.py")
 

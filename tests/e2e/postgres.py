@@ -10,8 +10,8 @@ from tests.e2e import sandbox
 from tests.e2e.declared import mounted_file, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, run_once, spawn
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST
 
 # The postgres image's PGDATA default and socket directory (docker-library/postgres Dockerfile).
 DATA = "/var/lib/postgresql/data"

@@ -7,8 +7,8 @@ from pathlib import Path
 from tests.e2e.declared import workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, spawn
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST
 
 MC_STAND_IN = Path(__file__).with_name("mc.py")
 

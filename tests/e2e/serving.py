@@ -12,8 +12,8 @@ from typing import Any
 from tests.e2e.declared import secret_data
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, run_once, spawn
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST, free_port, http
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST, free_port, http
 
 # KServe v0.16.0 config/configmap/inferenceservice.yaml, "credentials": the s3 defaults.
 KSERVE_S3_CONFIG = {"s3AccessKeyIDName": "AWS_ACCESS_KEY_ID", "s3SecretAccessKeyName": "AWS_SECRET_ACCESS_KEY"}

@@ -24,7 +24,7 @@ from mlops_platform.tracking.settings import MLFLOW_IMAGE
 from tests.e2e.declared import resolve_env
 from tests.e2e.launch import Server, base_env
 from tests.e2e.plane import DataPlane
-from tools.harness import Plan, run_program, stack_config, with_overrides
+from tools.testing.harness import Plan, run_program, stack_config, with_overrides
 
 HOST = "mlflow.example.com"
 
@@ -130,7 +130,7 @@ def test_a_client_with_the_admin_credentials_tracks_a_run(server, plan: Plan, pl
 def test_in_a_browser_the_basic_auth_login_opens_the_ui_only_with_the_generated_password(server, plan: Plan):
     """A person at the prod route logs in with the generated admin password (Debian's Chromium); a wrong one shows nothing."""
     from tests.e2e.chromium import Chromium
-    from tools.harness import ROOT
+    from tools.testing.harness import ROOT
 
     _, base = server
     password = plan.outputs["trackingAdminPassword"]

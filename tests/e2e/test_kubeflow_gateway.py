@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from tests.e2e.browser import _write_key
-from tools.processes import HOST, free_port, start
+from tools.testing.processes import HOST, free_port, start
 
 GATEWAY = Path(__file__).with_name("kubeflow_gateway.py")
 

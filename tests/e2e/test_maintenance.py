@@ -26,9 +26,7 @@ from tests.e2e.old_mlflow import VERSION as OLD_VERSION
 from tests.e2e.old_mlflow import old_mlflow_python
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
-from tools.harness import ROOT, DeclaredResource, Plan, run_program, with_overrides
-
-pytestmark = pytest.mark.e2e
+from tools.testing.harness import ROOT, DeclaredResource, Plan, run_program, with_overrides
 
 
 @pytest.fixture
@@ -116,7 +114,7 @@ def dump_url(plane: DataPlane, plan: Plan, database: str | None = None) -> str:
 
 
 def tool_env(plane: DataPlane, plan: Plan) -> dict[str, str]:
-    """An operator's environment for tools.restore: the database password and S3 access, nothing inherited."""
+    """An operator's environment for tools.operator.restore: the database password and S3 access, nothing inherited."""
     _, creds = plane.postgres
     return {
         **base_env(plane.home),
@@ -132,7 +130,7 @@ def tool_env(plane: DataPlane, plan: Plan) -> dict[str, str]:
 def restore(plane: DataPlane, plan: Plan, *args: str) -> subprocess.CompletedProcess[str]:
     where = upload_args(cron_job(plan, "backup"))
     return subprocess.run(
-        [sys.executable, "-m", "tools.restore", "--bucket", where["bucket"], "--prefix", where["prefix"], *args],
+        [sys.executable, "-m", "tools.operator.restore", "--bucket", where["bucket"], "--prefix", where["prefix"], *args],
         cwd=ROOT,
         env=tool_env(plane, plan),
         capture_output=True,

@@ -19,9 +19,7 @@ from tests.e2e.launch import Server
 from tests.e2e.mysql import MySQLDatabase, mariadb_binaries
 from tests.e2e.plane import DataPlane
 from tests.e2e.prerequisites import require
-from tools.harness import Plan, run_program
-
-pytestmark = pytest.mark.e2e
+from tools.testing.harness import Plan, run_program
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,7 @@ from tests.e2e.meter import Meter, declared_limits
 from tests.e2e.plane import DataPlane, pod_count
 from tests.e2e.serving import select_runtime
 from tests.monitoring.test_stack import queried_metrics
-from tools.processes import http, listening, process_tree
-
-pytestmark = pytest.mark.e2e
+from tools.testing.processes import http, listening, process_tree
 
 LARGE_ARTIFACT = Path(__file__).with_name("large_artifact.py")
 

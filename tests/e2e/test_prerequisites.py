@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from tools.harness import ROOT
+from tools.testing.harness import ROOT
 
 
 def test_a_missing_package_fails_the_test_that_needs_it_and_names_the_install_command(tmp_path):

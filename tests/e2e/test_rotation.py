@@ -35,11 +35,9 @@ from tests.e2e.declared import mounted_file, mutated, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
 from tests.e2e.plane import DataPlane
-from tools import server_venv
-from tools.harness import Plan, run_program, stack_config, with_overrides
-from tools.processes import HOST
-
-pytestmark = pytest.mark.e2e
+from tools.testing import server_venv
+from tools.testing.harness import Plan, run_program, stack_config, with_overrides
+from tools.testing.processes import HOST
 
 EXTERNAL_HOST = "mlflow.example.com"
 SERVICE = "mlflow.mlflow.svc.cluster.local:5000"

@@ -19,10 +19,8 @@ from tests.e2e.declared import mutated
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.plane import DataPlane
 from tests.e2e.prerequisites import require
-from tools.harness import Plan
-from tools.processes import process_tree
-
-pytestmark = pytest.mark.e2e
+from tools.testing.harness import Plan
+from tools.testing.processes import process_tree
 
 HARDENED = {
     "runAsNonRoot": True,

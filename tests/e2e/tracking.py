@@ -8,8 +8,8 @@ from pathlib import Path
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
-from tools.harness import DeclaredResource, Plan
-from tools.processes import http
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import http
 
 
 class Tracking:

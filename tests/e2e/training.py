@@ -8,8 +8,8 @@ from tests.e2e.declared import resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import PODDEFAULT_KIND, poddefault_env
 from tests.e2e.launch import RUN_TIMEOUT, run_once
-from tools.harness import DeclaredResource, Plan
-from tools.processes import HOST
+from tools.testing.harness import DeclaredResource, Plan
+from tools.testing.processes import HOST
 
 
 def job_template(job: DeclaredResource) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.harness import DeclaredResource, Plan
+from tools.testing.harness import DeclaredResource, Plan
 
 ROOT_NAMESPACE = "istio-system"
 KUBEFLOW_POLICIES: list[dict[str, Any]] = [

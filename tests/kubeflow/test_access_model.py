@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from tests.kubeflow.access_model import Pod, istio_allows, network_admits, workload_pod
-from tools.cluster_fixtures import DEFAULT_PROFILE
+from tools.testing.cluster_fixtures import DEFAULT_PROFILE
+from tools.testing.plans import NS
 
-NS = "mlflow"
 GATEWAY = Pod(
     "istio-system",
     {"app": "istio-ingressgateway", "istio": "ingressgateway"},

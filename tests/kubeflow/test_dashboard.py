@@ -21,7 +21,7 @@ from mlops_platform.kubeflow.dashboard import (
     with_link,
     without_link,
 )
-from tests.conftest import ROOT
+from tools.testing.harness import ROOT
 
 MLFLOW = MenuLink("MLflow", "/mlflow/", "timeline")
 

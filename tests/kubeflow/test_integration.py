@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from mlops_platform.config import parse_config
 from mlops_platform.settings_base import ConfigError
-from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
-from tools.harness import stack_config
+from tools.testing.harness import stack_config
+from tools.testing.plans import NS, arg, container, env_of, generated_secrets, mlflow, parse, refused, run_with, strings
 
-NS = "mlflow"
 PROFILE = "kubeflow-user-example-com"
 TEAMS = ["team-a", "team-b"]
 COMPONENT = "mlops:index:KubeflowIntegration"
@@ -46,14 +44,6 @@ def spec(plan, kind: str, name: str, namespace: str) -> dict:
     return plan.k8s(kind, name, namespace).inputs["spec"]
 
 
-def mlflow(plan):
-    return plan.k8s("Deployment", "mlflow", NS)
-
-
-def _arg(args: list[str], flag: str) -> str:
-    return args[args.index(flag) + 1]
-
-
 # -- route -------------------------------------------------------------------------
 
 
@@ -69,7 +59,7 @@ def test_route_sends_the_prefix_to_the_browser_server_unchanged(dev):
     ]
     # MLflow serves UI, static files, REST API and artifact proxy under its static prefix: nothing may strip it.
     assert not [r for r in route["http"] if "rewrite" in r]
-    assert _arg(container(mlflow(dev), "mlflow")["args"], "--static-prefix") + "/" == "/mlflow/"
+    assert arg(container(mlflow(dev), "mlflow")["args"], "--static-prefix") + "/" == "/mlflow/"
 
 
 def test_without_a_browser_server_the_route_goes_to_the_tracking_server():
@@ -96,13 +86,13 @@ def test_route_and_tab_follow_the_tracking_path_prefix():
 
 def test_external_host_is_routed_and_accepted_by_mlflow(teams):
     assert spec(teams, "VirtualService", "mlflow", NS)["hosts"] == ["kubeflow.example.com"]
-    hosts = _arg(container(mlflow(teams), "mlflow")["args"], "--allowed-hosts").split(",")
+    hosts = arg(container(mlflow(teams), "mlflow")["args"], "--allowed-hosts").split(",")
     assert {"kubeflow.example.com", "kubeflow.example.com:*"} <= set(hosts)
     assert teams.outputs["kubeflowUrl"] == "https://kubeflow.example.com/mlflow/"
 
 
 def test_without_an_external_host_mlflow_accepts_the_port_forwarded_gateway(dev):
-    hosts = _arg(container(mlflow(dev), "mlflow")["args"], "--allowed-hosts").split(",")
+    hosts = arg(container(mlflow(dev), "mlflow")["args"], "--allowed-hosts").split(",")
     assert "localhost:*" in hosts and "*" not in hosts
 
 
@@ -402,6 +392,7 @@ def _count(profiles: int) -> int:
     return len(run_with("dev", kubeflow=kf(profiles=[f"team-{i:02d}" for i in range(profiles)])).resources)
 
 
+@pytest.mark.slow
 def test_resource_count_grows_linearly_with_profiles():
     one, ten, fifty = _count(1), _count(10), _count(50)
     # Per profile: key, Secret, PodDefault, Sidecar, KFP PodDefault, RoleBinding; with workspaces the namespace label and
@@ -411,10 +402,6 @@ def test_resource_count_grows_linearly_with_profiles():
 
 
 # -- config ------------------------------------------------------------------------
-
-
-def parse(kubeflow: dict):
-    return parse_config("test", {"mlops-platform:target": "microk8s", "mlops-platform:kubeflow": json.dumps(kubeflow)})
 
 
 @pytest.mark.parametrize(
@@ -453,12 +440,12 @@ def parse(kubeflow: dict):
 )
 def test_invalid_kubeflow_config_is_one_line_naming_the_key(values, message):
     with pytest.raises(ConfigError) as caught:
-        parse({"enabled": True, **values})
+        parse(target="microk8s", kubeflow={"enabled": True, **values})
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
 
 
 def test_defaults_match_kubeflows_own_names():
-    cfg = parse({"enabled": True}).kubeflow
+    cfg = parse(target="microk8s", kubeflow={"enabled": True}).kubeflow
     assert (cfg.namespace, cfg.gateway, cfg.ingress_principal) == ("kubeflow", "kubeflow/kubeflow-gateway", GATEWAY_SA)
     assert cfg.dashboard_tab and not cfg.insecure_cookies and not cfg.kfp_access and cfg.profiles == []
 

@@ -14,10 +14,9 @@ from mlops_platform.contracts import REGISTRY_READER_ROLE
 from mlops_platform.kubeflow import tenancy
 from mlops_platform.serving.stack import REGISTRY_READER
 from mlops_platform.tracking import auth
-from tests.conftest import container, env_of, refused, run_with
-from tools.cluster_fixtures import KUBEFLOW_ROLES
+from tools.testing.cluster_fixtures import KUBEFLOW_ROLES
+from tools.testing.plans import NS, container, env_of, refused, run_with
 
-NS = "mlflow"
 TEAMS = ["team-a", "team-b"]
 GATEWAY_SA = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 
@@ -149,7 +148,7 @@ def test_config_refuses_basic_auth_for_workspaces_and_models_outside_a_profile()
 
 
 def test_the_mlflow_config_kind_the_provider_watches_is_declared_unless_another_operator_owns_it(teams):
-    """Missing or unreadable, the plugin lists MLflowConfigs again on every request (tests/cluster/bench_tenancy.py measures it)."""
+    """Missing or unreadable, the plugin lists MLflowConfigs again on every request (tools/bench/tenancy.py measures it)."""
     crd = teams.k8s("CustomResourceDefinition", "mlflowconfigs.mlflow.kubeflow.org").inputs["spec"]
     assert (crd["group"], crd["names"]["kind"], crd["scope"]) == ("mlflow.kubeflow.org", "MLflowConfig", "Namespaced")
     assert [v["name"] for v in crd["versions"]] == ["v1"]

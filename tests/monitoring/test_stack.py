@@ -6,9 +6,8 @@ import json
 import re
 
 from mlops_platform.contracts import METRICS_PATH
-from tests.conftest import container, refused, run_with
+from tools.testing.plans import NS, container, refused, run_with
 
-NS = "mlflow"
 COMPONENT = "mlops:index:Monitoring"
 PROMETHEUS = "cluster.local/ns/observability/sa/kube-prom-stack-kube-prome-prometheus"
 

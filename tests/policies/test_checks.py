@@ -1024,7 +1024,7 @@ def test_an_app_that_authenticates_nobody_and_routes_elsewhere_are_told_apart() 
 
 
 def test_the_stacks_as_declared_pass_and_dropping_the_auth_app_from_prod_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tools.harness import run_program
+    from tools.testing.harness import run_program
 
     def policy_resources(plan: Any, drop_auth: bool = False) -> list[PolicyResource]:
         out = []

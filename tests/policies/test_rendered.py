@@ -1,6 +1,6 @@
 """No false alarm on anything this program renders: dev, prod and every documented option (README, docs/*.md).
 
-Each variant runs the real program under mocks (tools/harness.py) and goes through
+Each variant runs the real program under mocks (tools/testing/harness.py) and goes through
 both front ends: the audit over the records `make plan` writes (secrets masked, the
 stack's outputs included), and CrossGuard's validate functions over the inputs as
 the engine hands them over (secrets unwrapped). Registry-resolved models are given
@@ -18,7 +18,10 @@ import pytest
 from mlops_platform.serving import registry
 from mlops_policies import audit_resources
 from tests.policies.helpers import CREDENTIALS, messages
-from tools.harness import Plan, run_program, stack_config, with_overrides
+from tools.testing.harness import Plan, run_program, stack_config, with_overrides
+
+# Every documented variant rendered and audited: seconds, so left to `make test`.
+pytestmark = pytest.mark.slow
 
 PROFILE = "kubeflow-user-example-com"
 KUBEFLOW = {"enabled": True, "profiles": [PROFILE, "team-a"], "kfpAccess": True}

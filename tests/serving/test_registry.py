@@ -40,10 +40,10 @@ from mlops_platform.serving.registry import physical_uri
 from mlops_platform.settings_base import ConfigError
 from mlops_platform.tracking.settings import MLFLOW_VERSION
 from tests.serving.recorded import record_requests
-from tools import harness
-from tools.harness import Plan, run_program, stack_config
-from tools.plan import table
-from tools.processes import HOST, free_port, mlflow_registry, running
+from tools.dev.plan import table
+from tools.testing import harness
+from tools.testing.harness import Plan, run_program, stack_config
+from tools.testing.processes import HOST, free_port, mlflow_registry, running
 
 BIN = Path(sys.executable).parent
 BUCKET = "mlflow-artifacts"
@@ -73,6 +73,7 @@ class Registry:
         self.client.set_registered_model_alias(MODEL, alias, version)
 
 
+# A real MLflow server on moto's S3: the tests that take it are marked slow (left to `make test`).
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Iterator[Registry]:
     work = tmp_path_factory.mktemp("registry")
@@ -177,6 +178,7 @@ def isvc(plan: Plan, name: str = MODEL) -> dict:
 # -- resolution -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_alias_resolves_to_exactly_that_versions_s3_location(registry):
     registry.promote("1")
     plan = deploy(serving(registry.uri, entry(alias="production")))
@@ -192,6 +194,7 @@ def test_alias_resolves_to_exactly_that_versions_s3_location(registry):
     }
 
 
+@pytest.mark.slow
 def test_moving_the_alias_changes_the_storage_uri_annotations_and_plan(registry):
     config = serving(registry.uri, entry(alias="production"))
     registry.promote("1")
@@ -216,6 +219,7 @@ def test_moving_the_alias_changes_the_storage_uri_annotations_and_plan(registry)
     assert "diabetes v2 @production" in table(after)
 
 
+@pytest.mark.slow
 def test_a_version_pins_regardless_of_aliases(registry):
     registry.promote("2")
     plan = deploy(serving(registry.uri, entry(version=1)))
@@ -225,6 +229,7 @@ def test_a_version_pins_regardless_of_aliases(registry):
     assert "mlops-platform/model-alias" not in manifest["metadata"]["annotations"]
 
 
+@pytest.mark.slow
 def test_one_client_resolves_every_model(registry, monkeypatch):
     created = []
 
@@ -250,8 +255,9 @@ def test_the_registry_is_not_asked_for_pinned_sources(monkeypatch):
     assert isvc(plan)["spec"]["predictor"]["model"]["storageUri"] == f"{ROOT_URI}/1/models/m-1/artifacts/"
 
 
+@pytest.mark.slow
 def test_resolving_and_gating_never_imports_mlflow(registry):
-    """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench_serving.py)."""
+    """Importing MLflow alone costs more than the time budget for a hundred models (tools/bench/serving.py)."""
     registry.promote("1")
     values, _ = plain_registry_values(
         serving(registry.uri, entry(alias="production"), entry("pinned", storageUri=f"{ROOT_URI}/1/m/artifacts"))
@@ -279,6 +285,7 @@ def canary_config(registry: Registry, **canary: object) -> dict:
     return serving(registry.uri, entry(alias="production", canary={**CANARY, **canary}), deploymentMode="Serverless")
 
 
+@pytest.mark.slow
 def test_a_canary_resolves_production_and_challenger_to_their_own_locations(registry):
     registry.promote("1")
     registry.promote("2", "challenger")
@@ -308,6 +315,7 @@ def test_a_canary_resolves_production_and_challenger_to_their_own_locations(regi
     assert "diabetes v1 @production 90% | v2 @challenger 10%" in table(plan)
 
 
+@pytest.mark.slow
 def test_moving_the_challenger_changes_only_the_canary_fields(registry):
     registry.promote("1")
     registry.promote("2", "challenger")
@@ -321,6 +329,7 @@ def test_moving_the_challenger_changes_only_the_canary_fields(registry):
     }
 
 
+@pytest.mark.slow
 def test_promoting_is_moving_production_and_dropping_the_canary(registry):
     registry.promote("1")
     registry.promote("2", "challenger")
@@ -333,6 +342,7 @@ def test_promoting_is_moving_production_and_dropping_the_canary(registry):
     assert after["metadata"]["annotations"]["mlops-platform/model-version"] == "2"
 
 
+@pytest.mark.slow
 def test_a_canary_on_the_version_production_serves_is_refused(registry, monkeypatch):
     """Moving production to the challenger but keeping the canary would leave 90% on the old revision while the alias says otherwise."""
     registry.promote("2")
@@ -383,6 +393,7 @@ ENTRY = f"mlops-platform:serving.models[0] ({MODEL})"
         ),
     ],
 )
+@pytest.mark.slow
 def test_an_unresolvable_model_stops_before_any_resource(registry, elsewhere, monkeypatch, source, expected):
     message, declared = failure(
         monkeypatch, serving(registry.uri, {"name": MODEL, "namespace": NAMESPACE, "registeredModel": MODEL, **source})
@@ -391,6 +402,7 @@ def test_an_unresolvable_model_stops_before_any_resource(registry, elsewhere, mo
     assert declared == []
 
 
+@pytest.mark.slow
 def test_of_several_failures_the_first_entry_in_config_order_is_reported(registry, monkeypatch):
     registry.promote("1")
     entries = [entry(alias="production"), entry("second", alias="champion"), entry("third", registeredModel="no-such-model", version=1)]
@@ -398,6 +410,7 @@ def test_of_several_failures_the_first_entry_in_config_order_is_reported(registr
     assert message == "mlops-platform:serving.models[1] (second): registered model 'diabetes' has no alias 'champion'"
 
 
+@pytest.mark.slow
 def test_a_wrong_path_prefix_is_named_as_such(registry, monkeypatch):
     message, _ = failure(monkeypatch, serving(f"{registry.uri}/mlflow", entry(alias="production")))
     assert message == (
@@ -406,6 +419,7 @@ def test_a_wrong_path_prefix_is_named_as_such(registry, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_a_registry_without_workspaces_is_named_when_the_stack_has_them(registry, monkeypatch):
     """A plain MLflow server answers HTTP 500 to any request naming a workspace; the message says what that likely means."""
     values, secret_keys = stack_config("dev")
@@ -494,14 +508,16 @@ def version_of(name: str) -> str:
         ("unsigned", {}, "{v}: has no signature; allowed: a model logged with a signature, or requireSignature: false"),
     ],
 )
+@pytest.mark.slow
 def test_a_version_failing_a_gate_stops_before_any_resource(registry, gated, monkeypatch, name, settings, expected):
     message, declared = failure(monkeypatch, serving(registry.uri, entry(registeredModel=name, version=1, **settings)))
     assert message == expected.format(v=version_of(name), uri=gated[name])
     assert declared == []
 
 
+@pytest.mark.slow
 def test_make_plan_exits_2_with_the_gates_one_line(registry, gated, tmp_path, monkeypatch, capsys):
-    from tools import plan as plan_tool
+    from tools.dev import plan as plan_tool
 
     document = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["mlops-platform:serving"] = serving(registry.uri, entry(registeredModel="unsigned", version=1))
@@ -519,6 +535,7 @@ def test_make_plan_exits_2_with_the_gates_one_line(registry, gated, tmp_path, mo
     )
 
 
+@pytest.mark.slow
 def test_an_mlflow_format_the_runtime_does_not_declare_is_refused(registry, monkeypatch):
     """KServe 0.16's kserve-mlserver declares mlflow formats 1 and 2; this registry's models were written by MLflow 3."""
     config = serving(registry.uri, entry(version=1))
@@ -531,6 +548,7 @@ def test_an_mlflow_format_the_runtime_does_not_declare_is_refused(registry, monk
     assert declared == []
 
 
+@pytest.mark.slow
 def test_each_gate_passes_for_what_it_does_not_check(registry, gated):
     """The same versions pass where their one defect does not matter: the gates test what they claim."""
     plan = deploy(
@@ -546,6 +564,7 @@ def test_each_gate_passes_for_what_it_does_not_check(registry, gated):
     assert isvc(plan, "pickled")["spec"]["predictor"]["model"]["storageUri"] == registry.versions["1"].location
 
 
+@pytest.mark.slow
 def test_the_challenger_is_gated_too(registry, gated, monkeypatch):
     unsigned = log_model(registry.uri, registry.s3, MODEL, 2.0, signed=False)
     registry.promote("1")
@@ -589,6 +608,7 @@ def storage_uris(plan: Plan) -> dict[str, str]:
     return {r.k8s_name: r.inputs["spec"]["predictor"]["model"]["storageUri"] for r in plan.kinds("InferenceService")}
 
 
+@pytest.mark.slow
 def test_a_few_searches_answer_every_entry_then_each_version_costs_one_mlmodel_read(registry, calls):
     config, expected = three_entries(registry)
     assert storage_uris(deploy(config)) == expected
@@ -616,6 +636,7 @@ def _other_shape(*args, **kwargs):
         ("experiments beyond a page", ["model-versions/get-download-uri"] * 3),
     ],
 )
+@pytest.mark.slow
 def test_what_the_searches_leave_open_is_asked_per_entry_with_the_same_result(registry, calls, monkeypatch, case, alone):
     config, expected = three_entries(registry)
     if case in ("searches refused", "answers of another shape"):
@@ -632,6 +653,7 @@ def test_what_the_searches_leave_open_is_asked_per_entry_with_the_same_result(re
     assert calls.count("artifacts") == 3
 
 
+@pytest.mark.slow
 def test_a_name_no_filter_can_list_verbatim_is_looked_up_alone(registry, calls):
     """MLflow allows quotes and brackets in names; they are never spliced into a search filter."""
     name = "churn's model (v2)"
@@ -836,7 +858,7 @@ def test_an_https_registry_is_verified_as_mlflows_client_would(certificate, monk
 
 
 def test_a_plain_http_registry_never_loads_the_ca_bundle(token_registry, monkeypatch):
-    """Loading it costs about 30 ms of the plan (tools/bench_serving.py); only HTTPS needs it."""
+    """Loading it costs about 30 ms of the plan (tools/bench/serving.py); only HTTPS needs it."""
     uri, handler = token_registry
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", handler.token)
     monkeypatch.setattr(mlflow_rest, "_tls", lambda env: pytest.fail("the CA bundle was loaded for a plain-HTTP registry"))

@@ -16,9 +16,11 @@ from mlops_platform.serving import stack as serving
 from mlops_platform.serving.registry import ResolvedCanary, ResolvedModel
 from mlops_platform.serving.settings import ModelSource
 from mlops_platform.settings_base import ConfigError
-from tests.conftest import ROOT, container, refused, run_with, strings
-from tools import conformance
-from tools.plan import table
+from tools.dev.plan import table
+from tools.testing import conformance
+from tools.testing.harness import ROOT
+from tools.testing.plans import config as stack_config_of
+from tools.testing.plans import container, refused, run_with, strings
 
 COMPONENT = "mlops:index:ServingStack"
 TEAM = "team-a"
@@ -315,9 +317,10 @@ def test_models_while_serving_is_disabled_are_refused_before_any_resource():
     assert declared == []
 
 
+@pytest.mark.slow
 def test_credentials_only_plan_imports_neither_kserve_nor_mlflow():
     code = (
-        "import json, sys; from tests.conftest import run_with; "
+        "import json, sys; from tools.testing.plans import run_with; "
         f"run_with('dev', serving=json.dumps({{'enabled': True, 'namespaces': ['{TEAM}']}})); "
         "print(sorted(m for m in ('kserve', 'mlflow') if m in sys.modules))"
     )
@@ -438,16 +441,7 @@ def test_a_canary_in_raw_deployment_is_refused_naming_the_model_and_the_mode():
         "allowed: deploymentMode Serverless (KServe's canaryTrafficPercent needs Knative revisions), or no canary"
     )
     assert declared == []
-    assert parse_serving({**config, "deploymentMode": "Serverless"}).models[0].canary.traffic_percent == 10
-
-
-def parse_serving(config: dict):
-    from mlops_platform.config import parse_config
-    from tools.harness import stack_config
-
-    values, _ = stack_config("dev")
-    values["mlops-platform:serving"] = json.dumps(config)
-    return parse_config("dev", values).serving
+    assert stack_config_of("dev", serving={**config, "deploymentMode": "Serverless"}).serving.models[0].canary.traffic_percent == 10
 
 
 V3 = f"{ROOTS['dev']}/1/models/m-3/artifacts/"

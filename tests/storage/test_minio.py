@@ -1,4 +1,6 @@
-"""The provisioning script as the pinned mc image runs it: a POSIX shell, mc, and no other command.
+"""MinIO (mlops_platform/storage/minio.py): who may reach it, its bucket bootstrap, and its volumes.
+
+The provisioning script runs as the pinned mc image runs it: a POSIX shell, mc, and no other command.
 
 The image (quay.io/minio/mc, ubi-micro plus /usr/bin/mc) has no grep; here the script runs under /bin/sh with a PATH
 holding only a stand-in `mc`, so any other command it called would fail as "not found". The stand-in answers
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import container
+from tools.testing.plans import NS, arg, container, mlflow, network_policy
 
 STAND_IN = """#!{python}
 import json, os, sys
@@ -65,3 +67,40 @@ def test_a_real_attach_failure_stops_the_script_with_mcs_own_message(dev, tmp_pa
     assert "connection refused" in done.stderr and "not found" not in done.stderr
     # It stopped at the first user's attach: nothing after it ran.
     assert calls[-1][:3] == ["admin", "policy", "attach"] and "provisioned" not in done.stdout
+
+
+def test_minio_accepts_only_mlflow_and_labelled_clients(dev):
+    server = mlflow(dev).inputs["spec"]["selector"]["matchLabels"]
+    (rule,) = network_policy(dev, "mlflow-minio")["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": server}},
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"mlops-platform/minio-client": "true"}}},
+    ]
+    assert rule["ports"] == [{"port": 9000, "protocol": "TCP"}]
+
+
+def test_bootstrap_creates_bucket_and_a_user_limited_to_the_prefix(dev):
+    (job,) = [r for r in dev.kinds("Job") if r.k8s_name.startswith("mlflow-bootstrap-")]
+    script = container(job, "provision")["command"][-1]
+    assert "mc mb --ignore-existing local/mlflow-artifacts" in script
+    assert 'mc admin user add local mlflow "$SECRET_KEY_MLFLOW"' in script
+    policy = json.loads(dev.k8s("ConfigMap", "mlflow-bootstrap-policies", NS).inputs["data"]["mlflow-write.json"])
+    resources = {res for st in policy["Statement"] for res in st["Resource"]}
+    assert resources == {"arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/dev/*"}
+    listing = next(st for st in policy["Statement"] if st["Action"] == ["s3:ListBucket"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dev", "dev/*"]}}
+
+
+def test_a_regenerated_key_reruns_the_bootstrap(dev):
+    (job,) = [r for r in dev.kinds("Job") if r.k8s_name.startswith("mlflow-bootstrap-")]
+    key = dev.k8s("Secret", "mlflow-s3", NS).inputs["stringData"]["AWS_SECRET_ACCESS_KEY"]
+    assert job.replacement_trigger == [key]
+    assert job.replacement_trigger_secret
+
+
+def test_minio_writes_only_to_its_volumes(dev):
+    server = container(dev.k8s("Deployment", "mlflow-minio", NS), "minio")
+    mounts = {m["mountPath"] for m in server["volumeMounts"]}
+    certs = arg(server["args"], "--certs-dir")
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any(certs.startswith(m + "/") for m in mounts) and "/data" in mounts

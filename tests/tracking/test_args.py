@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from mlops_platform.config import PlatformConfig, parse_config
 from mlops_platform.tracking.stack import TrackingStackArgs
-from tools.harness import stack_config, with_overrides
-
-
-def config(stack: str, **overrides: object) -> PlatformConfig:
-    raw, secret_keys = stack_config(stack)
-    return parse_config(stack, with_overrides(raw, overrides), frozenset(secret_keys))
+from tools.testing.plans import config
 
 
 def test_dev_runs_in_kubeflows_mesh_with_workspaces_metrics_and_minio():

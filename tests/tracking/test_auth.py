@@ -8,9 +8,7 @@ import pytest
 
 from mlops_platform.tracking import auth, ingress
 from mlops_platform.tracking.settings import MLFLOW_IMAGE
-from tests.conftest import container, env_of, generated_secrets, refused, run_with, strings
-
-NS = "mlflow"
+from tools.testing.plans import NS, container, env_of, generated_secrets, refused, run_with, strings
 
 
 def server(plan) -> dict:

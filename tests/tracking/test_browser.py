@@ -11,9 +11,8 @@ import json
 import yaml
 
 from mlops_platform.tracking import browser
-from tests.conftest import container, env_of, refused, run_with
+from tools.testing.plans import NS, container, env_of, refused, run_with
 
-NS = "mlflow"
 GATEWAY_SA = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 
 

@@ -7,14 +7,9 @@ import json
 import pytest
 
 from mlops_platform.settings_base import quantity_bytes
-from tests.conftest import container, env_of, refused, run_with
+from tools.testing.plans import NS, container, env_of, mlflow, refused, run_with
 
-NS = "mlflow"
 PROFILE = "kubeflow-user-example-com"
-
-
-def mlflow(plan):
-    return plan.k8s("Deployment", "mlflow", NS)
 
 
 def volumes(plan) -> dict:

@@ -11,18 +11,12 @@ import json
 import pytest
 
 from mlops_platform.database.settings import POSTGRES_IMAGE
-from mlops_platform.tracking.gc import proxied_to_destination
+from mlops_platform.pod_scripts.gc import proxied_to_destination
 from mlops_platform.tracking.maintenance import migration_job_name
 from mlops_platform.tracking.settings import MLFLOW_K8S_IMAGE
-from tests.conftest import container, env_of, refused, run_with
+from tools.testing.plans import NS, container, env_of, migration, refused, run_with
 
-NS = "mlflow"
 RDS = json.dumps({"mode": "rds", "rds": {"subnetGroupName": "mlflow-db", "securityGroupIds": ["sg-0123456789abcdef0"]}})
-
-
-def migration(plan):
-    (job,) = [j for j in plan.kinds("Job") if j.k8s_name.startswith("mlflow-migrate-")]
-    return job
 
 
 def cron(plan, name):

@@ -9,7 +9,8 @@ import yaml
 
 from mlops_platform.k8s.containers import API_TOKEN_DIR
 from mlops_platform.tracking.settings import MLFLOW_IMAGE
-from tests.conftest import ROOT, container, env_of, refused, run_with
+from tools.testing.harness import ROOT
+from tools.testing.plans import container, env_of, refused, run_with
 
 PROFILE = "kubeflow-user-example-com"
 COMPONENT = "mlops:index:TrainingJobs"
@@ -134,7 +135,7 @@ def test_a_training_entry_that_cannot_run_as_declared_is_refused_before_any_reso
 
 
 def test_jobs_and_cronjobs_pass_the_conformance_gate(plan):
-    from tools import conformance
+    from tools.testing import conformance
 
     checked = [(r.kind, *conformance.validate_manifest(m, "1.34")) for r, m in plan.manifests() if r.kind in ("Job", "CronJob")]
     assert {kind for kind, _, _ in checked} == {"Job", "CronJob"}
