@@ -7,7 +7,7 @@ is installed and installs none of it. It declares:
   MLflow serves everything under its static prefix) and a redirect for ``<prefix>``;
 - an AuthorizationPolicy admitting only the ingress gateway, each profile's
   ``default-editor`` and the configured principals to the MLflow pods;
-- an MLflow tab in the central dashboard (see :mod:`components.dashboard`);
+- an MLflow tab in the central dashboard (see :mod:`mlops_platform.kubeflow.dashboard`);
 - per profile: a PodDefault for notebooks, its own storage identity limited to
   ``profiles/<namespace>/`` of the artifact bucket, an Istio Sidecar keeping its
   calls to MLflow on mTLS, and optionally Kubeflow Pipelines access;

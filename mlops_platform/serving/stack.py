@@ -222,8 +222,8 @@ def inference_service(model: ResolvedModel, deployment_mode: str, service_accoun
     """The InferenceService manifest (serving.kserve.io/v1beta1, KServe 0.16).
 
     Written as plain data: importing the kserve SDK costs more than the whole plan-time budget for a
-    hundred models (tools/bench_serving.py). ``make test`` rebuilds every render through the SDK's typed
-    models (tools/conformance.py) and checks the round trip is identical, so a misspelt field still fails.
+    hundred models (tools/bench/serving.py). ``make test`` rebuilds every render through the SDK's typed
+    models (tools/testing/conformance.py) and checks the round trip is identical, so a misspelt field still fails.
     """
     source = model.source
     runtime, protocol = RUNTIMES[source.format]

@@ -133,7 +133,7 @@ class TrackingConfig(Model):
     )
     replicas: int = Field(default=1, ge=1, le=10, description="Server pods (without autoscaling).")
     workers: int = Field(default=2, ge=1, le=16, description="Worker processes per server pod.")
-    # SQLAlchemy pool per engine (MLflow opens two per worker: tracking and registry); chosen from tests/e2e/bench_load.py.
+    # SQLAlchemy pool per engine (MLflow opens two per worker: tracking and registry); chosen from tools/bench/load.py.
     # MLflow passes either to SQLAlchemy only when non-zero (store/db/utils.py), so 0 would mean SQLAlchemy's 5 and 10.
     # A log-batch holds two connections at once: a pool of 3 + 2 ran dry at 16 clients (bench_load); 5 + 10 did not.
     db_pool_size: int = Field(
@@ -151,7 +151,10 @@ class TrackingConfig(Model):
         default=None, description="Host users reach MLflow through (an Ingress, and MLflow's --allowed-hosts)."
     )
     # MLflow 3 reports usage to an external endpoint unless told not to.
-    telemetry: bool = Field(default=False, description="Let MLflow report usage to its external endpoint.")
+    telemetry: bool = Field(
+        default=False,
+        description="Let MLflow report usage to its external endpoint; off, the server and notebooks get MLFLOW_DISABLE_TELEMETRY.",
+    )
     resources: Resources = Field(
         default=Resources(cpu_request="250m", memory_request="768Mi", memory_limit="2Gi"),
         description="The server container's requests and limits.",

@@ -1,4 +1,4 @@
-"""TrainingJobs: the runbooks' ``training-job.yaml`` and ``scheduled-training.yaml``, declared per config entry.
+"""TrainingJobs: a training Job, run once or on a schedule (a CronJob), declared per ``training`` config entry.
 
 A job in a Kubeflow profile is a client like a notebook: its pods carry the profile's
 MLflow PodDefault selector, so Kubeflow's webhook injects the very env, labels and

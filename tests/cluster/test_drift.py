@@ -3,7 +3,7 @@ and `pulumi up --refresh` puts it back.
 
 A field someone else set (``kubectl scale`` owns ``.spec.replicas`` through the scale subresource) is a server-side
 apply conflict for the provider: `up` fails on it (pulumi-kubernetes 4.25, pkg/await/await.go ``patchForce``) until
-told to take the field back, with ``PULUMI_K8S_ENABLE_PATCH_FORCE=true`` for that one `up` (README, Operations).
+told to take the field back, with ``PULUMI_K8S_ENABLE_PATCH_FORCE=true`` for that one `up` (docs/operations.md, Drift).
 
 The scheduled workflow (.github/workflows/drift.yml) runs the same check, `pulumi refresh --preview-only
 --expect-no-changes`, against each real stack.

@@ -142,7 +142,7 @@ def test_config_changes_preview_exactly_the_predicted_steps_and_converge(cluster
 
 
 def test_a_training_job_and_a_scheduled_one_are_created_in_the_profile_and_the_job_completes(cluster, deployment):
-    """The runbook's training-job.yaml and scheduled-training.yaml, through the real engine."""
+    """A training Job and a scheduled CronJob, through the real engine."""
     from mlops_platform.tracking.settings import MLFLOW_IMAGE
 
     deployment.ensure_up()

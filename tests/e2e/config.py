@@ -14,7 +14,7 @@ from tools.testing.harness import DeclaredResource, Plan, stack_config
 E2E_EXTERNAL_HOST = "kubeflow.example.com"
 E2E_REGISTERED_MODEL = "diabetes"
 E2E_ALIAS = "production"
-# One training Job in the first profile: the runbook's training-job.yaml, logging to MLflow.
+# One training Job in the first profile, logging to MLflow.
 E2E_TRAINING_JOB = "diabetes-train"
 E2E_TRAINING_MODEL = "diabetes-trained-by-job"
 E2E_TRAINING_EXPERIMENT = "e2e-training-job"

@@ -1,6 +1,6 @@
 """A throwaway MariaDB on 127.0.0.1 (Debian's ``mariadb-server``): the external MySQL-compatible database of the e2e.
 
-It stands in for a database the platform does not run (Kubeflow's own MySQL in the runbook),
+It stands in for a database the platform does not run (as Kubeflow's own MySQL would be),
 so it is configured from nothing the program declares: a fresh data directory, a database
 and a user with a generated password. Stopped by pid with everything else of the data plane.
 """

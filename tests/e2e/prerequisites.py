@@ -1,6 +1,6 @@
 """What the e2e lane needs installed, and a failure (never a skip) that names the package when it is missing.
 
-`make test` runs this lane; a machine without these packages would otherwise pass while proving less. The README's
+`make test` runs this lane; a machine without these packages would otherwise pass while proving less. CONTRIBUTING.md's
 Prerequisites name the same packages, and `.ci/run` installs them.
 """
 
@@ -22,6 +22,6 @@ def require(package: str, found: bool) -> None:
     if not found:
         pytest.fail(
             f"the e2e lane needs Debian's `{package}` ({PACKAGES[package]}): install it with `{INSTALL}` "
-            "(README, Prerequisites; .ci/run does)",
+            "(CONTRIBUTING.md, Prerequisites; .ci/run does)",
             pytrace=False,
         )

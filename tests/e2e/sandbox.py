@@ -1,7 +1,7 @@
 """Each declared container run as its pod runs it: its declared identity, a read-only root, only its declared volumes
 writable, its Secret and ConfigMap files at their declared modes.
 
-A container's own filesystem is this machine's, read-only (the images themselves are not used here, see docs/e2e.md):
+A container's own filesystem is this machine's, read-only (the images themselves are not used here, see docs/contributing/e2e.md):
 bubblewrap (Debian's ``bwrap``) builds a mount namespace holding the host's directories read-only, an empty ``/tmp``,
 ``/root`` and ``/run`` (nothing of the host's or of other pods), a private 64 MiB ``/dev/shm`` (the container runtime's
 default), and each volume the container mounts at its mount path. ``setpriv`` (util-linux) then drops root for the

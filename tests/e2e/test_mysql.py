@@ -1,4 +1,4 @@
-"""End-to-end on MySQL: ``database.mode: external`` with a MariaDB the platform does not run (the runbook's Kubeflow MySQL).
+"""End-to-end on MySQL: ``database.mode: external`` with a MariaDB the platform does not run (as Kubeflow's own MySQL would be).
 
 The same declared migration and server as on PostgreSQL, configured from the plan with the
 URI given as secret config; then a notebook logs, registers and sets an alias.

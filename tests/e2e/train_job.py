@@ -1,4 +1,4 @@
-"""The training command the e2e declares as a Job (``python -c`` with this file's text): the runbook's training-job.yaml.
+"""The training command the e2e declares as a Job (``python -c`` with this file's text): train, log, register.
 
 Reads only its env: MLflow's (tracking URI, experiment) from the platform, ALPHA and
 REGISTERED_MODEL from the job's own ``env``. Trains, logs and registers a version.

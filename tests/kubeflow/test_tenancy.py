@@ -32,7 +32,7 @@ def teams():
 
 @pytest.fixture(scope="module")
 def shared():
-    """The Kubeflow integration with workspaces switched off: one shared MLflow, as before this switch existed."""
+    """The Kubeflow integration with workspaces switched off: one shared MLflow for every profile."""
     return run_with("dev", kubeflow=kf(workspaces=False))
 
 

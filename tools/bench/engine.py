@@ -2,7 +2,7 @@
 
 Not a test. Each figure comes from a fresh embedded cluster (tools/local/cluster.py) and an
 empty file backend, so runs do not reuse each other's state. Prints a table and writes
-build/bench/engine.json. Goals from the issue: preview <= 10 s, up to all-ready <= 60 s,
+build/bench/engine.json. Goals: preview <= 10 s, up to all-ready <= 60 s,
 no-op up <= 10 s.
 """
 

@@ -1,6 +1,6 @@
 """Wall time of `make plan` per stack, as a user sees it (fresh interpreter each run).
 
-Not a test: prints the figures the README quotes and writes build/bench/plan.json.
+Not a test: prints the figures docs/contributing/figures.md quotes and writes build/bench/plan.json.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the pack is started as a process (`python -u __main__.py` in policies/, which pr
 port), configured, asked to Analyze every resource and to AnalyzeStack once. Each run is a
 fresh process, so the figure includes the interpreter, imports and the rule set's set-up.
 The same work is also timed in-process (validate functions called directly). Prints a
-table with the machine's load and writes build/bench/policies.json. Goal from issue 27:
+table with the machine's load and writes build/bench/policies.json. Goal:
 at most 1 s added to `pulumi preview`.
 """
 

@@ -13,7 +13,7 @@ Not a test. Each size runs twice on its own fresh embedded cluster (tools/local/
 Beside each figure: the machine's load average (os.getloadavg) before it, and the CPU seconds of this process (the
 program, run inline through the Automation API) and of its children (CLI, providers, policy pack). Models are pinned
 by ``storageUri`` (no registry round trip: tools/bench/serving.py measures resolution) in the dev profile.
-Writes build/bench/scale.json and prints the table README.md quotes. ``--profile DIR`` also writes the CLI's Go CPU
+Writes build/bench/scale.json and prints the table docs/contributing/figures.md quotes. ``--profile DIR`` also writes the CLI's Go CPU
 profiles (``pulumi --profiling``) and a cProfile of the program for each engine step.
 """
 
@@ -335,7 +335,7 @@ def report(rows: list[dict[str, Any]], runs: int) -> str:
 
 
 def compact(rows: list[dict[str, Any]]) -> str:
-    """One line per size, as README.md shows it: engine seconds, then the floor's and the ratio where there is one."""
+    """One line per size, as docs/contributing/figures.md shows it: engine seconds, then the floor's and the ratio where there is one."""
 
     def cell(row: dict[str, Any], step: str) -> str:
         figure = row["engine"].get(step)

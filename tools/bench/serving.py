@@ -1,6 +1,6 @@
 """Plan time with 0, 1, 10 and 100 served models, against a real MLflow registry on 127.0.0.1.
 
-Not a test: prints the figures README.md and docs/serving.md quote and writes build/bench/serving.json.
+Not a test: prints the figures docs/contributing/figures.md and docs/serving.md quote and writes build/bench/serving.json.
 For each size it measures ``make plan`` wall time in a fresh interpreter (what a user or CI waits for):
 
 - models pinned by ``storageUri`` (no registry: the cost of declaring the InferenceServices);

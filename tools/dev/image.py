@@ -1,6 +1,6 @@
 """`make image`: build images/mlflow (MLflow with Kubeflow's plugins) and push it to a registry you name.
 
-No published image holds MLflow with mlflow-kubernetes-plugins at the versions this project pins (README, "Images"), so
+No published image holds MLflow with mlflow-kubernetes-plugins at the versions this project pins (docs/images.md), so
 a stack running the Kubernetes authorization app needs this one. The builder is whichever of docker, podman or buildah
 is installed (or ``--builder``); the registry defaults to MicroK8s's registry addon (``microk8s enable registry``, served
 at localhost:32000 on the node, which MicroK8s's containerd pulls from over plain HTTP). The tag comes from the image's

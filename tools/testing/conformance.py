@@ -5,7 +5,7 @@ Kubernetes version (kubernetes-validate). InferenceServices are rebuilt through
 the kserve SDK's typed models, rejecting any field the models do not know.
 Istio, Kubeflow and Prometheus Operator resources have no schema source offline; they are checked
 against the minimal structural schemas below (the fields this project writes),
-documented in the README as partial coverage.
+documented in CONTRIBUTING.md (Conformance gate) as partial coverage.
 """
 
 from __future__ import annotations
