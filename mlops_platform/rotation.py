@@ -26,7 +26,7 @@ class RotationConfig(Model):
     only when above 0, so a stack that never rotates is declared exactly as before rotation existed.
     """
 
-    # The PostgreSQL login of the server and its jobs (two logins take turns: README, Operations).
+    # The PostgreSQL login of the server and its jobs (two logins take turns: docs/operations.md).
     database: Generation = Field(default=0, description="Generation of the PostgreSQL login of the server and its jobs (inCluster only).")
     # MinIO's root user (MinIO restarts to read it).
     minio_root: Generation = Field(default=0, description="Generation of MinIO's root user (microk8s only).")

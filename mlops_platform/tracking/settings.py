@@ -30,7 +30,7 @@ MLFLOW_VERSION = "3.17.2"
 # prometheus-flask-exporter and basic-auth's Flask-WTF. The default without an authorization app and with basic-auth.
 MLFLOW_IMAGE = f"ghcr.io/mlflow/mlflow:v{MLFLOW_VERSION}-full"
 # Kubeflow's Kubernetes workspace provider and authorization app (images/mlflow/requirements.txt pins both). No
-# published image holds MLflow 3.17.2 with this plugin (README, "Images"): `make image` builds images/mlflow and pushes
+# published image holds MLflow 3.17.2 with this plugin (docs/images.md): `make image` builds images/mlflow and pushes
 # it to a registry the user names; the default on microk8s is MicroK8s's registry addon (`microk8s enable registry`).
 K8S_PLUGINS_VERSION = "2.1.0"
 MLFLOW_K8S_IMAGE_NAME = "mlops-platform/mlflow"
