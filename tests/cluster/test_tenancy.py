@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mlops_platform.config import parse_config
-from mlops_platform.kubeflow.tenancy import REGISTRY_READER
+from mlops_platform.serving.stack import REGISTRY_READER
 from mlops_platform.settings_base import ConfigError
 from tests.cluster.conftest import ALIAS, DIRECTORY, EXPERIMENT, MODEL, PROFILE_A, PROFILE_B, sa_token, team_overrides
 from tests.cluster.tenancy import COLLECTIONS, Caller, attempts, error_code
