@@ -310,8 +310,15 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
         # Shallow before deep, so that a path beneath a volume's mount path is bound over it, not hidden by it.
         binds = [Mount(str(p), p, True) for p in self.readable] + mounts
+        bound: list[str] = []
         for mount in sorted(binds, key=lambda m: len(Path(m.path).parts)):
+            # A program's host path beneath a volume's mount path (a checkout under /tmp, where a pod mounts an emptyDir):
+            # bwrap would make the directories on the way 0700 in the volume, which the container's UID cannot search.
+            for ancestor in list(Path(mount.path).parents)[::-1]:
+                if any(ancestor.is_relative_to(b) and str(ancestor) != b for b in bound):
+                    args += ["--perms", "0755", "--dir", str(ancestor)]
             args += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.path]
+            bound.append(mount.path)
         args += ["--remount-ro", "/", "--chdir", self.workdir, "--"]
         identity = self.identity
         groups = ["--groups", ",".join(map(str, identity.groups))] if identity.groups else ["--clear-groups"]

@@ -90,6 +90,23 @@ def test_only_declared_volumes_are_writable_and_a_memory_volume_holds_exactly_it
     assert "Read-only file system" in done.stderr
 
 
+def test_a_program_beneath_a_volumes_mount_path_runs_as_the_declared_user(tmp_path):
+    """A checkout under /tmp (a CI runner's) puts the entrypoints' venv where a pod mounts its /tmp emptyDir."""
+    program = tmp_path / "image" / "bin" / "entrypoint"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\necho ran\n")
+    program.chmod(0o755)
+    assert str(program).startswith("/tmp/"), "pytest's tmp_path stands for a checkout under /tmp"
+    spec = pod([{"name": "tmp", "emptyDir": {}}], [{"name": "tmp", "mountPath": "/tmp"}])
+    volumes = sandbox.PodVolumes(spec[0], tmp_path / "volumes", "c", "ns", lambda kind, name: None)
+    try:
+        box = sandbox.for_container(spec[0], spec[1], volumes, "c", readable=[program.parent])
+        done = subprocess.run(box.argv([str(program)]), capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    finally:
+        volumes.release()
+    assert (done.returncode, done.stdout) == (0, "ran\n"), done.stderr
+
+
 def test_secret_files_have_their_declared_modes_and_fs_group_decides_who_reads_them(tmp_path):
     secret = {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400, "items": [{"key": "pw", "path": "password"}]}}
     mounts = [{"name": "creds", "mountPath": "/etc/creds", "readOnly": True}]
