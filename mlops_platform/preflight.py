@@ -21,7 +21,6 @@ the unit tests) there is no cluster: nothing is checked, and the log says so.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import pulumi
 
 from mlops_platform.config import ClusterAccess, PlatformConfig
+from mlops_platform.k8s.client import api_client
 from mlops_platform.settings_base import PROJECT, ConfigError
 
 REQUEST_TIMEOUT = 5
@@ -140,20 +140,7 @@ class Cluster:
     """The few reads preflight makes, through the kubernetes client (the provider's kubeconfig and context)."""
 
     def __init__(self, access: ClusterAccess):
-        import yaml
-        from kubernetes import client, config
-
-        if access.kubeconfig and not os.path.exists(access.kubeconfig):
-            api = config.new_client_from_config_dict(yaml.safe_load(access.kubeconfig), context=access.context)
-        else:
-            # KUBECONFIG as it is now (the client reads its default once, at import), else ~/.kube/config, as the provider.
-            path = access.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-            try:
-                api = config.new_client_from_config(config_file=path, context=access.context)
-            except config.ConfigException:
-                configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
-                api = client.ApiClient(configuration)
+        api = api_client(access.kubeconfig, access.context)
         self._api = api
         self.server = api.configuration.host
 

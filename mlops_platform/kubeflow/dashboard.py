@@ -12,7 +12,6 @@ in between.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import Any, Protocol
 
 import pulumi
 from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from mlops_platform.k8s.client import api_client
 
 LINKS_KEY = "links"
 MENU = "menuLinks"
@@ -131,18 +132,9 @@ class KubernetesConfigMaps:
     """
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None):
-        import yaml
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if kubeconfig and not os.path.exists(kubeconfig):
-            api = config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context=context)
-        else:
-            try:
-                api = config.new_client_from_config(config_file=kubeconfig, context=context)
-            except config.ConfigException:
-                configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
-                api = client.ApiClient(configuration)
+        api = api_client(kubeconfig, context)
         self._core = client.CoreV1Api(api)
 
     def read(self, namespace: str, name: str) -> ConfigMapData | None:
