@@ -71,6 +71,9 @@ def measure(requests: int) -> dict:
         config, secret_keys = e2e_config("dev", registry_uri=plane.hosts.rewrite(plan.outputs["trackingUri"]))
         serving_plan = run_program("dev", config=config, secret_keys=secret_keys)
         isvc = served_model(serving_plan)
+        model = isvc.k8s_name
+        if model is None:
+            raise SystemExit("error: the InferenceService declares no name")
         steps["program_resolves_alias_and_renders"] = time.monotonic() - mark
         mark = time.monotonic()
         model_dir = plane.download_model(serving_plan, isvc)
@@ -79,7 +82,7 @@ def measure(requests: int) -> dict:
         predictor = plane.start_predictor(isvc, model_dir)
         steps["mlserver_start_to_model_ready"] = time.monotonic() - mark
         mark = time.monotonic()
-        plane.infer(predictor, isvc.k8s_name, trained["inputs"])
+        plane.infer(predictor, model, trained["inputs"])
         first_prediction = time.monotonic()
         steps["first_request"] = first_prediction - mark
         figures["alias_set_to_first_prediction_seconds"] = first_prediction - alias_set
@@ -88,7 +91,7 @@ def measure(requests: int) -> dict:
         latencies = []
         for _ in range(requests):
             t = time.perf_counter()
-            plane.infer(predictor, isvc.k8s_name, trained["inputs"])
+            plane.infer(predictor, model, trained["inputs"])
             latencies.append((time.perf_counter() - t) * 1000)
         cuts = statistics.quantiles(latencies, n=100, method="inclusive")
         figures["mlserver_latency_ms"] = {
@@ -102,7 +105,7 @@ def measure(requests: int) -> dict:
         figures["mlserver_memory"] = memory_mb(predictor.service.process.pid)
 
         plane.stop_server(tracking)
-        restarted = plane.start_deployment(plan, tracking.workload)
+        restarted = plane.start_deployment(plan, DataPlane.tracking_deployment(plan))
         figures["mlflow_restart_seconds_to_healthy"] = restarted.seconds_to_ready
     finally:
         figures["leftovers_after_stop"] = plane.stop()

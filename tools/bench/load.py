@@ -72,8 +72,11 @@ def variant_plans() -> dict[str, Plan]:
             if e["name"] in SMALL_POOL:
                 e["value"] = SMALL_POOL[e["name"]]
 
-    defaults = mutated(declared, "Deployment", deployment.k8s_name, deployment.k8s_namespace, mlflow_defaults)
-    small = mutated(declared, "Deployment", deployment.k8s_name, deployment.k8s_namespace, small_pool)
+    name = deployment.k8s_name
+    if name is None:
+        raise SystemExit("error: the tracking Deployment declares no name")
+    defaults = mutated(declared, "Deployment", name, deployment.k8s_namespace, mlflow_defaults)
+    small = mutated(declared, "Deployment", name, deployment.k8s_namespace, small_pool)
     return {"declared": declared, "pool-3+2": small, "mlflow-defaults": defaults, "declared-x2": doubled}
 
 
@@ -222,7 +225,10 @@ def measure_variant(plane: DataPlane, plan: Plan, seeded: dict, requests: int, s
     deployment = DataPlane.tracking_deployment(plan)
     server = plane.start_deployment(plan, deployment)
     prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
-    container = deployment.pod_spec()["containers"][0]
+    pod = deployment.pod_spec()
+    if pod is None:
+        raise SystemExit("error: the tracking Deployment declares no pod template")
+    container = pod["containers"][0]
     figures: dict = {
         "pods": len(server.processes),
         "args_workers": container["args"][container["args"].index("--workers") + 1]

@@ -30,6 +30,8 @@ def main() -> int:
     plan = run_program("dev")
     deployment = plan.k8s("Deployment", "mlflow", "mlflow")
     pod = deployment.pod_spec()
+    if pod is None:
+        raise SystemExit("error: the mlflow Deployment declares no pod template")
     container = pod["containers"][0]
 
     def source(kind: str, name: str):
@@ -54,7 +56,7 @@ def main() -> int:
                     results.setdefault(f"{name} {'sandboxed' if held else 'direct'}", []).append(time.perf_counter() - began)
     finally:
         volumes.release()
-    figures = {
+    figures: dict[str, object] = {
         k: {"median_ms": round(statistics.median(v) * 1000, 1), "p90_ms": round(sorted(v)[int(0.9 * len(v))] * 1000, 1)}
         for k, v in results.items()
     }

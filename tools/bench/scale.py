@@ -139,8 +139,9 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
         load_existing(cluster, STACK, grown)
         program: Callable[[], None] = engine_module.program
         counter = iter(range(100))
-        if options.profile_dir:
-            options.profile_dir.mkdir(parents=True, exist_ok=True)
+        profile_dir = options.profile_dir
+        if profile_dir:
+            profile_dir.mkdir(parents=True, exist_ok=True)
 
             def program() -> None:
                 profiler = cProfile.Profile()
@@ -149,7 +150,7 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
                     engine_module.program()
                 finally:
                     profiler.disable()
-                    profiler.dump_stats(str(options.profile_dir / f"program-{profiles}p-{next(counter)}.prof"))
+                    profiler.dump_stats(str(profile_dir / f"program-{profiles}p-{next(counter)}.prof"))
 
         engine = LocalEngine(
             STACK,
@@ -162,23 +163,29 @@ def engine_series(profiles: int, models: int, options: Options) -> dict[str, Fig
         )
         engine.reset()
         extra: dict[str, Any] = {"parallel": options.parallel} if options.parallel else {}
-        actions = {
+
+        def grown_then(run: Callable[[], engine_module.EngineRun]) -> Callable[[], engine_module.EngineRun]:
+            def step() -> engine_module.EngineRun:
+                engine.write_stack_file(grown)
+                return run()
+
+            return step
+
+        actions: dict[str, Callable[[], engine_module.EngineRun]] = {
             "preview": lambda: engine.preview(policy=options.policy, **extra),
             "up": lambda: engine.up(policy=options.policy, **extra),
             "noop": lambda: engine.up(policy=options.policy, **extra),
-            "add_preview": lambda: (engine.write_stack_file(grown), engine.preview(policy=options.policy, **extra)),
+            "add_preview": grown_then(lambda: engine.preview(policy=options.policy, **extra)),
             # What .github/workflows/preview.yml runs for a PR that adds the profile (tools/dev/targets.py).
-            "add_targeted": lambda: (
-                engine.write_stack_file(grown),
-                engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True, **extra),
+            "add_targeted": grown_then(
+                lambda: engine.preview(policy=options.policy, target=targets(profiles, models), target_dependents=True, **extra)
             ),
-            "add_up": lambda: (engine.write_stack_file(grown), engine.up(policy=options.policy, **extra)),
+            "add_up": grown_then(lambda: engine.up(policy=options.policy, **extra)),
         }
         previewed = 0
         for step in options.steps:
             with timed(figures, step):
-                result = actions[step]()
-            run = result[-1] if isinstance(result, tuple) else result
+                run = actions[step]()
             figures[step].changes = changes(run)
             if step == "preview":
                 # Every resource the program declares, the stack itself and its default providers included.

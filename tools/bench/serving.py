@@ -169,13 +169,13 @@ def resolution(uri: str, count: int, kind: str) -> dict:
             counts["requests"] += 1
             return send(self, path, body)
 
-    registry.MlflowRest = Counted  # type: ignore[misc]
+    registry.MlflowRest = Counted
     try:
         start = time.perf_counter()
         resolved = registry.resolve_models(config)
         seconds = time.perf_counter() - start
     finally:
-        registry.MlflowRest = client_class  # type: ignore[misc]
+        registry.MlflowRest = client_class
     assert len(resolved) == count and all(m.version == "1" for m in resolved)
     return {"resolve_s": round(seconds, 3), "requests": counts["requests"], "clients": counts["clients"]}
 

@@ -77,7 +77,7 @@ def differences(stack: str, rendered: dict[str, str], golden: Path = GOLDEN) -> 
     shown = directory.relative_to(ROOT) if directory.is_relative_to(ROOT) else directory
     missing = sorted(rendered.keys() - committed.keys())
     extra = sorted(committed.keys() - rendered.keys())
-    renamed = {}
+    renamed: dict[str, str] = {}
     for old in extra:
         candidates = [new for new in missing if _DIGEST.sub("", new) == _DIGEST.sub("", old) != old]
         if len(candidates) == 1 and candidates[0] not in renamed.values():

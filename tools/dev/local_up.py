@@ -72,7 +72,8 @@ def load_existing(
             continue
         while True:
             crd = extensions.read_custom_resource_definition(obj["metadata"]["name"])
-            if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
                 break
             if time.monotonic() > deadline:
                 raise local_cluster.ClusterError(f"CRD {obj['metadata']['name']} not established after {timeout:.0f} s")
@@ -109,7 +110,7 @@ def write_env_file(directory: Path, engine: Any, cluster: local_cluster.Cluster)
 def up(stack: str, directory: Path, user: str = cluster_fixtures.DEFAULT_USER) -> int:
     from pulumi import automation as auto
 
-    from mlops_platform.config import ConfigError
+    from mlops_platform.settings_base import ConfigError
     from tools.local.engine import LocalEngine
 
     started = time.monotonic()

@@ -37,9 +37,9 @@ def manifest_yaml(manifest: dict) -> str:
 
 def write_build(plan: Plan, out: Path) -> None:
     """Whole objects go to manifests/, server-side-apply patches of existing objects to patches/."""
-    for directory in ("manifests", "patches"):
-        if (out / directory).exists():
-            shutil.rmtree(out / directory)
+    for kind in ("manifests", "patches"):
+        if (out / kind).exists():
+            shutil.rmtree(out / kind)
     for index, (resource, manifest) in enumerate(plan.manifests(), start=1):
         directory = out / ("patches" if resource.type.endswith("Patch") else "manifests")
         directory.mkdir(parents=True, exist_ok=True)

@@ -371,7 +371,8 @@ def _wait_node_ready(cluster: Cluster, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         node = core.read_node(NODE_NAME)
-        if any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])):
+        conditions = (node.status.conditions if node.status else None) or []
+        if any(c.type == "Ready" and c.status == "True" for c in conditions):
             return
         time.sleep(0.5)
     raise ClusterError(f"node {NODE_NAME} not Ready after {timeout:.0f} s; kwok log:\n{tail(cluster.directory / 'logs' / 'kwok.log')}")

@@ -102,9 +102,16 @@ def _build(value: Any, type_name: str, path: str) -> tuple[Any, list[str]]:
     if container:
         if not isinstance(value, dict):
             return None, [f"{path}: expected a map"]
-        built = {k: _build(v, container.group(1), f"{path}.{k}") for k, v in value.items()}
-        return {k: b for k, (b, _) in built.items()}, [e for _, errs in built.values() for e in errs]
-    primitives = {"str": str, "int": int, "bool": bool, "float": (int, float), "datetime": str, "date": str}
+        fields = {k: _build(v, container.group(1), f"{path}.{k}") for k, v in value.items()}
+        return {k: b for k, (b, _) in fields.items()}, [e for _, errs in fields.values() for e in errs]
+    primitives: dict[str, type | tuple[type, ...]] = {
+        "str": str,
+        "int": int,
+        "bool": bool,
+        "float": (int, float),
+        "datetime": str,
+        "date": str,
+    }
     if type_name in primitives:
         ok = isinstance(value, primitives[type_name]) and not (type_name == "int" and isinstance(value, bool))
         return value, [] if ok else [f"{path}: expected {type_name}, got {type(value).__name__}"]

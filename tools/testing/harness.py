@@ -229,7 +229,7 @@ def _monitor(mocks, records: list[DeclaredResource]):
     class RecordingMonitor(mocks_module.MockMonitor):
         """Records each request, and marks additionalSecretOutputs as the real engine does."""
 
-        def _alias_urn(self, request, alias) -> str:
+        def _alias_urn(self, request: Any, alias: Any) -> str:
             """The URN an alias names: given whole, or the current one with the spec's name, type or parent."""
             if alias.urn:
                 return alias.urn
@@ -237,7 +237,7 @@ def _monitor(mocks, records: list[DeclaredResource]):
             parent = "" if spec.noParent else (spec.parentUrn or request.parent)
             return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
-        def RegisterResource(self, request):
+        def RegisterResource(self, request: Any) -> Any:
             urn = self.make_urn(request.parent, request.type, request.name)
             if request.type == "pulumi:pulumi:Stack":
                 return resource_pb2.RegisterResourceResponse(urn=urn)
@@ -273,6 +273,8 @@ def _monitor(mocks, records: list[DeclaredResource]):
                 custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(resource_args)
+            if id_ is None:
+                raise TypeError(f"the mocks gave {urn} no id")
             record.outputs = dict(state)
             for key in request.additionalSecretOutputs:
                 if key in state and not (isinstance(state[key], dict) and _SIG_KEY in state[key]):
@@ -372,13 +374,19 @@ def _line_column(mark: yaml.Mark) -> str:
 
 
 def _position(text: str | bytes, offset: int) -> str:
-    newline = "\n" if isinstance(text, str) else b"\n"
-    start = text.rfind(newline, 0, offset) + 1
-    return f"line {text.count(newline, 0, offset) + 1}, column {offset - start + 1}"
+    """Line and column of ``offset``: a byte offset in undecodable bytes, a character offset in text."""
+    if isinstance(text, bytes):
+        start, line = text.rfind(b"\n", 0, offset) + 1, text.count(b"\n", 0, offset) + 1
+    else:
+        start, line = text.rfind("\n", 0, offset) + 1, text.count("\n", 0, offset) + 1
+    return f"line {line}, column {offset - start + 1}"
+
+
+_KINDS: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), f"a {type(value).__name__}")
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
 
 
 def _placeholders(value: Any) -> tuple[Any, bool]:
@@ -386,8 +394,8 @@ def _placeholders(value: Any) -> tuple[Any, bool]:
     if isinstance(value, dict):
         if set(value) == {"secure"}:
             return SECURE_PLACEHOLDER, True
-        items = {k: _placeholders(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in items.items()}, any(secure for _, secure in items.values())
+        fields = {k: _placeholders(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in fields.items()}, any(secure for _, secure in fields.values())
     if isinstance(value, list):
         items = [_placeholders(v) for v in value]
         return [v for v, _ in items], any(secure for _, secure in items)

@@ -121,7 +121,9 @@ def start(
     """
     if (log_dir is None) == (log is None):
         raise ValueError("give exactly one of log_dir or log")
-    log = log if log is not None else log_dir / f"{name}.log"
+    if log is None:
+        assert log_dir is not None  # exactly one of the two is given (checked above)
+        log = log_dir / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab" if log_dir is None else "wb") as out:
         process = subprocess.Popen(
