@@ -6,7 +6,7 @@ pulumi_aws is large (about 3 s to import cold); the dev target never pays for it
 from __future__ import annotations
 
 import pulumi
-import pulumi_aws as aws
+from pulumi_aws import rds
 
 from mlops_platform.database.settings import RdsConfig
 from mlops_platform.k8s import options
@@ -21,9 +21,9 @@ def rds_postgres(
     password: pulumi.Output[str],
     protect: bool,
     opts: pulumi.ResourceOptions,
-) -> aws.rds.Instance:
+) -> rds.Instance:
     """Managed PostgreSQL that refuses deletion and leaves a final snapshot if forced."""
-    return aws.rds.Instance(
+    return rds.Instance(
         name,
         engine="postgres",
         engine_version=config.engine_version,

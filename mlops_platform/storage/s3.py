@@ -9,7 +9,7 @@ import hashlib
 import json
 
 import pulumi
-import pulumi_aws as aws
+from pulumi_aws import iam, s3
 
 from mlops_platform.contracts import Access
 from mlops_platform.k8s import options
@@ -17,18 +17,18 @@ from mlops_platform.storage.policy import bucket_arn, s3_access_policy
 from mlops_platform.storage.settings import ArtifactsConfig, AwsConfig
 
 
-def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
+def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: pulumi.ResourceOptions) -> s3.Bucket:
     """A private, versioned, encrypted bucket that refuses plain HTTP and outlives the stack."""
     stateful = options.stateful(opts, protect)
-    bucket = aws.s3.Bucket(name, bucket=config.bucket, force_destroy=False, opts=stateful)
+    bucket = s3.Bucket(name, bucket=config.bucket, force_destroy=False, opts=stateful)
     child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[bucket]))
-    aws.s3.BucketOwnershipControls(
+    s3.BucketOwnershipControls(
         f"{name}-ownership",
         bucket=bucket.id,
-        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
         opts=child,
     )
-    block = aws.s3.BucketPublicAccessBlock(
+    block = s3.BucketPublicAccessBlock(
         f"{name}-public-access",
         bucket=bucket.id,
         block_public_acls=True,
@@ -37,18 +37,18 @@ def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: 
         restrict_public_buckets=True,
         opts=child,
     )
-    versioning = aws.s3.BucketVersioning(
+    versioning = s3.BucketVersioning(
         f"{name}-versioning",
         bucket=bucket.id,
-        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+        versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
         opts=child,
     )
-    aws.s3.BucketServerSideEncryptionConfiguration(
+    s3.BucketServerSideEncryptionConfiguration(
         f"{name}-encryption",
         bucket=bucket.id,
         rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+            s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                     sse_algorithm="aws:kms" if config.kms_key_arn else "AES256",
                     kms_master_key_id=config.kms_key_arn,
                 ),
@@ -57,25 +57,25 @@ def artifact_bucket(name: str, config: ArtifactsConfig, *, protect: bool, opts: 
         ],
         opts=child,
     )
-    aws.s3.BucketLifecycleConfiguration(
+    s3.BucketLifecycleConfiguration(
         f"{name}-lifecycle",
         bucket=bucket.id,
         rules=[
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
+            s3.BucketLifecycleConfigurationRuleArgs(
                 id="expire-noncurrent-versions",
                 status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=config.noncurrent_version_days
                 ),
-                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                abort_incomplete_multipart_upload=s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=7
                 ),
             )
         ],
         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
     )
-    aws.s3.BucketPolicy(
+    s3.BucketPolicy(
         f"{name}-tls-only",
         bucket=bucket.id,
         policy=json.dumps(
@@ -134,8 +134,8 @@ def irsa_role(
             }
         ],
     }
-    role = aws.iam.Role(name, assume_role_policy=json.dumps(trust), max_session_duration=3600, opts=opts)
-    permissions = aws.iam.RolePolicy(
+    role = iam.Role(name, assume_role_policy=json.dumps(trust), max_session_duration=3600, opts=opts)
+    permissions = iam.RolePolicy(
         f"{name}-s3",
         role=role.id,
         policy=json.dumps(s3_access_policy(bucket, prefix, access)),
