@@ -433,14 +433,6 @@ class PlatformConfig(Model):
         return self.is_eks if self.data_protection is None else self.data_protection
 
     @property
-    def external_hosts(self) -> list[str]:
-        """Hosts users reach MLflow through: its own, and Kubeflow's gateway when integrated."""
-        hosts = [self.tracking.external_host]
-        if self.kubeflow.enabled:
-            hosts.append(self.kubeflow.external_host)
-        return list(dict.fromkeys(h for h in hosts if h))
-
-    @property
     def default_storage_class(self) -> str:
         """The target's StorageClass, for every volume whose own storageClass is left out."""
         return "gp3" if self.is_eks else "microk8s-hostpath"

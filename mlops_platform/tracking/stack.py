@@ -93,7 +93,7 @@ class TrackingStackArgs:
             image=config.tracking_image,
             auth=config.tracking_auth,
             workspaces=config.workspaces_enabled,
-            external_hosts=tuple(config.external_hosts),
+            external_hosts=_external_hosts(config),
             in_mesh=config.kubeflow.enabled,
             metrics=config.monitoring.enabled,
             scratch=config.tracking_scratch,
@@ -117,6 +117,12 @@ class TrackingStackArgs:
             else None,
             rotation=config.rotation,
         )
+
+
+def _external_hosts(config: PlatformConfig) -> tuple[str, ...]:
+    """Hosts users reach MLflow through: its own, and Kubeflow's gateway when integrated."""
+    hosts = [config.tracking.external_host, config.kubeflow.external_host if config.kubeflow.enabled else None]
+    return tuple(dict.fromkeys(h for h in hosts if h))
 
 
 class TrackingStack(pulumi.ComponentResource):
