@@ -25,8 +25,8 @@ import pulumi_random as random
 
 from mlops_platform import pod_scripts, rotation
 from mlops_platform.database import postgres
-from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.k8s import jobs, naming
+from mlops_platform.k8s.containers import container, plain_env, secret_env
 from mlops_platform.settings_base import Resources
 
 COMPONENT = "postgresql-logins"
@@ -159,32 +159,18 @@ class LoginRotation:
             _JOB_RESOURCES,
             command=["python", "-c", SOURCE, step],
             env=[*plain_env({"DATABASE_URL": self._url, "HOME": "/tmp"}), *env],
-            scratch=[ScratchDir("tmp", "/tmp")],
+            scratch=[jobs.TMP],
         )
-        labels = {postgres.CLIENT_LABEL: "true"}
-        return k8s.batch.v1.Job(
+        return jobs.generation_job(
             f"{name}-db-{step}",
-            metadata=naming.metadata(
-                f"{name}-db-{step}-{self._generation}",
-                self._namespace,
-                component=COMPONENT,
-                instance=name,
-                extra_labels=labels,
-                # A failed step is tried again by the next `pulumi up` rather than awaited again.
-                annotations={**scanner_exceptions(job_container), "pulumi.com/replaceUnready": "true"},
-            ),
-            spec=k8s.batch.v1.JobSpecArgs(
-                backoff_limit=2,
-                active_deadline_seconds=900,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **labels)),
-                    spec=pod_spec([job_container], restart_policy="Never", volumes=scratch_volumes([[ScratchDir("tmp", "/tmp")]])),
-                ),
-            ),
-            # A Job's spec is immutable: a new generation (a new name) replaces it.
-            opts=pulumi.ResourceOptions.merge(
-                self._opts, pulumi.ResourceOptions.merge(extra, pulumi.ResourceOptions(delete_before_replace=True))
-            ),
+            object_name=f"{name}-db-{step}-{self._generation}",
+            namespace=self._namespace,
+            component=COMPONENT,
+            instance=name,
+            job_container=job_container,
+            labels={postgres.CLIENT_LABEL: "true"},
+            backoff_limit=2,
+            opts=pulumi.ResourceOptions.merge(self._opts, extra),
         )
 
 

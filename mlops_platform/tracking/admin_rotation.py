@@ -12,8 +12,8 @@ import pulumi_kubernetes as k8s
 
 from mlops_platform import pod_scripts
 from mlops_platform.database import postgres
-from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import ScratchDir, container, plain_env, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.k8s import jobs
+from mlops_platform.k8s.containers import container, plain_env, secret_env
 from mlops_platform.settings_base import Resources
 from mlops_platform.tracking.auth import ADMIN_USER
 
@@ -44,26 +44,16 @@ def admin_password_job(
             secret_env("MLFLOW_AUTH_ADMIN_PASSWORD", auth_secret.metadata.name, "admin-password"),
             *plain_env({"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER, **base_env}),
         ],
-        scratch=[ScratchDir("tmp", "/tmp")],
+        scratch=[jobs.TMP],
     )
-    labels = {postgres.CLIENT_LABEL: "true"}
-    return k8s.batch.v1.Job(
+    return jobs.generation_job(
         f"{name}-admin-password",
-        metadata=naming.metadata(
-            f"{name}-admin-password-{generation}",
-            namespace,
-            component=COMPONENT,
-            instance=name,
-            extra_labels=labels,
-            annotations={**scanner_exceptions(job_container), "pulumi.com/replaceUnready": "true"},
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=3,
-            active_deadline_seconds=900,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=naming.labels(COMPONENT, name, **labels)),
-                spec=pod_spec([job_container], restart_policy="Never", volumes=scratch_volumes([[ScratchDir("tmp", "/tmp")]])),
-            ),
-        ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
+        object_name=f"{name}-admin-password-{generation}",
+        namespace=namespace,
+        component=COMPONENT,
+        instance=name,
+        job_container=job_container,
+        labels={postgres.CLIENT_LABEL: "true"},
+        backoff_limit=3,
+        opts=opts,
     )
