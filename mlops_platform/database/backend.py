@@ -22,6 +22,11 @@ class Dump:
     """How pg_dump reaches the database: a libpq URL without password; the rest is in the backend's Secret."""
 
     url: pulumi.Input[str]
+    # The Secret holding the password (key ``password``): the backend store URI's.
+    secret: pulumi.Input[str]
+    # Upper bound of one dump's size (the database's own storage size): a custom-format dump holds the rows
+    # compressed and no indexes, so it never outgrows the volume the database lives on.
+    size: str
     # What the engine awaits until the database answers (the StatefulSet, or the RDS instance).
     server: pulumi.Resource
     # With rotating logins the URL names no user: PGUSER comes from this key of the Secret.
@@ -98,6 +103,7 @@ def declare(
             protect=protect,
             opts=in_namespace,
         )
+    dump_size = f"{config.required_rds.allocated_storage_gb}Gi" if config.mode == "rds" else config.storage_size
     uri = pulumi.Output.concat("postgresql+psycopg2://", config.user, ":", password.result, "@", host, f":{postgres.PORT}/", config.name)
     secret = k8s.core.v1.Secret(
         f"{name}-db",
@@ -122,6 +128,6 @@ def declare(
         login = logins.login
         # The login changes with the generation: pg_dump takes its user from the Secret (PGUSER), not the URL.
         url = pulumi.Output.concat("postgresql://", host, f":{postgres.PORT}/", config.name)
-        return Backend((login.secret, "uri"), login.uri, login.password, Dump(url, server, user_key="username"), logins)
-    dump = Dump(postgres.url_without_password(config.user, host, config.name), server)
+        return Backend((login.secret, "uri"), login.uri, login.password, Dump(url, login.secret, dump_size, server, "username"), logins)
+    dump = Dump(postgres.url_without_password(config.user, host, config.name), secret.metadata.name, dump_size, server)
     return Backend((secret.metadata.name, "uri"), uri, password.result, dump)

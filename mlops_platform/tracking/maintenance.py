@@ -30,6 +30,7 @@ import pulumi_kubernetes as k8s
 from mlops_platform import pod_scripts
 from mlops_platform.contracts import ArtifactStore, Consumer, Grant
 from mlops_platform.database import postgres
+from mlops_platform.database.backend import Dump
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
     ScratchDir,
@@ -74,24 +75,6 @@ GC_SOURCE = pod_scripts.source("gc")
 
 
 @dataclass(frozen=True)
-class Database:
-    """How a job reaches the metadata database: a libpq URL without password, and the Secret holding the rest."""
-
-    url: pulumi.Input[str]
-    secret: pulumi.Input[str]
-    # Upper bound of one dump's size (the database's own storage size): a custom-format dump holds the rows
-    # compressed and no indexes, so it never outgrows the volume the database lives on.
-    dump_size: str
-    # Where dumps are written: a generic ephemeral volume of dump_size from this class, or (None) an emptyDir on
-    # the node's disk whose size the pod requests as ephemeral storage.
-    dump_storage_class: str | None = None
-    # What the engine awaits until the database answers (StatefulSet or RDS instance); the migration waits for it.
-    server: pulumi.Resource | None = None
-    # With rotating logins the URL names no user: PGUSER comes from this key of ``secret``.
-    user_key: str | None = None
-
-
-@dataclass(frozen=True)
 class MaintenanceArgs:
     name: str
     namespace: str
@@ -102,7 +85,10 @@ class MaintenanceArgs:
     # (Secret name, key) of MLFLOW_BACKEND_STORE_URI.
     backend_uri: tuple[pulumi.Input[str], str]
     # What pg_dump needs; None for an external database (no dumps of ours).
-    database: Database | None
+    database: Dump | None
+    # Where dumps are written: a generic ephemeral volume of the dump's size from this class, or (None) an emptyDir
+    # on the node's disk whose size the pod requests as ephemeral storage.
+    dump_storage_class: str | None
     # Scheduled backups (False with RDS, whose automated backups take their place).
     scheduled_backups: bool
     bucket: str
@@ -170,8 +156,7 @@ class Maintenance:
         self._backup_env = access.env
         self._backup_labels = {**access.pod_labels, postgres.CLIENT_LABEL: "true"}
         ready = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(access.ready)))
-        server = [a.database.server] if a.database.server is not None else []
-        database_up = pulumi.ResourceOptions.merge(ready, pulumi.ResourceOptions(depends_on=server))
+        database_up = pulumi.ResourceOptions.merge(ready, pulumi.ResourceOptions(depends_on=[a.database.server]))
 
         pre_migration = [self._wait(), self._dump(a.database), self._upload("pre-migration", label=image_label(a.mlflow_image))]
         self.migration = self._migration_job(pre_migration, self._backup_labels, sa.metadata.name, database_up)
@@ -190,13 +175,13 @@ class Maintenance:
 
     @property
     def _scratch(self) -> list[ScratchDir]:
-        database = self._args.database
-        if database is None:
+        a = self._args
+        if a.database is None:
             return [ScratchDir("tmp", "/tmp")]
-        if database.dump_storage_class is not None:
-            dumps_dir = ScratchDir("backup", DUMP_DIR, database.dump_size, medium="volume", storage_class=database.dump_storage_class)
+        if a.dump_storage_class is not None:
+            dumps_dir = ScratchDir("backup", DUMP_DIR, a.database.size, medium="volume", storage_class=a.dump_storage_class)
         else:
-            dumps_dir = ScratchDir("backup", DUMP_DIR, database.dump_size)
+            dumps_dir = ScratchDir("backup", DUMP_DIR, a.database.size)
         return [ScratchDir("tmp", "/tmp"), dumps_dir]
 
     def _wait(self) -> k8s.core.v1.ContainerArgs:
@@ -212,7 +197,7 @@ class Maintenance:
             scratch=[ScratchDir("tmp", "/tmp")],
         )
 
-    def _dump(self, database: Database) -> k8s.core.v1.ContainerArgs:
+    def _dump(self, database: Dump) -> k8s.core.v1.ContainerArgs:
         """pg_dump of the whole database (custom format) into the shared scratch volume; the password only from the Secret."""
         a = self._args
         return container(

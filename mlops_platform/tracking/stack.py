@@ -457,17 +457,6 @@ def _maintenance_args(
     storage: ServerAccess,
     server_account: pulumi.Input[str],
 ) -> maintenance.MaintenanceArgs:
-    dumped = None
-    if database.dump is not None:
-        dumped = maintenance.Database(
-            database.dump.url,
-            database.uri_secret[0],
-            f"{args.database.required_rds.allocated_storage_gb}Gi" if args.database.mode == "rds" else args.database.storage_size,
-            # On eks a dump of up to the database's size goes to a volume of its own, not to the node's disk.
-            dump_storage_class=(args.database.storage_class or args.storage_class) if args.aws is not None else None,
-            server=database.dump.server,
-            user_key=database.dump.user_key,
-        )
     return maintenance.MaintenanceArgs(
         name=name,
         namespace=args.namespace,
@@ -476,7 +465,9 @@ def _maintenance_args(
         resources=args.server.resources,
         config=args.maintenance,
         backend_uri=database.uri_secret,
-        database=dumped,
+        database=database.dump,
+        # On eks a dump of up to the database's size goes to a volume of its own, not to the node's disk.
+        dump_storage_class=(args.database.storage_class or args.storage_class) if args.aws is not None else None,
         scheduled_backups=args.database.mode == "inCluster",
         bucket=args.artifacts.bucket,
         backup_prefix=args.backup_prefix,
