@@ -101,6 +101,97 @@ Principal = Annotated[str, check(_PRINCIPAL, "an Istio principal without wildcar
 Labels = Annotated[dict[str, str], AfterValidator(_labels), Allowed("Kubernetes label keys and values")]
 
 
+# A CronJob's schedule as kube-apiserver v1.34 validates it (pkg/apis/batch/validation/validation.go,
+# validateScheduleFormat): robfig/cron v3.0.1's ParseStandard (parser.go: five fields or a descriptor; spec.go:
+# the fields' bounds and names), and no TZ or CRON_TZ in the schedule.
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}),
+    ("day of week", 0, 6, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
+)
+_CRON_DESCRIPTORS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+# What Go's time.ParseDuration reads, e.g. 1h30m.
+_GO_DURATION = re.compile(r"^[+-]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$")
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+CRON_ALLOWED = (
+    "a CronJob schedule: five fields (minute hour day-of-month month day-of-week: numbers, JAN-DEC, SUN-SAT, ranges, "
+    "steps, lists, '*'), e.g. '15 2 * * *', or @hourly, @daily, @weekly, @monthly, @yearly, '@every 6h'"
+)
+
+
+def _cron_value(text: str, names: dict[str, int]) -> int | str:
+    """A field's number or name, else why not."""
+    if text.lower() in names:
+        return names[text.lower()]
+    if not _GO_INT.match(text):
+        return f"{text!r} is not a number"
+    number = int(text)
+    return number if number >= 0 else f"{text!r} is negative"
+
+
+def _cron_range(expr: str, low: int, high: int, names: dict[str, int]) -> str | None:
+    """Why ``expr`` (number, a-b, */n, a/n, a-b/n) is not a range of the field, or None."""
+    range_and_step = expr.split("/")
+    if len(range_and_step) > 2:
+        return f"too many slashes in {expr!r}"
+    bounds = range_and_step[0].split("-")
+    if bounds[0] in ("*", "?"):
+        start: int | str = low
+        end: int | str = high
+    elif len(bounds) > 2:
+        return f"too many hyphens in {expr!r}"
+    else:
+        start = _cron_value(bounds[0], names)
+        end = _cron_value(bounds[1], names) if len(bounds) == 2 else start
+    step: int | str = 1
+    if len(range_and_step) == 2:
+        step = _cron_value(range_and_step[1], {})
+        if len(bounds) == 1:
+            end = high
+    for part in (start, end, step):
+        if isinstance(part, str):
+            return part
+    assert isinstance(start, int) and isinstance(end, int) and isinstance(step, int)
+    if start < low or end > high:
+        return f"{expr!r} is outside {low}-{high}"
+    if start > end:
+        return f"{expr!r} begins after it ends"
+    return f"{expr!r} has a step of 0" if step == 0 else None
+
+
+def cron_problem(schedule: str) -> str | None:
+    """Why the apiserver would refuse ``schedule`` for a CronJob, or None."""
+    if "TZ" in schedule:
+        return "a time zone in the schedule; the CronJob's timeZone sets it"
+    if schedule.startswith("@"):
+        if schedule in _CRON_DESCRIPTORS:
+            return None
+        every = schedule.removeprefix("@every ")
+        return None if every != schedule and _GO_DURATION.match(every) else "an unknown descriptor"
+    fields = schedule.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return f"{len(fields)} field{'' if len(fields) == 1 else 's'}, not 5"
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        # parser.go splits a list with strings.FieldsFunc, which drops empty items.
+        for expr in filter(None, text.split(",")):
+            problem = _cron_range(expr, low, high, names)
+            if problem:
+                return f"{what}: {problem}"
+    return None
+
+
+def _cron(schedule: str) -> str:
+    problem = cron_problem(schedule)
+    if problem:
+        raise ValueError(f"{schedule!r} is not a CronJob schedule ({problem}); allowed: {CRON_ALLOWED}")
+    return schedule
+
+
+CronSchedule = Annotated[str, AfterValidator(_cron), Allowed(CRON_ALLOWED)]
+
+
 class Model(BaseModel):
     """camelCase keys as in Pulumi stack files; unknown keys are errors."""
 

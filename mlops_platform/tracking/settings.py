@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mlops_platform.settings_base import (
+    CronSchedule,
     DnsLabel,
     DnsName,
     Image,
@@ -48,12 +49,6 @@ SERVER_MEMORY_BESIDE_SCRATCH = 1024 * 2**20
 AuthApp = Literal["basic", "kubernetes", "none"]
 PathPrefix = Annotated[str, check(re.compile(r"^/[a-z0-9][a-z0-9-]*$"), "one URL path segment with a leading '/', e.g. /mlflow")]
 
-_CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
-# Five numeric fields only: the maintenance jobs' schedules are checked here, where a typo still fails before `pulumi up`.
-_MAINTENANCE_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
-MaintenanceSchedule = Annotated[
-    str, check(_MAINTENANCE_CRON, "a five-field cron schedule of numbers, ranges, steps and '*', e.g. '15 2 * * *'")
-]
 # What `mlflow gc --older-than` parses (whole numbers only here): days, hours, minutes, seconds, in that order.
 _AGE = re.compile(r"^(?=.)([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 
@@ -182,7 +177,7 @@ class TrackingConfig(Model):
 class MaintenanceConfig(Model):
     """Day-two jobs: the scheduled database dump and its retention, and MLflow's garbage collection."""
 
-    backup_schedule: MaintenanceSchedule = Field(default="15 2 * * *", description="Cron schedule (UTC) of the database dump.")
+    backup_schedule: CronSchedule = Field(default="15 2 * * *", description="Cron schedule (UTC) of the database dump.")
     # Scheduled dumps kept; older ones are removed by the backup job itself (pre-migration dumps are never removed).
     backups_kept: int = Field(default=14, ge=1, le=1000, description="Scheduled dumps kept (pre-migration dumps are never removed).")
     # Default: backups/<artifacts.prefix>, beside (never inside) the tracking server's prefix.
@@ -190,7 +185,7 @@ class MaintenanceConfig(Model):
         default=None,
         description="Where dumps go in the artifact bucket; must not overlap artifacts.prefix. Default: backups/<artifacts.prefix>.",
     )
-    gc_schedule: MaintenanceSchedule = Field(default="45 3 * * *", description="Cron schedule (UTC) of mlflow gc.")
+    gc_schedule: CronSchedule = Field(default="45 3 * * *", description="Cron schedule (UTC) of mlflow gc.")
     gc_older_than: Annotated[str, check(_AGE, "a duration as `mlflow gc --older-than` takes it, e.g. 30d or 12h30m")] = Field(
         default="30d", description="How long a run stays deleted before mlflow gc purges it."
     )

@@ -7,10 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from mlops_platform.settings_base import Allowed, DnsLabel, Image, Model, Resources, check
+from mlops_platform.settings_base import Allowed, CronSchedule, DnsLabel, Image, Model, Resources, check
 
-# What a CronJob's schedule takes: five fields, or one of the controller's macros; the controller parses the fields.
-_TRAINING_CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
 # Set by the platform from the tracking server and the profile's storage grant; a job may not override them.
 PLATFORM_ENV = re.compile(r"^(MLFLOW_TRACKING_URI|MLFLOW_S3_ENDPOINT_URL|PROFILE_S3_URI|AWS_.*)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,8 +42,11 @@ class TrainingJob(Model):
         AfterValidator(_job_env),
         Allowed("environment variable names but MLFLOW_TRACKING_URI, MLFLOW_S3_ENDPOINT_URL, PROFILE_S3_URI, AWS_*"),
     ] = Field(default={}, description="Plain environment variables; MLflow and storage variables are the platform's.")
-    schedule: Annotated[str, check(_TRAINING_CRON, "a cron schedule like '0 3 * * *' or @daily")] | None = Field(
-        default=None, description="A cron schedule: a CronJob (no overlapping runs). Default: a Job that runs once."
+    schedule: CronSchedule | None = Field(
+        default=None,
+        description=(
+            "A cron schedule, in the kube-controller-manager's time zone: a CronJob (no overlapping runs). Default: a Job that runs once."
+        ),
     )
     experiment: str | None = Field(default=None, min_length=1, max_length=200, description="MLFLOW_EXPERIMENT_NAME of the runs.")
     resources: Resources = Field(

@@ -195,7 +195,10 @@ def test_rds_keeps_its_automated_backups_instead_of_a_backup_cron_job():
 @pytest.mark.parametrize(
     "maintenance, expected",
     [
-        ({"backupSchedule": "daily"}, "mlops-platform:maintenance.backupSchedule: 'daily' is not valid; allowed: a five-field cron"),
+        (
+            {"backupSchedule": "daily"},
+            "mlops-platform:maintenance.backupSchedule: 'daily' is not a CronJob schedule (1 field, not 5); allowed: a CronJob schedule",
+        ),
         ({"gcOlderThan": "30 days"}, "mlops-platform:maintenance.gcOlderThan: '30 days' is not valid"),
         ({"gcOlderThan": ""}, "mlops-platform:maintenance.gcOlderThan: '' is not valid"),
         ({"backupsKept": 0}, "mlops-platform:maintenance.backupsKept: 0 is not allowed"),

@@ -122,7 +122,10 @@ def test_without_kubeflow_a_job_in_the_tracking_namespace_gets_the_tracking_uri_
         ([{**ONCE, "namespace": None}], "mlops-platform:training[0].namespace: left out (the tracking namespace), but Kubeflow's mesh"),
         ([ONCE, ONCE], "mlops-platform:training[1].name: 'diabetes' is already used in kubeflow-user-example-com by training[0]"),
         ([{**ONCE, "env": {"AWS_ACCESS_KEY_ID": "x"}}], "mlops-platform:training[0].env: AWS_ACCESS_KEY_ID is set by the platform"),
-        ([{**ONCE, "schedule": "every night"}], "mlops-platform:training[0].schedule: 'every night' is not valid"),
+        (
+            [{**ONCE, "schedule": "every night"}],
+            "mlops-platform:training[0].schedule: 'every night' is not a CronJob schedule (2 fields, not 5)",
+        ),
         ([{**ONCE, "image": "python"}], "mlops-platform:training[0].image: 'python' is not an image reference"),
         ([{**ONCE, "command": []}], "mlops-platform:training[0].command: "),
     ],
