@@ -23,6 +23,7 @@ import yaml
 from tests.e2e.declared import port_number, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import VENV_BIN, Server, await_ready, base_env, http_ready, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST, free_port
 
@@ -53,7 +54,7 @@ def _mounted_text(plan: Plan, deployment: DeclaredResource, container: Mapping[s
     return mounted_file(plan, deployment, container, path, container["name"])
 
 
-class Browser:
+class Browser(Part):
     """The browser part of a :class:`~tests.e2e.plane.DataPlane`: Kubeflow's gateway and the browser server."""
 
     def browser_deployment(self, plan: Plan) -> DeclaredResource:

@@ -18,6 +18,7 @@ from pathlib import Path
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import run_once
+from tests.e2e.part import Part
 from tests.e2e.postgres import postgres_bindir
 from tests.e2e.s3 import provisions_minio
 from tools.testing.harness import DeclaredResource, Plan
@@ -27,7 +28,7 @@ JOB_TIMEOUT = 300
 MC_IMAGE_BIN = "/opt/mc-image/bin"
 
 
-class Jobs:
+class Jobs(Part):
     """The Job part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def migration_jobs(self, plan: Plan, deployment: DeclaredResource) -> list[DeclaredResource]:

@@ -10,6 +10,7 @@ from tests.e2e import sandbox
 from tests.e2e.declared import mounted_file, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, run_once, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
@@ -61,7 +62,7 @@ def postgres_credentials(plan: Plan, statefulset: DeclaredResource) -> DatabaseC
     return DatabaseCredentials(user, password or "", database)
 
 
-class PostgreSQL:
+class PostgreSQL(Part):
     """The PostgreSQL part of a :class:`~tests.e2e.plane.DataPlane`: its server, and what the migration left in it."""
 
     def start_postgres(self, plan: Plan, backend_uri: str) -> Server:

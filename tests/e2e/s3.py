@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.e2e.declared import workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
@@ -18,7 +19,7 @@ def provisions_minio(job: DeclaredResource) -> bool:
     return "mc alias set" in " ".join(job.pod_spec()["containers"][0].get("command") or [])
 
 
-class S3:
+class S3(Part):
     """The S3 part of a :class:`~tests.e2e.plane.DataPlane`: moto on MinIO's Service address, buckets as the bootstrap Job makes them."""
 
     def start_s3(self, plan: Plan, endpoint_url: str) -> Server:

@@ -12,6 +12,7 @@ from typing import Any
 from tests.e2e.declared import secret_data
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, run_once, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST, free_port, http
 
@@ -167,7 +168,7 @@ Storage.download_files(sys.argv[1::2], sys.argv[2::2])
 """
 
 
-class KServe:
+class KServe(Part):
     """The KServe part of a :class:`~tests.e2e.plane.DataPlane`: the storage initializer, then the predictor."""
 
     def download_model(self, plan: Plan, isvc: DeclaredResource) -> Path:

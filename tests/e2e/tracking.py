@@ -8,11 +8,12 @@ from pathlib import Path
 from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env, workload_behind
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import http
 
 
-class Tracking:
+class Tracking(Part):
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def bring_up_tracking(self, plan: Plan, *, entrypoints: Path | None = None, outside_env: Mapping[str, str] | None = None) -> Server:

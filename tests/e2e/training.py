@@ -8,6 +8,7 @@ from tests.e2e.declared import resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import PODDEFAULT_KIND, poddefault_env
 from tests.e2e.launch import RUN_TIMEOUT, run_once
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
@@ -20,7 +21,7 @@ def job_template(job: DeclaredResource) -> dict[str, Any]:
     return spec["template"]
 
 
-class Training:
+class Training(Part):
     """The training part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def run_training(self, plan: Plan, job: DeclaredResource) -> None:
