@@ -29,7 +29,10 @@ def service_account_token(cluster: local_cluster.Cluster, namespace: str, accoun
     """A short-lived token from the TokenRequest API, as `kubectl create token` gets it (the API server's default audience)."""
     core = client.CoreV1Api(cluster.api())
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS))
-    return core.create_namespaced_service_account_token(account, namespace, request).status.token
+    status = core.create_namespaced_service_account_token(account, namespace, request).status
+    if status is None or not status.token:
+        raise local_cluster.ClusterError(f"the TokenRequest for {namespace}/{account} was answered without a token")
+    return status.token
 
 
 def kubeconfig(cluster: local_cluster.Cluster, token: str, namespace: str, path: Path) -> Path:

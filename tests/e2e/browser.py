@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.declared import port_number, resolve_env
+from tests.e2e.declared import declared_name, declared_namespace, port_number, resolve_env, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import VENV_BIN, Server, await_ready, base_env, http_ready, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST, free_port
 
@@ -41,9 +42,9 @@ def proxy_settings(plan: Plan, deployment: DeclaredResource) -> dict[str, Any]:
 
 
 def _proxy_container(deployment: DeclaredResource) -> dict[str, Any]:
-    found = [c for c in deployment.pod_spec()["containers"] if any(a.startswith(PROXY_CONFIG_FLAG) for a in c.get("args") or [])]
+    found = [c for c in workload_pod(deployment)["containers"] if any(a.startswith(PROXY_CONFIG_FLAG) for a in c.get("args") or [])]
     if len(found) != 1:
-        raise DataPlaneError(deployment.k8s_name, "has no oauth2-proxy container (one with --alpha-config)")
+        raise DataPlaneError(declared_name(deployment), "has no oauth2-proxy container (one with --alpha-config)")
     return found[0]
 
 
@@ -53,7 +54,7 @@ def _mounted_text(plan: Plan, deployment: DeclaredResource, container: Mapping[s
     return mounted_file(plan, deployment, container, path, container["name"])
 
 
-class Browser:
+class Browser(Part):
     """The browser part of a :class:`~tests.e2e.plane.DataPlane`: Kubeflow's gateway and the browser server."""
 
     def browser_deployment(self, plan: Plan) -> DeclaredResource:
@@ -128,7 +129,7 @@ class Browser:
         from tools.local.cluster import binary
 
         deployment = self.browser_deployment(plan)
-        pod = deployment.pod_spec()
+        pod, namespace = workload_pod(deployment), declared_namespace(deployment)
         proxy = _proxy_container(deployment)
         container_port = proxy["ports"][0]["containerPort"]
         local_port = self.expose_browser_server(plan)
@@ -137,11 +138,11 @@ class Browser:
             # The host mapping's rule 2 for a listen address inside a mounted configuration.
             return self.hosts.rewrite(text).replace(f"0.0.0.0:{container_port}", f"{HOST}:{local_port}")
 
-        volumes = self.pod_volumes(plan, deployment.k8s_namespace, pod, BROWSER_SERVER, rewrite=listen_here)
+        volumes = self.pod_volumes(plan, namespace, pod, BROWSER_SERVER, rewrite=listen_here)
         started: list[Server] = []
         for container in sorted(pod["containers"], key=lambda c: c is proxy):
             component = f"{BROWSER_SERVER}-{container['name']}"
-            declared = self.hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
+            declared = self.hosts.rewrite_env(resolve_env(plan, namespace, container, component), component)
             if container is proxy:
                 # The image's entrypoint is the release the toolchain builds.
                 command = [str(binary("oauth2-proxy"))]

@@ -14,6 +14,30 @@ from tools.testing.harness import DeclaredResource, Plan
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 
+def declared_name(resource: DeclaredResource) -> str:
+    """An object's ``metadata.name``; one declared without it fails, naming its Pulumi resource."""
+    name = resource.k8s_name
+    if name is None:
+        raise DataPlaneError(resource.name, f"declares a {resource.kind} without metadata.name")
+    return name
+
+
+def declared_namespace(resource: DeclaredResource) -> str:
+    """The namespace a namespaced object is declared in: every Secret, ConfigMap and Service it names is looked up there."""
+    namespace = resource.k8s_namespace
+    if namespace is None:
+        raise DataPlaneError(declared_name(resource), f"is a {resource.kind} declared without metadata.namespace")
+    return namespace
+
+
+def workload_pod(resource: DeclaredResource) -> dict[str, Any]:
+    """The pod spec of a declared workload (Deployment, StatefulSet, Job, CronJob); any other object runs no pod and fails."""
+    pod = resource.pod_spec()
+    if pod is None:
+        raise DataPlaneError(declared_name(resource), f"is a {resource.kind} without a pod template: it runs no pod")
+    return pod
+
+
 def pod_labels(resource: DeclaredResource) -> dict[str, str]:
     spec = resource.inputs["spec"]
     return (spec["template"].get("metadata") or {}).get("labels") or {}
@@ -82,8 +106,8 @@ def resolve_env(plan: Plan, namespace: str, container: Mapping[str, Any], compon
 
 def mounted_file(plan: Plan, resource: DeclaredResource, container: Mapping[str, Any], path: str, component: str) -> str:
     """The content a container reads at ``path`` from a Secret or ConfigMap volume."""
-    namespace = resource.k8s_namespace
-    volumes = {v["name"]: v for v in resource.pod_spec().get("volumes") or []}
+    namespace = declared_namespace(resource)
+    volumes = {v["name"]: v for v in workload_pod(resource).get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         root = mount["mountPath"].rstrip("/") + "/"
         if not path.startswith(root):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tests.e2e.declared import CLUSTER_DOMAIN, pod_labels
+from tests.e2e.declared import CLUSTER_DOMAIN, declared_name, pod_labels, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST, free_port
@@ -39,10 +39,11 @@ class HostMap:
         Re-exposing the same workload (a restart) keeps its ports. Fails if no Service
         selects the pods, or a Service targets a port no container declares.
         """
-        component = workload.k8s_name
+        component = declared_name(workload)
         labels = pod_labels(workload)
-        ports = {p["name"]: p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or [] if "name" in p}
-        numbers = {p["containerPort"] for c in workload.pod_spec()["containers"] for p in c.get("ports") or []}
+        containers = workload_pod(workload)["containers"]
+        ports = {p["name"]: p["containerPort"] for c in containers for p in c.get("ports") or [] if "name" in p}
+        numbers = {p["containerPort"] for c in containers for p in c.get("ports") or []}
         services = [
             s
             for s in plan.kinds("Service")
@@ -57,7 +58,7 @@ class HostMap:
             for sp in service.inputs["spec"]["ports"]:
                 target = sp.get("targetPort", sp["port"])
                 container_port = ports.get(target) if isinstance(target, str) else int(target)
-                if container_port not in numbers:
+                if container_port is None or container_port not in numbers:
                     raise DataPlaneError(
                         component, f"Service {service.k8s_name} port {sp['port']} targets {target!r}, which no container declares"
                     )

@@ -15,9 +15,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env
+from tests.e2e.declared import CLUSTER_DOMAIN, declared_name, declared_namespace, resolve_env, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import run_once
+from tests.e2e.part import Part
 from tests.e2e.postgres import postgres_bindir
 from tests.e2e.s3 import provisions_minio
 from tools.testing.harness import DeclaredResource, Plan
@@ -27,7 +28,7 @@ JOB_TIMEOUT = 300
 MC_IMAGE_BIN = "/opt/mc-image/bin"
 
 
-class Jobs:
+class Jobs(Part):
     """The Job part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def migration_jobs(self, plan: Plan, deployment: DeclaredResource) -> list[DeclaredResource]:
@@ -45,14 +46,14 @@ class Jobs:
         and ``outside_env`` as for ``start_deployment`` (a job of the server image with its plugins,
         the in-cluster credentials the kubelet would mount).
         """
-        pod = workload.pod_spec() or {}
-        volumes = self.pod_volumes(plan, workload.k8s_namespace, pod, workload.k8s_name)
+        pod, namespace = workload_pod(workload), declared_namespace(workload)
+        volumes = self.pod_volumes(plan, namespace, pod, declared_name(workload))
         timings: dict[str, float] = {}
         for container in (pod.get("initContainers") or []) + pod["containers"]:
             component = container["name"]
             if not container.get("command"):
                 raise DataPlaneError(component, "has no command: the image's entrypoint cannot be reproduced here")
-            declared = self.hosts.rewrite_env(resolve_env(plan, workload.k8s_namespace, container, component), component)
+            declared = self.hosts.rewrite_env(resolve_env(plan, namespace, container, component), component)
             handed, files = volumes.hand_in(outside_env or {})
             env = {**self.container_env(entrypoints), **declared, **handed}
             env["PATH"], image_files = self._image_path(plan, container, env["PATH"])
@@ -72,10 +73,12 @@ class Jobs:
         postgres image; for the mc image only the stand-in ``mc`` (the image has no grep or the like, so nothing else may
         be called), mounted at MC_IMAGE_BIN; else ``path``.
         """
-        mc_images = {c["image"] for j in plan.kinds("Job") if provisions_minio(j) for c in j.pod_spec()["containers"]}
+        mc_images = {c["image"] for j in plan.kinds("Job") if provisions_minio(j) for c in workload_pod(j)["containers"]}
         if container["image"] in mc_images:
             return MC_IMAGE_BIN, {MC_IMAGE_BIN: self.mc_bin()}
-        postgres_images = {c["image"] for s in plan.kinds("StatefulSet") for c in s.pod_spec()["containers"] if c["name"] == "postgresql"}
+        postgres_images = {
+            c["image"] for s in plan.kinds("StatefulSet") for c in workload_pod(s)["containers"] if c["name"] == "postgresql"
+        }
         if container["image"] not in postgres_images:
             return path, {}
         bindir = postgres_bindir()

@@ -9,6 +9,7 @@ from typing import Any
 from tests.e2e.declared import resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, VENV_BIN, base_env, run_once
+from tests.e2e.part import Part
 from tools.testing.harness import Plan
 from tools.testing.processes import HOST, http
 
@@ -49,7 +50,7 @@ def poddefault_env(plan: Plan, namespace: str, labels: dict[str, str] | None = N
     return env
 
 
-class Kubeflow:
+class Kubeflow(Part):
     """The Kubeflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def via_gateway(self, plan: Plan, host: str, path: str) -> tuple[int, bytes]:

@@ -56,9 +56,10 @@ def await_ready(service: Service, ready: Callable[[], str | None], timeout: floa
     while time.monotonic() - began < timeout:
         if service.process.poll() is not None:
             raise DataPlaneError(service.name, f"exited with code {service.process.returncode} before {what}", service.log, service.tail())
-        last = ready()
-        if last is None:
+        why = ready()
+        if why is None:
             return time.monotonic() - began
+        last = why
         time.sleep(0.2)
     raise DataPlaneError(service.name, f"{what} did not happen within {timeout:.0f} s (last: {last})", service.log, service.tail())
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, Server, await_ready, base_env, run_once, spawn
+from tests.e2e.part import Part
 from tools.testing.processes import HOST, free_port
 
 START_TIMEOUT = 60
@@ -53,7 +54,7 @@ class MySQLDatabase:
             conn.close()
 
 
-class MySQL:
+class MySQL(Part):
     """The MariaDB part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def start_mysql(self, database: str = "mlflow", user: str = "mlflow") -> MySQLDatabase:

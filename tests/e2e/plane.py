@@ -13,7 +13,16 @@ from pathlib import Path
 
 from tests.e2e import sandbox, scratch
 from tests.e2e.browser import Browser
-from tests.e2e.declared import config_map_data, http_probe, port_number, resolve_env, secret_data
+from tests.e2e.declared import (
+    config_map_data,
+    declared_name,
+    declared_namespace,
+    http_probe,
+    port_number,
+    resolve_env,
+    secret_data,
+    workload_pod,
+)
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.hosts import HostMap
 from tests.e2e.jobs import Jobs
@@ -102,11 +111,12 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         a mounted file's local path), named by the caller.
         """
         hosts = hosts or self.hosts
-        containers = deployment.pod_spec()["containers"]
+        pod = workload_pod(deployment)
+        containers = pod["containers"]
         if len(containers) != 1:
-            raise DataPlaneError(deployment.k8s_name, f"has {len(containers)} containers; one is supported")
-        if deployment.pod_spec().get("initContainers"):
-            raise DataPlaneError(deployment.k8s_name, "has init containers, which a server stand-in does not run")
+            raise DataPlaneError(declared_name(deployment), f"has {len(containers)} containers; one is supported")
+        if pod.get("initContainers"):
+            raise DataPlaneError(declared_name(deployment), "has init containers, which a server stand-in does not run")
         container = containers[0]
         component = component or container["name"]
         if not container.get("command"):
@@ -147,12 +157,13 @@ class DataPlane(PostgreSQL, MySQL, S3, Jobs, Tracking, Kubeflow, Browser, KServe
         path: str,
         outside: _Outside,
     ) -> Server:
-        volumes = self.pod_volumes(plan, deployment.k8s_namespace, deployment.pod_spec(), component)
+        namespace, pod = declared_namespace(deployment), workload_pod(deployment)
+        volumes = self.pod_volumes(plan, namespace, pod, component)
         argv = [*container["command"], *hosts.listen_args(component, container.get("args") or [], container_port, local)]
-        declared_env = hosts.rewrite_env(resolve_env(plan, deployment.k8s_namespace, container, component), component)
+        declared_env = hosts.rewrite_env(resolve_env(plan, namespace, container, component), component)
         handed, files = volumes.hand_in(outside.env)
         env = {**self.container_env(outside.entrypoints), **declared_env, **handed}
-        box = self.container_sandbox(deployment.pod_spec(), container, volumes, component, env, files)
+        box = self.container_sandbox(pod, container, volumes, component, env, files)
         mounts = volumes.scratch_mounts(container)
         self.scratch_mounts += mounts
         service = spawn(component, argv, env, self.log(component), sandbox=box)

@@ -5,17 +5,21 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tests.e2e import sandbox
-from tests.e2e.declared import mounted_file, resolve_env, workload_behind
+from tests.e2e.declared import declared_namespace, mounted_file, resolve_env, workload_behind, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, Server, await_ready, base_env, run_once, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
 # The postgres image's PGDATA default and socket directory (docker-library/postgres Dockerfile).
 DATA = "/var/lib/postgresql/data"
 SOCKETS = "/var/run/postgresql"
+# file_env's default: a string (the value is then always set), or None (the variable may be unset).
+Default = TypeVar("Default", str, None)
 
 
 def postgres_bindir() -> Path | None:
@@ -43,10 +47,10 @@ def postgres_credentials(plan: Plan, statefulset: DeclaredResource) -> DatabaseC
     by ``<VAR>_FILE`` (the entrypoint's ``file_env``); setting both is an error, as there.
     """
     component = "postgresql"
-    container = statefulset.pod_spec()["containers"][0]
-    env = resolve_env(plan, statefulset.k8s_namespace, container, component)
+    container = workload_pod(statefulset)["containers"][0]
+    env = resolve_env(plan, declared_namespace(statefulset), container, component)
 
-    def file_env(var: str, default: str | None) -> str | None:
+    def file_env(var: str, default: Default) -> str | Default:
         if var in env and f"{var}_FILE" in env:
             raise DataPlaneError(component, f"both {var} and {var}_FILE are set (the image refuses to start)")
         if f"{var}_FILE" in env:
@@ -61,7 +65,7 @@ def postgres_credentials(plan: Plan, statefulset: DeclaredResource) -> DatabaseC
     return DatabaseCredentials(user, password or "", database)
 
 
-class PostgreSQL:
+class PostgreSQL(Part):
     """The PostgreSQL part of a :class:`~tests.e2e.plane.DataPlane`: its server, and what the migration left in it."""
 
     def start_postgres(self, plan: Plan, backend_uri: str) -> Server:
@@ -77,18 +81,18 @@ class PostgreSQL:
         if bindir is None:
             raise DataPlaneError(component, "no PostgreSQL server binaries (Debian package postgresql)")
         statefulset = workload_behind(plan, backend_uri, component)
-        pod = statefulset.pod_spec()
+        pod, namespace = workload_pod(statefulset), declared_namespace(statefulset)
         container = pod["containers"][0]
         creds = postgres_credentials(plan, statefulset)
         ports = self.hosts.expose(plan, statefulset)
-        env = resolve_env(plan, statefulset.k8s_namespace, container, component)
+        env = resolve_env(plan, namespace, container, component)
         # The image's server listens on PGPORT (5432 unless set).
         listen = int(env.get("PGPORT", "5432"))
         if listen not in ports:
             raise DataPlaneError(component, f"listens on {listen}, but its Service targets container ports {sorted(ports)}")
         port = ports[listen]
         claims = {t["metadata"]["name"]: t["spec"] for t in statefulset.inputs["spec"].get("volumeClaimTemplates") or []}
-        volumes = self.pod_volumes(plan, statefulset.k8s_namespace, pod, component, claims=claims)
+        volumes = self.pod_volumes(plan, namespace, pod, component, claims=claims)
         identity = sandbox.Identity.of(pod, container, component)
         passwd = volumes.root / "passwd"
         # docker-entrypoint.sh: an unnamed UID gets "postgres:x:UID:GID:PostgreSQL:$PGDATA:/bin/false" through nss_wrapper.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.declared import workload_behind
+from tests.e2e.declared import workload_behind, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
@@ -15,10 +16,10 @@ MC_STAND_IN = Path(__file__).with_name("mc.py")
 
 def provisions_minio(job: DeclaredResource) -> bool:
     """A MinIO provisioning Job (``mc alias set`` ...): run with the stand-in ``mc`` by :meth:`S3.bootstrap_buckets`."""
-    return "mc alias set" in " ".join(job.pod_spec()["containers"][0].get("command") or [])
+    return "mc alias set" in " ".join(workload_pod(job)["containers"][0].get("command") or [])
 
 
-class S3:
+class S3(Part):
     """The S3 part of a :class:`~tests.e2e.plane.DataPlane`: moto on MinIO's Service address, buckets as the bootstrap Job makes them."""
 
     def start_s3(self, plan: Plan, endpoint_url: str) -> Server:
@@ -26,7 +27,7 @@ class S3:
         component = "minio"
         minio = workload_behind(plan, endpoint_url, component)
         ports = self.hosts.expose(plan, minio)
-        args = minio.pod_spec()["containers"][0].get("args") or []
+        args = workload_pod(minio)["containers"][0].get("args") or []
         # MinIO's S3 API listens on --address (":9000" unless set).
         address = args[args.index("--address") + 1] if "--address" in args else ":9000"
         listen = int(address.rsplit(":", 1)[1])

@@ -7,11 +7,12 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from tests.e2e.declared import secret_data
+from tests.e2e.declared import declared_name, declared_namespace, secret_data
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import RUN_TIMEOUT, START_TIMEOUT, VENV_BIN, Server, await_ready, base_env, http_ready, run_once, spawn
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST, free_port, http
 
@@ -69,7 +70,7 @@ def storage_initializer_env(plan: Plan, isvc: DeclaredResource) -> dict[str, str
     secret-access-key key is used (``CreateSecretVolumeAndEnvFromServiceAccount``).
     """
     component = "storage-initializer"
-    namespace = isvc.k8s_namespace
+    namespace = declared_namespace(isvc)
     annotations = isvc.inputs["metadata"].get("annotations") or {}
     if KSERVE_STORAGE_SECRET_ANNOTATION in annotations:
         names = [annotations[KSERVE_STORAGE_SECRET_ANNOTATION]]
@@ -99,8 +100,17 @@ def storage_initializer_env(plan: Plan, isvc: DeclaredResource) -> dict[str, str
     return env
 
 
+class ServingRuntime(TypedDict):
+    """What runtime selection reads of a ClusterServingRuntime: its model formats as (name, version, priority), its protocols,
+    and the env its container declares."""
+
+    formats: list[tuple[str, str, int]]
+    protocols: list[str]
+    env: dict[str, str]
+
+
 # KServe v0.16.0 config/runtimes: the ClusterServingRuntimes that serve mlflow or sklearn models.
-KSERVE_RUNTIMES = {
+KSERVE_RUNTIMES: dict[str, ServingRuntime] = {
     "kserve-mlserver": {
         "formats": [("sklearn", "0", 2), ("sklearn", "1", 2), ("mlflow", "1", 1), ("mlflow", "2", 1)],
         "protocols": ["v2"],
@@ -149,7 +159,7 @@ def mlserver_env(isvc: DeclaredResource, runtime: str) -> dict[str, str]:
     model = isvc.inputs["spec"]["predictor"]["model"]
     env = dict(KSERVE_RUNTIMES[runtime]["env"])
     env["MLSERVER_MODEL_IMPLEMENTATION"] = MLSERVER_MODEL_CLASS[model["modelFormat"]["name"]]
-    env.update({"MLSERVER_MODEL_NAME": isvc.k8s_name, "MLSERVER_MODEL_URI": MODEL_MOUNT})
+    env.update({"MLSERVER_MODEL_NAME": declared_name(isvc), "MLSERVER_MODEL_URI": MODEL_MOUNT})
     for var in model.get("env") or []:
         if "value" not in var:
             raise DataPlaneError("mlserver", f"predictor env {var['name']} is not a literal")
@@ -167,7 +177,7 @@ Storage.download_files(sys.argv[1::2], sys.argv[2::2])
 """
 
 
-class KServe:
+class KServe(Part):
     """The KServe part of a :class:`~tests.e2e.plane.DataPlane`: the storage initializer, then the predictor."""
 
     def download_model(self, plan: Plan, isvc: DeclaredResource) -> Path:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.e2e.declared import CLUSTER_DOMAIN, resolve_env, workload_behind
+from tests.e2e.declared import CLUSTER_DOMAIN, declared_namespace, resolve_env, workload_behind, workload_pod
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.launch import Server
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import http
 
 
-class Tracking:
+class Tracking(Part):
     """The MLflow part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def bring_up_tracking(self, plan: Plan, *, entrypoints: Path | None = None, outside_env: Mapping[str, str] | None = None) -> Server:
@@ -27,7 +28,7 @@ class Tracking:
     def bring_up_storage(self, plan: Plan) -> DeclaredResource:
         """PostgreSQL (unless external) and S3 with its bucket, as the server is declared to reach them; returns its Deployment."""
         deployment = self.tracking_deployment(plan)
-        server_env = resolve_env(plan, deployment.k8s_namespace, deployment.pod_spec()["containers"][0], "mlflow")
+        server_env = resolve_env(plan, declared_namespace(deployment), workload_pod(deployment)["containers"][0], "mlflow")
         backend = server_env["MLFLOW_BACKEND_STORE_URI"]
         # An in-cluster database is the declared PostgreSQL; an external one (database.mode external) is the caller's.
         if CLUSTER_DOMAIN in backend:

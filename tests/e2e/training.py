@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.declared import resolve_env
+from tests.e2e.declared import declared_namespace, resolve_env
 from tests.e2e.errors import DataPlaneError
 from tests.e2e.kubeflow import PODDEFAULT_KIND, poddefault_env
 from tests.e2e.launch import RUN_TIMEOUT, run_once
+from tests.e2e.part import Part
 from tools.testing.harness import DeclaredResource, Plan
 from tools.testing.processes import HOST
 
@@ -20,7 +21,7 @@ def job_template(job: DeclaredResource) -> dict[str, Any]:
     return spec["template"]
 
 
-class Training:
+class Training(Part):
     """The training part of a :class:`~tests.e2e.plane.DataPlane`."""
 
     def run_training(self, plan: Plan, job: DeclaredResource) -> None:
@@ -31,7 +32,7 @@ class Training:
         refuses such a pod. It runs held to its security context, its volumes at their declared paths.
         """
         component = f"training-{job.k8s_name}"
-        namespace = job.k8s_namespace
+        namespace = declared_namespace(job)
         template = job_template(job)
         containers = template["spec"]["containers"]
         if len(containers) != 1:
