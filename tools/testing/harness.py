@@ -440,6 +440,7 @@ def run_program(
     """
     import pulumi
     from pulumi.runtime import settings
+    from pulumi.runtime.stack import Stack
 
     records: list[DeclaredResource] = [] if declared is None else declared
     if config is None:
@@ -457,7 +458,8 @@ def run_program(
     def _run():
         runpy.run_path(str(program), run_name="__main__")
         root = settings.get_root_resource()
-        outputs = {k: pulumi.Output.from_input(v) for k, v in (root.outputs if root else {}).items()}
+        stack_outputs = root.outputs if isinstance(root, Stack) else {}
+        outputs = {k: pulumi.Output.from_input(v) for k, v in stack_outputs.items()}
 
         def collect(values: dict[str, Any]) -> None:
             exported.update(values)
