@@ -107,6 +107,7 @@ bench: venv toolchain
 	$(PY) -m tools.bench.scale
 	$(PY) -m tools.bench.scale --no-policy --no-floor --sizes 50 200 --runs 1 --steps preview up noop --out build/bench/scale-no-policy.json
 	$(PY) -m tools.bench.tenancy
+	$(PY) -m tools.bench.test_fast
 
 clean:
 	if [ -x $(PY) ]; then $(PY) -m tools.dev.local_up down; fi
