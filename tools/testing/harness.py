@@ -51,6 +51,8 @@ class DeclaredResource:
     replacement_trigger_secret: bool = False
     # URNs the resource had before (the aliases option): the engine moves their state to ``urn`` instead of replacing.
     alias_urns: list[str] = field(default_factory=list)
+    # The deleteBeforeReplace option: a replacement deletes this object before creating the new one.
+    delete_before_replace: bool = False
 
     @property
     def is_kubernetes(self) -> bool:
@@ -252,6 +254,7 @@ def _monitor(mocks, records: list[DeclaredResource]):
                 custom=bool(request.custom),
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
                 dependencies=sorted(set(request.dependencies)),
                 inputs=inputs,
                 secret_paths=sorted(secret_paths),
