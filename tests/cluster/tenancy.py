@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from kubernetes import client
@@ -57,6 +58,25 @@ def kubeconfig(cluster: local_cluster.Cluster, token: str, namespace: str, path:
     return path
 
 
+def mlflow_call(url: str, method: str, body: dict[str, Any] | None, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """One MLflow REST call: a GET's body as its query, any other's as JSON; the answer's status and JSON body."""
+    data = None
+    if method == "GET" and body:
+        url += "?" + urlencode(body)
+    elif body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"raw": raw[:200].decode(errors="replace")}
+
+
 @dataclass
 class Caller:
     """MLflow's REST API as one caller: a bearer token (or none) and extra headers, against one workspace."""
@@ -70,24 +90,7 @@ class Caller:
         headers = {"Content-Type": "application/json", **({"X-MLFLOW-WORKSPACE": workspace} if workspace else {}), **self.headers}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        url = f"{self.base}/api/2.0/mlflow/{path}"
-        data = None
-        if method == "GET" and body:
-            from urllib.parse import urlencode
-
-            url += "?" + urlencode(body)
-        elif body is not None:
-            data = json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw or b"{}")
-            except ValueError:
-                return exc.code, {"raw": raw[:200].decode(errors="replace")}
+        return mlflow_call(f"{self.base}/api/2.0/mlflow/{path}", method, body, headers)
 
 
 def attempts(owner_experiment: str, owner_model: str) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -150,24 +153,7 @@ class GatewayUser:
         headers = {"Cookie": self.cookie, "Content-Type": "application/json", **self.headers}
         if workspace:
             headers["X-MLFLOW-WORKSPACE"] = workspace
-        url = f"{self.gateway}{self.prefix}/ajax-api/2.0/mlflow/{path}"
-        data = None
-        if method == "GET" and body:
-            from urllib.parse import urlencode
-
-            url += "?" + urlencode(body)
-        elif body is not None:
-            data = json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw or b"{}")
-            except ValueError:
-                return exc.code, {"raw": raw[:200].decode(errors="replace")}
+        return mlflow_call(f"{self.gateway}{self.prefix}/ajax-api/2.0/mlflow/{path}", method, body, headers)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
