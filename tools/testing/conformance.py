@@ -156,6 +156,8 @@ def inference_service_round_trip(manifest: dict) -> dict:
 
 _META = {"type": "object", "required": ["name", "namespace"], "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# A selector of labels only (no matchExpressions).
+_MATCH_LABELS = {"type": "object", "required": ["matchLabels"], "additionalProperties": False, "properties": {"matchLabels": _STR_MAP}}
 _ENV = {
     "type": "array",
     "items": {
@@ -258,12 +260,7 @@ AUTHORIZATION_POLICY = _cr(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "selector": {
-                "type": "object",
-                "required": ["matchLabels"],
-                "additionalProperties": False,
-                "properties": {"matchLabels": _STR_MAP},
-            },
+            "selector": _MATCH_LABELS,
             "action": {"enum": ["ALLOW", "DENY", "AUDIT", "CUSTOM"]},
             "rules": {
                 "type": "array",
@@ -333,12 +330,7 @@ POD_DEFAULT = _cr(
         "required": ["selector", "desc"],
         "additionalProperties": False,
         "properties": {
-            "selector": {
-                "type": "object",
-                "required": ["matchLabels"],
-                "additionalProperties": False,
-                "properties": {"matchLabels": _STR_MAP},
-            },
+            "selector": _MATCH_LABELS,
             "desc": {"type": "string"},
             "serviceAccountName": {"type": "string"},
             "automountServiceAccountToken": {"type": "boolean"},
