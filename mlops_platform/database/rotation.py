@@ -26,7 +26,7 @@ import pulumi_random as random
 from mlops_platform import pod_scripts, rotation
 from mlops_platform.database import postgres
 from mlops_platform.k8s import jobs, naming
-from mlops_platform.k8s.containers import container, plain_env, secret_env
+from mlops_platform.k8s.containers import TMP, container, plain_env, secret_env
 from mlops_platform.settings_base import Resources
 
 COMPONENT = "postgresql-logins"
@@ -159,7 +159,7 @@ class LoginRotation:
             _JOB_RESOURCES,
             command=["python", "-c", SOURCE, step],
             env=[*plain_env({"DATABASE_URL": self._url, "HOME": "/tmp"}), *env],
-            scratch=[jobs.TMP],
+            scratch=[TMP],
         )
         return jobs.generation_job(
             f"{name}-db-{step}",

@@ -49,6 +49,10 @@ class ScratchDir:
     storage_class: str | None = None
 
 
+# What most containers need to write: HOME, Python's and tools' caches, a program's temporary files.
+TMP = ScratchDir("tmp", "/tmp")
+
+
 def secret_env(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
     """An env var read from a Secret: the only way a credential reaches a pod."""
     return k8s.core.v1.EnvVarArgs(

@@ -8,10 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mlops_platform.k8s import naming
-from mlops_platform.k8s.containers import ScratchDir, pod_spec, scanner_exceptions, scratch_volumes
-
-# The Job's container writes only here (HOME, Python's caches): its root filesystem is read-only.
-TMP = ScratchDir("tmp", "/tmp")
+from mlops_platform.k8s.containers import TMP, pod_spec, scanner_exceptions, scratch_volumes
 
 
 def generation_job(

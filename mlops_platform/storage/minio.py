@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from mlops_platform.contracts import Access
 from mlops_platform.k8s import naming, options
-from mlops_platform.k8s.containers import HttpProbe, ScratchDir, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
+from mlops_platform.k8s.containers import TMP, HttpProbe, container, pod_spec, scanner_exceptions, scratch_volumes, secret_env
 from mlops_platform.settings_base import Resources
 from mlops_platform.storage.policy import s3_access_policy
 from mlops_platform.storage.settings import MinioConfig
@@ -102,7 +102,7 @@ def deploy_server(
         ),
         opts=stateful,
     )
-    scratch = [ScratchDir("tmp", "/tmp")]
+    scratch = [TMP]
     server = container(
         "minio",
         config.image,
@@ -189,7 +189,7 @@ def provision_users(
         opts=opts,
     )
     script = _provision_script(endpoint.bucket, users, create_bucket)
-    scratch = [ScratchDir("tmp", "/tmp")]
+    scratch = [TMP]
     job_container = container(
         "provision",
         endpoint.client_image,

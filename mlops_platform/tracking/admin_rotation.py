@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from mlops_platform import pod_scripts
 from mlops_platform.database import postgres
 from mlops_platform.k8s import jobs
-from mlops_platform.k8s.containers import container, plain_env, secret_env
+from mlops_platform.k8s.containers import TMP, container, plain_env, secret_env
 from mlops_platform.settings_base import Resources
 from mlops_platform.tracking.auth import ADMIN_USER
 
@@ -44,7 +44,7 @@ def admin_password_job(
             secret_env("MLFLOW_AUTH_ADMIN_PASSWORD", auth_secret.metadata.name, "admin-password"),
             *plain_env({"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER, **base_env}),
         ],
-        scratch=[jobs.TMP],
+        scratch=[TMP],
     )
     return jobs.generation_job(
         f"{name}-admin-password",

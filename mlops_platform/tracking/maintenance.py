@@ -33,6 +33,7 @@ from mlops_platform.database import postgres
 from mlops_platform.database.backend import Dump
 from mlops_platform.k8s import naming
 from mlops_platform.k8s.containers import (
+    TMP,
     ScratchDir,
     api_token,
     container,
@@ -177,12 +178,12 @@ class Maintenance:
     def _scratch(self) -> list[ScratchDir]:
         a = self._args
         if a.database is None:
-            return [ScratchDir("tmp", "/tmp")]
+            return [TMP]
         if a.dump_storage_class is not None:
             dumps_dir = ScratchDir("backup", DUMP_DIR, a.database.size, medium="volume", storage_class=a.dump_storage_class)
         else:
             dumps_dir = ScratchDir("backup", DUMP_DIR, a.database.size)
-        return [ScratchDir("tmp", "/tmp"), dumps_dir]
+        return [TMP, dumps_dir]
 
     def _wait(self) -> k8s.core.v1.ContainerArgs:
         """A query with the server's own URI, retried until the database answers (bounded), before anything touches it."""
@@ -194,7 +195,7 @@ class Maintenance:
             command=["python", "-c", WAIT_SOURCE],
             args=["--timeout", str(WAIT_SECONDS)],
             env=[secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri), *plain_env(a.base_env)],
-            scratch=[ScratchDir("tmp", "/tmp")],
+            scratch=[TMP],
         )
 
     def _dump(self, database: Dump) -> k8s.core.v1.ContainerArgs:
@@ -237,7 +238,7 @@ class Maintenance:
             a.resources,
             command=migrate_command(a.basic_auth),
             env=[secret_env("MLFLOW_BACKEND_STORE_URI", *a.backend_uri), *plain_env(a.base_env)],
-            scratch=[ScratchDir("tmp", "/tmp")],
+            scratch=[TMP],
         )
 
     def _gc(self, token: k8s.core.v1.VolumeMountArgs | None) -> k8s.core.v1.ContainerArgs:
@@ -253,7 +254,7 @@ class Maintenance:
                 *a.server_env,
                 *plain_env({"MLFLOW_ARTIFACTS_DESTINATION": a.artifact_root, **a.workspace_env, **a.base_env}),
             ],
-            scratch=[ScratchDir("tmp", "/tmp")],
+            scratch=[TMP],
             mounts=[token] if token else [],
         )
 
@@ -273,7 +274,7 @@ class Maintenance:
             spec=pod_spec(
                 main,
                 init_containers=init,
-                volumes=[*scratch_volumes([self._scratch if init else [ScratchDir("tmp", "/tmp")]]), *volumes],
+                volumes=[*scratch_volumes([self._scratch if init else [TMP]]), *volumes],
                 service_account=account,
                 restart_policy="Never",
             ),
