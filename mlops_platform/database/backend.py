@@ -19,11 +19,12 @@ from mlops_platform.database.settings import DatabaseConfig
 
 @dataclass(frozen=True)
 class Dump:
-    """How pg_dump reaches the database: a libpq URL without password; the rest is in the backend's Secret."""
+    """How pg_dump reaches the database: a libpq URL without password.
+
+    The password (key ``password``) is in the Secret that holds the backend store URI (``Backend.uri_secret``).
+    """
 
     url: pulumi.Input[str]
-    # The Secret holding the password (key ``password``): the backend store URI's.
-    secret: pulumi.Input[str]
     # Upper bound of one dump's size (the database's own storage size): a custom-format dump holds the rows
     # compressed and no indexes, so it never outgrows the volume the database lives on.
     size: str
@@ -128,6 +129,6 @@ def declare(
         login = logins.login
         # The login changes with the generation: pg_dump takes its user from the Secret (PGUSER), not the URL.
         url = pulumi.Output.concat("postgresql://", host, f":{postgres.PORT}/", config.name)
-        return Backend((login.secret, "uri"), login.uri, login.password, Dump(url, login.secret, dump_size, server, "username"), logins)
-    dump = Dump(postgres.url_without_password(config.user, host, config.name), secret.metadata.name, dump_size, server)
+        return Backend((login.secret, "uri"), login.uri, login.password, Dump(url, dump_size, server, "username"), logins)
+    dump = Dump(postgres.url_without_password(config.user, host, config.name), dump_size, server)
     return Backend((secret.metadata.name, "uri"), uri, password.result, dump)

@@ -201,6 +201,7 @@ class Maintenance:
     def _dump(self, database: Dump) -> k8s.core.v1.ContainerArgs:
         """pg_dump of the whole database (custom format) into the shared scratch volume; the password only from the Secret."""
         a = self._args
+        secret = a.backend_uri[0]
         return container(
             "dump",
             a.postgres_image,
@@ -208,8 +209,8 @@ class Maintenance:
             command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
             args=[pulumi.Output.concat("--dbname=", database.url)],
             env=[
-                *([secret_env("PGUSER", database.secret, database.user_key)] if database.user_key else []),
-                secret_env("PGPASSWORD", database.secret, "password"),
+                *([secret_env("PGUSER", secret, database.user_key)] if database.user_key else []),
+                secret_env("PGPASSWORD", secret, "password"),
                 *plain_env({"HOME": "/tmp"}),
             ],
             scratch=self._scratch,
