@@ -121,44 +121,46 @@ CRON_ALLOWED = (
 )
 
 
-def _cron_value(text: str, names: dict[str, int]) -> int | str:
-    """A field's number or name, else why not."""
+class _NotCron(ValueError):
+    """Why a schedule is not one the apiserver admits."""
+
+
+def _cron_value(text: str, names: dict[str, int]) -> int:
+    """A field's number or name."""
     if text.lower() in names:
         return names[text.lower()]
     if not _GO_INT.match(text):
-        return f"{text!r} is not a number"
+        raise _NotCron(f"{text!r} is not a number")
     number = int(text)
-    return number if number >= 0 else f"{text!r} is negative"
+    if number < 0:
+        raise _NotCron(f"{text!r} is negative")
+    return number
 
 
-def _cron_range(expr: str, low: int, high: int, names: dict[str, int]) -> str | None:
-    """Why ``expr`` (number, a-b, */n, a/n, a-b/n) is not a range of the field, or None."""
+def _check_range(expr: str, low: int, high: int, names: dict[str, int]) -> None:
+    """``expr`` (number, a-b, */n, a/n, a-b/n) is a range of the field, or _NotCron says why not."""
     range_and_step = expr.split("/")
     if len(range_and_step) > 2:
-        return f"too many slashes in {expr!r}"
+        raise _NotCron(f"too many slashes in {expr!r}")
     bounds = range_and_step[0].split("-")
     if bounds[0] in ("*", "?"):
-        start: int | str = low
-        end: int | str = high
+        start, end = low, high
     elif len(bounds) > 2:
-        return f"too many hyphens in {expr!r}"
+        raise _NotCron(f"too many hyphens in {expr!r}")
     else:
         start = _cron_value(bounds[0], names)
         end = _cron_value(bounds[1], names) if len(bounds) == 2 else start
-    step: int | str = 1
+    step = 1
     if len(range_and_step) == 2:
         step = _cron_value(range_and_step[1], {})
         if len(bounds) == 1:
             end = high
-    for part in (start, end, step):
-        if isinstance(part, str):
-            return part
-    assert isinstance(start, int) and isinstance(end, int) and isinstance(step, int)
     if start < low or end > high:
-        return f"{expr!r} is outside {low}-{high}"
+        raise _NotCron(f"{expr!r} is outside {low}-{high}")
     if start > end:
-        return f"{expr!r} begins after it ends"
-    return f"{expr!r} has a step of 0" if step == 0 else None
+        raise _NotCron(f"{expr!r} begins after it ends")
+    if step == 0:
+        raise _NotCron(f"{expr!r} has a step of 0")
 
 
 def cron_problem(schedule: str) -> str | None:
@@ -176,9 +178,10 @@ def cron_problem(schedule: str) -> str | None:
     for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         # parser.go splits a list with strings.FieldsFunc, which drops empty items.
         for expr in filter(None, text.split(",")):
-            problem = _cron_range(expr, low, high, names)
-            if problem:
-                return f"{what}: {problem}"
+            try:
+                _check_range(expr, low, high, names)
+            except _NotCron as exc:
+                return f"{what}: {exc}"
     return None
 
 
