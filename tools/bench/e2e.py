@@ -29,6 +29,7 @@ import sys
 import time
 
 from tests.e2e.config import E2E_ALIAS, E2E_REGISTERED_MODEL, e2e_config, served_model
+from tests.e2e.declared import declared_name
 from tests.e2e.launch import NO_TELEMETRY
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
@@ -71,9 +72,7 @@ def measure(requests: int) -> dict:
         config, secret_keys = e2e_config("dev", registry_uri=plane.hosts.rewrite(plan.outputs["trackingUri"]))
         serving_plan = run_program("dev", config=config, secret_keys=secret_keys)
         isvc = served_model(serving_plan)
-        model = isvc.k8s_name
-        if model is None:
-            raise SystemExit("error: the InferenceService declares no name")
+        model = declared_name(isvc)
         steps["program_resolves_alias_and_renders"] = time.monotonic() - mark
         mark = time.monotonic()
         model_dir = plane.download_model(serving_plan, isvc)

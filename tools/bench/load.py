@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.e2e.config import e2e_config
-from tests.e2e.declared import mutated
+from tests.e2e.declared import declared_name, mutated, workload_pod
 from tests.e2e.launch import NO_TELEMETRY, Server
 from tests.e2e.plane import DataPlane
 from tests.e2e.postgres import postgres_bindir
@@ -72,9 +72,7 @@ def variant_plans() -> dict[str, Plan]:
             if e["name"] in SMALL_POOL:
                 e["value"] = SMALL_POOL[e["name"]]
 
-    name = deployment.k8s_name
-    if name is None:
-        raise SystemExit("error: the tracking Deployment declares no name")
+    name = declared_name(deployment)
     defaults = mutated(declared, "Deployment", name, deployment.k8s_namespace, mlflow_defaults)
     small = mutated(declared, "Deployment", name, deployment.k8s_namespace, small_pool)
     return {"declared": declared, "pool-3+2": small, "mlflow-defaults": defaults, "declared-x2": doubled}
@@ -225,10 +223,7 @@ def measure_variant(plane: DataPlane, plan: Plan, seeded: dict, requests: int, s
     deployment = DataPlane.tracking_deployment(plan)
     server = plane.start_deployment(plan, deployment)
     prefix = urlsplit(plan.outputs["trackingUri"]).path.rstrip("/")
-    pod = deployment.pod_spec()
-    if pod is None:
-        raise SystemExit("error: the tracking Deployment declares no pod template")
-    container = pod["containers"][0]
+    container = workload_pod(deployment)["containers"][0]
     figures: dict = {
         "pods": len(server.processes),
         "args_workers": container["args"][container["args"].index("--workers") + 1]

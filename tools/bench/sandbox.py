@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.e2e import sandbox
-from tests.e2e.declared import config_map_data, secret_data
+from tests.e2e.declared import config_map_data, secret_data, workload_pod
 from tools.testing.harness import ROOT, run_program
 
 ROUNDS = 30
@@ -29,9 +29,7 @@ def main() -> int:
         return 1
     plan = run_program("dev")
     deployment = plan.k8s("Deployment", "mlflow", "mlflow")
-    pod = deployment.pod_spec()
-    if pod is None:
-        raise SystemExit("error: the mlflow Deployment declares no pod template")
+    pod = workload_pod(deployment)
     container = pod["containers"][0]
 
     def source(kind: str, name: str):
